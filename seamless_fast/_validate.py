@@ -1,0 +1,72 @@
+"""Shared validators: each names the parameter, the value and what was expected."""
+
+import numbers
+
+import numpy as np
+
+__all__ = ["as_pair", "as_positive_int", "check_area", "check_callable", "check_bool"]
+
+
+def _as_int(value, name):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        if isinstance(value, numbers.Real) and float(value).is_integer() and not isinstance(value, (bool, np.bool_)):
+            return int(value)
+        raise ValueError(f"{name}={value!r} is not an integer; expected a whole number of pixels")
+    return int(value)
+
+
+def as_pair(value, name, *, minimum):
+    """Return ``value`` as a (y, x) pair of ints, each >= `minimum`.
+
+    A single integer is used for both axes.
+    """
+    if isinstance(value, (numbers.Number, np.generic)):
+        items = (value, value)
+    else:
+        try:
+            items = tuple(value)
+        except TypeError:
+            raise ValueError(f"{name}={value!r} is not an integer or a (y, x) pair") from None
+        if len(items) != 2:
+            raise ValueError(f"{name}={value!r} has {len(items)} items; expected a (y, x) pair")
+    out = tuple(_as_int(v, name) for v in items)
+    if min(out) < minimum:
+        relation = "positive" if minimum == 1 else f">= {minimum}"
+        raise ValueError(f"{name}={value!r}: every entry must be {relation}")
+    return out
+
+
+def as_positive_int(value, name):
+    out = _as_int(value, name)
+    if out < 1:
+        raise ValueError(f"{name}={value!r} must be a positive integer")
+    return out
+
+
+def check_area(area, image_size):
+    """Validate an ``area`` geometry against ``image_size``; return it (or None)."""
+    if area is None:
+        return None
+    import shapely
+
+    if not isinstance(area, shapely.Geometry):
+        raise ValueError(f"area={area!r} is not a shapely geometry; expected e.g. shapely.box(ylo, xlo, yhi, xhi)")
+    if area.is_empty:
+        raise ValueError("area is an empty geometry; expected a geometry inside the image")
+    image = shapely.box(0, 0, *image_size)
+    if not shapely.intersects(area, image) or shapely.touches(area, image):
+        raise ValueError(f"area with bounds {tuple(area.bounds)} (ylo, xlo, yhi, xhi) lies outside "
+                         f"the image of size {tuple(image_size)}")
+    return area
+
+
+def check_callable(value, name):
+    if not callable(value):
+        raise ValueError(f"{name}={value!r} is not callable")
+    return value
+
+
+def check_bool(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name}={value!r} must be True or False")
+    return bool(value)

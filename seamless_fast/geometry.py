@@ -1,0 +1,152 @@
+"""Integer box geometry: the seed's grid rule, output cells, and shapely conversion.
+
+A box is ``(ylo, xlo, yhi, xhi)`` in integer pixels with exclusive upper
+bounds. Shapely geometries carry (y, x) in shapely's (x, y) slots, as in the
+seed: a box is ``shapely.box(ylo, xlo, yhi, xhi)``.
+"""
+
+import math
+
+import numpy as np
+import shapely
+
+__all__ = ["regular_axis", "grid_boxes", "boxes_to_geoms", "geoms_to_boxes", "grid_cells",
+           "is_rectilinear", "shape_to_slices", "boxes_overlap"]
+
+
+def regular_axis(size, tile, overlap, lo=0, hi=None):
+    """Tile starts along one axis by the seed's rule, and the (possibly clamped) tile length.
+
+    Tiles start at ``span_lo, span_lo + s, ...`` with stride ``s = tile - overlap``
+    over the span ``[max(0, lo - tile), min(size, hi + tile))`` around the
+    wanted interval ``[lo, hi)``; if the regular tiles stop short of ``hi``, one
+    more tile is added that ends exactly at ``hi`` (the flush tile). A tile
+    longer than the image is clamped to the image.
+    """
+    hi = size if hi is None else hi
+    if tile >= size:
+        return np.zeros(1, dtype=np.int64), size
+    stride = tile - overlap
+    span_lo = max(0, lo - tile)
+    span_hi = min(size, hi + tile)
+    count = (span_hi - span_lo - overlap) // stride
+    starts = span_lo + stride * np.arange(count, dtype=np.int64)
+    if starts[-1] + tile < hi:
+        starts = np.append(starts, hi - tile)
+    return starts, tile
+
+
+def grid_boxes(ystarts, ylen, xstarts, xlen):
+    """(rows, cols, 4) integer boxes of the rectilinear grid with the given starts."""
+    rows, cols = len(ystarts), len(xstarts)
+    boxes = np.empty((rows, cols, 4), dtype=np.int64)
+    boxes[:, :, 0] = ystarts[:, None]
+    boxes[:, :, 1] = xstarts[None, :]
+    boxes[:, :, 2] = ystarts[:, None] + ylen
+    boxes[:, :, 3] = xstarts[None, :] + xlen
+    return boxes
+
+
+def boxes_to_geoms(boxes):
+    """Shapely boxes (object array of shape ``boxes.shape[:-1]``) from integer boxes."""
+    b = np.asarray(boxes)
+    return shapely.box(b[..., 0], b[..., 1], b[..., 2], b[..., 3])
+
+
+def geoms_to_boxes(grid, name="grid"):
+    """Integer boxes of a grid of shapely rectangles; a clear error for anything else."""
+    grid = np.asarray(grid, dtype=object)
+    if grid.ndim != 2 or grid.size == 0:
+        raise ValueError(f"{name} must be a non-empty 2-D (rows, cols) array of shapely boxes; got shape {grid.shape}")
+    is_geom = np.vectorize(lambda g: isinstance(g, shapely.Geometry), otypes=[bool])(grid)
+    if not is_geom.all():
+        i, j = np.argwhere(~is_geom)[0]
+        raise ValueError(f"{name}[{i}, {j}] is {grid[i, j]!r}; expected a shapely box")
+    bounds = shapely.bounds(grid)
+    if np.isnan(bounds).any():
+        i, j = np.argwhere(np.isnan(bounds).any(axis=-1))[0]
+        raise ValueError(f"{name}[{i}, {j}] is an empty geometry; expected a box")
+    boxes = np.rint(bounds).astype(np.int64)
+    bad = (np.abs(bounds - boxes).max(axis=-1) > 1e-9) | \
+          ~np.isclose(shapely.area(grid), (bounds[..., 2] - bounds[..., 0]) * (bounds[..., 3] - bounds[..., 1]))
+    bad |= (boxes[..., 2] <= boxes[..., 0]) | (boxes[..., 3] <= boxes[..., 1]) | (boxes[..., :2] < 0).any(axis=-1)
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise ValueError(f"{name}[{i}, {j}] has bounds {tuple(bounds[i, j])}; expected an axis-aligned, "
+                         "non-empty rectangle with non-negative integer bounds (ylo, xlo, yhi, xhi)")
+    _check_ordered(boxes, name)
+    return boxes
+
+
+def _check_ordered(boxes, name):
+    for axis, (lo, hi), what in ((0, (0, 2), "down each column"), (1, (1, 3), "along each row")):
+        for k in (lo, hi):
+            steps = np.diff(boxes[..., k], axis=axis)
+            if (steps < 0).any():
+                i, j = np.argwhere(steps < 0)[0]
+                coord = "y" if axis == 0 else "x"
+                raise ValueError(f"{name} is not ordered: {coord} bounds must not decrease {what} "
+                                 f"(first at index ({i}, {j}))")
+
+
+def is_rectilinear(boxes):
+    """Whether every grid row shares its y-extent and every column its x-extent."""
+    return bool((boxes[:, :, [0, 2]] == boxes[:, :1, [0, 2]]).all()
+                and (boxes[:, :, [1, 3]] == boxes[:1, :, [1, 3]]).all())
+
+
+def _midpoint_bounds(lo, hi, axis):
+    """Cut points between consecutive tiles along `axis`: the middle of their overlap, rounded down."""
+    first = np.take(lo, [0], axis=axis)
+    last = np.take(hi, [-1], axis=axis)
+    nxt = np.take(lo, np.arange(1, lo.shape[axis]), axis=axis)
+    prev = np.take(hi, np.arange(0, hi.shape[axis] - 1), axis=axis)
+    return np.concatenate([first, (nxt + prev) // 2, last], axis=axis)
+
+
+def grid_cells(boxes):
+    """The output cell of every grid tile: disjoint boxes, each inside its own tile.
+
+    Grid rows are cut apart at the middle of the overlap between consecutive
+    rows (the lowest top of row i and the highest bottom of row i - 1), then
+    each row is cut between consecutive tiles at the middle of their overlap.
+    Each cell is finally clipped to its own tile. For a rectilinear grid the
+    cells tile the union of the tiles exactly; for an irregular grid they are
+    still disjoint and each lies inside its tile. A cell may be empty
+    (``yhi <= ylo`` or ``xhi <= xlo``) when tiles overlap by more than half.
+    """
+    row_lo = boxes[:, :, 0].min(axis=1)
+    row_hi = boxes[:, :, 2].max(axis=1)
+    ycut = _midpoint_bounds(row_lo, row_hi, axis=0)
+    xcut = _midpoint_bounds(boxes[:, :, 1], boxes[:, :, 3], axis=1)
+    cells = np.empty_like(boxes)
+    cells[:, :, 0] = np.maximum(ycut[:-1, None], boxes[:, :, 0])
+    cells[:, :, 2] = np.minimum(ycut[1:, None], boxes[:, :, 2])
+    cells[:, :, 1] = np.maximum(xcut[:, :-1], boxes[:, :, 1])
+    cells[:, :, 3] = np.minimum(xcut[:, 1:], boxes[:, :, 3])
+    return cells
+
+
+def boxes_overlap(a, b):
+    """Elementwise: whether boxes `a` and `b` share at least one pixel."""
+    return ((np.maximum(a[..., 0], b[..., 0]) < np.minimum(a[..., 2], b[..., 2]))
+            & (np.maximum(a[..., 1], b[..., 1]) < np.minimum(a[..., 3], b[..., 3])))
+
+
+def shape_to_slices(geom):
+    """``(slice(ylo, yhi), slice(xlo, xhi))`` from a geometry's rounded bounds.
+
+    Examples
+    --------
+    >>> import shapely
+    >>> shape_to_slices(shapely.box(0, 64, 256, 320))
+    (slice(0, 256, None), slice(64, 320, None))
+    """
+    ylo, xlo, yhi, xhi = geom.bounds
+    return slice(round(ylo), round(yhi)), slice(round(xlo), round(xhi))
+
+
+def area_bounds(area):
+    """Integer pixel bounds (ylo, xlo, yhi, xhi) that enclose an area geometry."""
+    ylo, xlo, yhi, xhi = area.bounds
+    return math.floor(ylo), math.floor(xlo), math.ceil(yhi), math.ceil(xhi)

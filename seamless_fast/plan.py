@@ -1,0 +1,396 @@
+"""Planning: turn a grid of tiles into a `Plan` of flat integer arrays.
+
+Shapely is used here and in :mod:`seamless_fast.geometry` only. Everything a
+run needs afterwards (order of arrival, output cells, when each cell is final,
+how many buffer rows are live, the weights) is precomputed once as numpy
+arrays, so running a plan never touches a geometry.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import shapely
+
+from ._validate import as_pair, check_area
+from .geometry import (area_bounds, boxes_overlap, boxes_to_geoms, geoms_to_boxes, grid_boxes,
+                       grid_cells, is_rectilinear, regular_axis)
+from .windows import check_window, is_separable, window_1d
+
+__all__ = ["Plan", "PlanStats", "plan_regular_grid", "plan_from_grid", "analyse_plan",
+           "get_plan_input_geoms"]
+
+
+def _frozen(array):
+    array.flags.writeable = False
+    return array
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Plan:
+    """A compiled tiling plan: everything a run needs, as flat arrays.
+
+    Tiles and cells are addressed by their flat grid index ``t = i * cols + j``.
+    Boxes are ``(ylo, xlo, yhi, xhi)`` rows of int64 with exclusive upper bounds.
+
+    Attributes
+    ----------
+    image_size : tuple of int
+        ``(height, width)`` of the image the plan covers.
+    grid_shape : tuple of int
+        ``(rows, cols)`` of the tile grid.
+    tile_boxes : ndarray, shape (rows * cols, 4)
+        The box of every grid tile.
+    cell_boxes : ndarray, shape (rows * cols, 4)
+        The output cell of every grid tile: disjoint boxes, each inside its
+        tile; empty where a tile has no cell of its own.
+    load_order : ndarray, shape (n_loads,)
+        Flat indices of the tiles the run needs, in the order they must arrive.
+    write_cells : ndarray, shape (n_writes,)
+        Flat indices of the cells the run writes, in the order they are emitted.
+    emit_after : ndarray, shape (n_writes,)
+        For each written cell, the arrival step (position in `load_order`)
+        after which no later tile touches it; non-decreasing.
+    live_from : ndarray, shape (n_loads,)
+        At arrival step k, the first image row any unemitted cell still needs;
+        rows above it are released from the buffer. Non-decreasing.
+    buffer_rows : int
+        Rows of the ring buffer: the most rows live at once.
+    buffer_cols : tuple of int
+        ``(x0, x1)``: the columns the buffer spans.
+    normalised : bool
+        True when the weights below are already divided by the weight sum
+        (rectilinear grid and separable window): the buffer then holds final
+        values and no weight sum is accumulated.
+    weights : ndarray of float64
+        Flat storage of 1-D weight vectors.
+    weight_y, weight_x : ndarray, shape (rows * cols,)
+        Offset into `weights` of each tile's y and x vector (-1 with a 2-D window).
+    window : str, callable or ndarray
+        The window the plan blends with.
+    """
+
+    image_size: tuple
+    grid_shape: tuple
+    tile_boxes: np.ndarray
+    cell_boxes: np.ndarray
+    load_order: np.ndarray
+    write_cells: np.ndarray
+    emit_after: np.ndarray
+    live_from: np.ndarray
+    buffer_rows: int
+    buffer_cols: tuple
+    normalised: bool
+    weights: np.ndarray
+    weight_y: np.ndarray
+    weight_x: np.ndarray
+    window: object
+
+    @property
+    def n_loads(self):
+        """Number of tiles the run consumes."""
+        return len(self.load_order)
+
+    @property
+    def n_writes(self):
+        """Number of output cells the run emits."""
+        return len(self.write_cells)
+
+    def grid_index(self, flat):
+        """The (row, col) grid index of a flat tile or cell index."""
+        i, j = divmod(int(flat), self.grid_shape[1])
+        return i, j
+
+    def __repr__(self):
+        return (f"Plan(image_size={self.image_size}, grid_shape={self.grid_shape}, "
+                f"n_loads={self.n_loads}, n_writes={self.n_writes}, buffer_rows={self.buffer_rows}, "
+                f"buffer_cols={self.buffer_cols}, normalised={self.normalised})")
+
+
+class PlanStats(tuple):
+    """What :func:`analyse_plan` returns: a 3-tuple like the seed's, plus named fields.
+
+    Unpacks as ``(max_tiles_held, tiles_loaded, cells_written)``;
+    ``buffer_bytes`` is the size of the blend buffer.
+    """
+
+    def __new__(cls, max_tiles_held, tiles_loaded, cells_written, buffer_bytes):
+        self = super().__new__(cls, (max_tiles_held, tiles_loaded, cells_written))
+        self.buffer_bytes = buffer_bytes
+        return self
+
+    max_tiles_held = property(lambda self: self[0], doc="Blend buffer size in tile-equivalents (pixels).")
+    tiles_loaded = property(lambda self: self[1], doc="Tiles the run consumes, each once.")
+    cells_written = property(lambda self: self[2], doc="Output cells the run emits.")
+
+    def __repr__(self):
+        return (f"PlanStats(max_tiles_held={self[0]}, tiles_loaded={self[1]}, cells_written={self[2]}, "
+                f"buffer_bytes={self.buffer_bytes})")
+
+
+def plan_regular_grid(image_size, tile_size, overlap, area=None, *, window="pyramid"):
+    """Plan a regular grid of overlapping tiles over an image.
+
+    Tiles start every ``tile_size - overlap`` pixels along each axis; where
+    they stop short of the image (or area) border one more row or column of
+    tiles is added flush with it. A tile larger than the image is clamped to
+    the image along that axis.
+
+    Parameters
+    ----------
+    image_size : (int, int)
+        ``(height, width)`` in pixels.
+    tile_size : int or (int, int)
+        Tile ``(height, width)`` the model takes.
+    overlap : int or (int, int)
+        Overlap between neighbouring tiles; any value from 0 to tile size - 1.
+    area : shapely.Geometry, optional
+        Only cells whose interior meets this geometry (given in (y, x) order)
+        are written, and only the tiles they need are requested.
+    window : str, callable or 2-D array, keyword-only
+        Blending window; see :mod:`seamless_fast.windows`.
+
+    Returns
+    -------
+    plan : Plan
+    grid : ndarray of shapely boxes, shape (rows, cols)
+
+    Examples
+    --------
+    >>> plan, grid = plan_regular_grid((1000, 777), 128, 32)
+    >>> grid.shape
+    (10, 8)
+    >>> plan.n_loads, plan.n_writes
+    (80, 80)
+    """
+    image_size = as_pair(image_size, "image_size", minimum=1)
+    tile_size = as_pair(tile_size, "tile_size", minimum=1)
+    overlap = as_pair(overlap, "overlap", minimum=0)
+    if overlap[0] >= tile_size[0] or overlap[1] >= tile_size[1]:
+        raise ValueError(f"overlap={overlap} must be smaller than tile_size={tile_size} on both axes")
+    area = check_area(area, image_size)
+    window = check_window(window)
+    if area is None:
+        lo, hi = (0, 0), image_size
+    else:
+        ylo, xlo, yhi, xhi = area_bounds(area)
+        lo = (max(ylo, 0), max(xlo, 0))
+        hi = (min(yhi, image_size[0]), min(xhi, image_size[1]))
+    axes = [regular_axis(image_size[a], tile_size[a], overlap[a], lo[a], hi[a]) for a in (0, 1)]
+    boxes = grid_boxes(*axes[0], *axes[1])
+    plan = _compile(boxes, image_size, area, window)
+    return plan, boxes_to_geoms(boxes)
+
+
+def plan_from_grid(grid, area=None, *, window="pyramid"):
+    """Plan a run over any grid of boxes, regular or not.
+
+    Parameters
+    ----------
+    grid : array of shapely boxes, shape (rows, cols)
+        Axis-aligned boxes with integer bounds in (y, x) order; y bounds must
+        not decrease down a column, x bounds not along a row. Tiles may have
+        different sizes and overlaps, and rows need not share y-extents.
+    area : shapely.Geometry, optional
+        As in :func:`plan_regular_grid`.
+    window : str, callable or 2-D array, keyword-only
+        Blending window.
+
+    Returns
+    -------
+    Plan
+
+    Notes
+    -----
+    Output cells are cut at the middle of each overlap (see
+    :func:`seamless_fast.geometry.grid_cells`). On a rectilinear grid they
+    cover every tile pixel exactly once; on an irregular grid each cell still
+    lies inside its own tile and no pixel is written twice.
+
+    Examples
+    --------
+    >>> import numpy as np, shapely
+    >>> grid = np.array([[shapely.box(0, 0, 60, 50), shapely.box(0, 30, 60, 90)]])
+    >>> plan_from_grid(grid).n_writes
+    2
+    """
+    boxes = geoms_to_boxes(grid)
+    image_size = (int(boxes[..., 2].max()), int(boxes[..., 3].max()))
+    area = check_area(area, image_size)
+    window = check_window(window)
+    return _compile(boxes, image_size, area, window)
+
+
+def _compile(boxes, image_size, area, window):
+    rows, cols = boxes.shape[:2]
+    cells = grid_cells(boxes)
+    flat_boxes = boxes.reshape(-1, 4)
+    flat_cells = cells.reshape(-1, 4)
+    selected = (flat_cells[:, 2] > flat_cells[:, 0]) & (flat_cells[:, 3] > flat_cells[:, 1])
+    if area is not None:
+        selected[selected] = _meets(area, flat_cells[selected])
+        if not selected.any():
+            raise ValueError(f"area with bounds {tuple(area.bounds)} meets no output cell of the grid")
+    rectilinear = is_rectilinear(boxes)
+    if rectilinear:
+        load_order, emit_after, write_cells = _schedule_rectilinear(boxes, cells, selected)
+    else:
+        load_order, emit_after, write_cells = _schedule_general(flat_boxes, flat_cells, selected)
+    order = np.lexsort((write_cells, emit_after))
+    write_cells, emit_after = write_cells[order], emit_after[order]
+    live_from = _live_from(flat_cells[write_cells, 0], emit_after, len(load_order), image_size[0])
+    top = np.maximum.accumulate(flat_boxes[load_order, 2])
+    buffer_rows = int(max(1, (top - live_from).max()))
+    buffer_cols = (int(flat_boxes[load_order, 1].min()), int(flat_boxes[load_order, 3].max()))
+    normalised = rectilinear and is_separable(window)
+    weights, weight_y, weight_x = _weights(boxes, window, normalised)
+    return Plan(
+        image_size=tuple(image_size), grid_shape=(rows, cols),
+        tile_boxes=_frozen(flat_boxes.copy()), cell_boxes=_frozen(flat_cells.copy()),
+        load_order=_frozen(load_order), write_cells=_frozen(write_cells),
+        emit_after=_frozen(emit_after), live_from=_frozen(live_from),
+        buffer_rows=buffer_rows, buffer_cols=buffer_cols, normalised=normalised,
+        weights=_frozen(weights), weight_y=_frozen(weight_y), weight_x=_frozen(weight_x), window=window,
+    )
+
+
+def _meets(area, cells):
+    """Which cells the area reaches into (not just touches at the border)."""
+    shapely.prepare(area)
+    geoms = boxes_to_geoms(cells)
+    return shapely.intersects(area, geoms) & ~shapely.touches(area, geoms)
+
+
+def _schedule_rectilinear(boxes, cells, selected):
+    """Needed tiles, arrival order and emission steps on a grid whose rows/cols share extents.
+
+    A cell needs the tile rows overlapping its y-extent times the tile
+    columns overlapping its x-extent; tiles arrive in row-major order, so a
+    cell is final after the last of those (bottom-right) tiles.
+    """
+    rows, cols = boxes.shape[:2]
+    sel = selected.reshape(rows, cols)
+    si, sj = np.nonzero(sel)
+    first_row = np.searchsorted(boxes[:, 0, 2], cells[si, 0, 0], side="right")
+    last_row = np.searchsorted(boxes[:, 0, 0], cells[si, 0, 2], side="left") - 1
+    first_col = np.searchsorted(boxes[0, :, 3], cells[0, sj, 1], side="right")
+    last_col = np.searchsorted(boxes[0, :, 1], cells[0, sj, 3], side="left") - 1
+    # Mark each cell's block of needed tiles with a 2-D difference array.
+    marks = np.zeros((rows + 1, cols + 1), dtype=np.int64)
+    np.add.at(marks, (first_row, first_col), 1)
+    np.add.at(marks, (last_row + 1, first_col), -1)
+    np.add.at(marks, (first_row, last_col + 1), -1)
+    np.add.at(marks, (last_row + 1, last_col + 1), 1)
+    needed = (marks.cumsum(axis=0).cumsum(axis=1)[:rows, :cols] > 0).ravel()
+    load_order = np.flatnonzero(needed)
+    position = np.cumsum(needed) - 1
+    emit_after = position[last_row * cols + last_col]
+    return load_order, emit_after, si * cols + sj
+
+
+def _schedule_general(flat_boxes, flat_cells, selected):
+    """As above for any grid: overlaps found with an STRtree, tiles ordered by (ylo, xlo)."""
+    write_cells = np.flatnonzero(selected)
+    tree = shapely.STRtree(boxes_to_geoms(flat_boxes))
+    cell_pos, tile = tree.query(boxes_to_geoms(flat_cells[write_cells]), predicate="intersects")
+    keep = boxes_overlap(flat_cells[write_cells[cell_pos]], flat_boxes[tile])
+    cell_pos, tile = cell_pos[keep], tile[keep]
+    needed = np.unique(tile)
+    load_order = needed[np.lexsort((needed, flat_boxes[needed, 1], flat_boxes[needed, 0]))]
+    position = np.full(len(flat_boxes), -1, dtype=np.int64)
+    position[load_order] = np.arange(len(load_order))
+    emit_after = np.full(len(write_cells), -1, dtype=np.int64)
+    np.maximum.at(emit_after, cell_pos, position[tile])
+    return load_order, emit_after, write_cells
+
+
+def _live_from(cell_ylo, emit_after, n_loads, height):
+    """First row still needed by an unemitted cell at each arrival step (`height` once none is)."""
+    pending_min = np.append(np.minimum.accumulate(cell_ylo[::-1])[::-1], height)
+    return pending_min[np.searchsorted(emit_after, np.arange(n_loads), side="left")]
+
+
+def _weights(boxes, window, normalised):
+    """Flat 1-D weight vectors and each tile's offsets into them."""
+    rows, cols = boxes.shape[:2]
+    if not is_separable(window):
+        none = np.full(rows * cols, -1, dtype=np.int64)
+        return np.zeros(0), none, none.copy()
+    if normalised:
+        ys = _normalised_axis(boxes[:, 0, 0], boxes[:, 0, 2], window)
+        xs = _normalised_axis(boxes[0, :, 1], boxes[0, :, 3], window)
+        y_off = np.cumsum([0] + [len(v) for v in ys])[:-1]
+        x_off = y_off[-1] + len(ys[-1]) + np.cumsum([0] + [len(v) for v in xs])[:-1]
+        weights = np.concatenate(ys + xs)
+        weight_y = np.repeat(y_off, cols)
+        weight_x = np.tile(x_off, rows)
+        return weights, weight_y.astype(np.int64), weight_x.astype(np.int64)
+    flat = boxes.reshape(-1, 4)
+    lengths = np.unique(np.concatenate([flat[:, 2] - flat[:, 0], flat[:, 3] - flat[:, 1]]))
+    offsets = np.cumsum(np.append(0, lengths))
+    weights = np.concatenate([window_1d(window, n) for n in lengths])
+    lookup = dict(zip(lengths.tolist(), offsets[:-1].tolist()))
+    weight_y = np.array([lookup[n] for n in (flat[:, 2] - flat[:, 0]).tolist()], dtype=np.int64)
+    weight_x = np.array([lookup[n] for n in (flat[:, 3] - flat[:, 1]).tolist()], dtype=np.int64)
+    return weights, weight_y, weight_x
+
+
+def _normalised_axis(starts, ends, window):
+    """Per grid row (or column): its taper divided by the sum of all tapers covering each pixel."""
+    tapers = [window_1d(window, int(e - s)) for s, e in zip(starts, ends)]
+    total = np.zeros(int(ends.max()))
+    for s, e, taper in zip(starts, ends, tapers):
+        total[s:e] += taper
+    return [taper / total[s:e] for s, e, taper in zip(starts, ends, tapers)]
+
+
+def analyse_plan(plan, *, channels=1, dtype=np.float32):
+    """Memory and work of a plan, before running it.
+
+    Parameters
+    ----------
+    plan : Plan
+    channels : int, keyword-only
+        Channels of the model output, for `buffer_bytes`.
+    dtype : numpy dtype, keyword-only
+        Accumulator dtype (float32 for float16/float32 tiles, float64 for float64).
+
+    Returns
+    -------
+    PlanStats
+        Unpacks like the seed's ``(max_tiles_held, tiles_loaded, cells_written)``.
+        No raw tile is ever held; ``max_tiles_held`` is the blend buffer's size
+        in tile-equivalents (its pixels over one largest tile's pixels,
+        rounded up), and ``buffer_bytes`` its size in bytes (including the
+        weight-sum plane on grids that need one).
+
+    Examples
+    --------
+    >>> plan, _ = plan_regular_grid((4096, 4096), 256, 64)
+    >>> stats = analyse_plan(plan, channels=3)
+    >>> stats.tiles_loaded, stats.cells_written
+    (441, 441)
+    """
+    from ._validate import as_positive_int
+
+    channels = as_positive_int(channels, "channels")
+    itemsize = np.dtype(dtype).itemsize
+    x0, x1 = plan.buffer_cols
+    pixels = plan.buffer_rows * (x1 - x0)
+    planes = channels if plan.normalised else channels + 1
+    boxes = plan.tile_boxes[plan.load_order]
+    tile_pixels = int(((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).max())
+    held = -(-pixels // tile_pixels)
+    return PlanStats(int(held), plan.n_loads, plan.n_writes, int(pixels * planes * itemsize))
+
+
+def get_plan_input_geoms(plan):
+    """``[(grid_index, shapely box), ...]`` of the tiles to compute, in the order the run needs them.
+
+    Examples
+    --------
+    >>> plan, _ = plan_regular_grid((300, 300), 128, 32)
+    >>> get_plan_input_geoms(plan)[0][0]
+    (0, 0)
+    """
+    geoms = boxes_to_geoms(plan.tile_boxes[plan.load_order])
+    return [(plan.grid_index(t), g) for t, g in zip(plan.load_order.tolist(), geoms)]

@@ -1,0 +1,124 @@
+"""Pull-style running: the seed's ``run_plan`` generator on top of :class:`Blender`."""
+
+import os
+
+from ._validate import as_positive_int, check_callable
+from .blend import Blender
+from .plan import Plan, analyse_plan
+
+__all__ = ["run_plan", "iterate_tiles"]
+
+_MISSING = object()
+
+
+def iterate_tiles(blender, tiles):
+    """Push every tile from the iterable `tiles`; yield ``(step, cells)`` after each.
+
+    Raises a ValueError naming the counts when `tiles` runs out early or
+    holds more tiles than the plan expects.
+    """
+    expected = blender.plan.n_loads
+    iterator = iter(tiles)
+    for step in range(expected):
+        tile = next(iterator, _MISSING)
+        if tile is _MISSING:
+            raise ValueError(f"tiles ran out after {step} tiles; the plan expects {expected}")
+        yield step, blender.push(tile)
+    if next(iterator, _MISSING) is not _MISSING:
+        raise ValueError(f"tiles holds more than the {expected} tiles the plan expects")
+
+
+def run_plan(plan, tiles, max_tiles=None, disk_cache_dir=None, on_load=None, on_unload=None, on_step=None,
+             on_disk_evict=None, on_disk_restore=None, *, labels=False, channel_first=False, dtype=None,
+             check_finite=False):
+    """Blend model outputs as they arrive; yield each output cell once it is final.
+
+    Parameters
+    ----------
+    plan : Plan
+        From :func:`plan_regular_grid` or :func:`plan_from_grid`.
+    tiles : iterable of array-like
+        One model output per tile of :func:`get_plan_input_geoms`, in that
+        order: (H, W, C), (C, H, W) with ``channel_first``, or (H, W).
+    max_tiles : int, optional
+        Memory bound, in tile-equivalents, for the blend buffer (see
+        :func:`analyse_plan`). Over it, the run is refused unless
+        `disk_cache_dir` is given, in which case the buffer is a
+        memory-mapped file there (removed when the run ends).
+    disk_cache_dir : path, optional
+        Folder for the memory-mapped buffer; created if missing.
+    on_load, on_unload : callable(index), optional
+        Called with the grid index when a tile is taken from `tiles` and when
+        it has been blended (its buffer is then free to reuse).
+    on_step : callable(step), optional
+        Called after each tile with its arrival step.
+    on_disk_evict, on_disk_restore : callable, optional
+        Accepted for compatibility with the seed and never called: no tile is
+        ever evicted, since tiles are blended on arrival.
+    labels, channel_first, dtype, check_finite : keyword-only
+        As for :class:`Blender`.
+
+    Returns
+    -------
+    generator of (index, out_geom, out_tile)
+        Grid index, shapely box of the cell (y, x order) and its blended values.
+        Arguments are checked when `run_plan` is called, before any tile is read.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from seamless_fast import get_plan_input_geoms, plan_regular_grid, shape_to_slices
+    >>> plan, grid = plan_regular_grid((200, 150), 64, 16)
+    >>> tiles = (np.ones((64, 64, 3)) for _ in get_plan_input_geoms(plan))
+    >>> image = np.zeros((200, 150, 3))
+    >>> for index, out_geom, out_tile in run_plan(plan, tiles):
+    ...     image[shape_to_slices(out_geom)] = out_tile
+    >>> float(image.min())
+    1.0
+    """
+    if not isinstance(plan, Plan):
+        raise ValueError(f"plan must be a Plan from plan_regular_grid or plan_from_grid; got {type(plan).__name__}")
+    callbacks = {"on_load": on_load, "on_unload": on_unload, "on_step": on_step,
+                 "on_disk_evict": on_disk_evict, "on_disk_restore": on_disk_restore}
+    for name, fn in callbacks.items():
+        if fn is not None:
+            check_callable(fn, name)
+    if max_tiles is not None:
+        max_tiles = as_positive_int(max_tiles, "max_tiles")
+        held = analyse_plan(plan).max_tiles_held
+        if held > max_tiles and disk_cache_dir is None:
+            raise ValueError(f"max_tiles={max_tiles} is below the {held} tile-equivalents this plan's blend "
+                             "buffer holds; raise max_tiles or pass disk_cache_dir to keep the buffer on disk")
+    elif disk_cache_dir is not None:
+        raise ValueError("disk_cache_dir is set but max_tiles is not; set max_tiles as well")
+    if disk_cache_dir is not None:
+        if os.path.exists(disk_cache_dir) and not os.path.isdir(disk_cache_dir):
+            raise ValueError(f"disk_cache_dir={str(disk_cache_dir)!r} exists and is not a directory")
+        os.makedirs(disk_cache_dir, exist_ok=True)
+        if analyse_plan(plan).max_tiles_held <= max_tiles:
+            disk_cache_dir = None  # the buffer fits the budget: keep it in RAM
+    blender = Blender(plan, labels=labels, channel_first=channel_first, dtype=dtype,
+                      check_finite=check_finite, cache_dir=disk_cache_dir)
+    return _run(blender, tiles, on_load, on_unload, on_step)
+
+
+def _run(blender, tiles, on_load, on_unload, on_step):
+    plan = blender.plan
+    with blender:
+        for step, cells in iterate_tiles(blender, _announce(plan, tiles, on_load)):
+            if on_unload is not None:
+                on_unload(plan.grid_index(plan.load_order[step]))
+            for cell in cells:
+                yield cell.index, cell.geom, cell.data
+            if on_step is not None:
+                on_step(step)
+
+
+def _announce(plan, tiles, on_load):
+    if on_load is None:
+        yield from tiles
+        return
+    for step, tile in enumerate(tiles):
+        if step < plan.n_loads:
+            on_load(plan.grid_index(plan.load_order[step]))
+        yield tile
