@@ -8,6 +8,6 @@ lets blending run in a thread beside the model and the reader/writer.
 
 import numba
 
-JIT_OPTIONS = dict(nopython=True, nogil=True, cache=True, fastmath=False, boundscheck=False)
+JIT_OPTIONS = dict(nogil=True, cache=True, fastmath=False, boundscheck=False)
 
 njit = numba.njit(**JIT_OPTIONS)
