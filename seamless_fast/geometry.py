@@ -95,30 +95,30 @@ def is_rectilinear(boxes):
                 and (boxes[:, :, [1, 3]] == boxes[:1, :, [1, 3]]).all())
 
 
-def _midpoint_bounds(lo, hi, axis):
-    """Cut points between consecutive tiles along `axis`: the middle of their overlap, rounded down."""
+def _cuts(lo, hi, axis):
+    """Cut points between consecutive tiles along `axis`: where the later tile starts."""
     first = np.take(lo, [0], axis=axis)
     last = np.take(hi, [-1], axis=axis)
-    nxt = np.take(lo, np.arange(1, lo.shape[axis]), axis=axis)
-    prev = np.take(hi, np.arange(0, hi.shape[axis] - 1), axis=axis)
-    return np.concatenate([first, (nxt + prev) // 2, last], axis=axis)
+    starts = np.take(lo, np.arange(1, lo.shape[axis]), axis=axis)
+    return np.concatenate([first, starts, last], axis=axis)
 
 
 def grid_cells(boxes):
     """The output cell of every grid tile: disjoint boxes, each inside its own tile.
 
-    Grid rows are cut apart at the middle of the overlap between consecutive
-    rows (the lowest top of row i and the highest bottom of row i - 1), then
-    each row is cut between consecutive tiles at the middle of their overlap.
-    Each cell is finally clipped to its own tile. For a rectilinear grid the
-    cells tile the union of the tiles exactly; for an irregular grid they are
-    still disjoint and each lies inside its tile. A cell may be empty
-    (``yhi <= ylo`` or ``xhi <= xlo``) when tiles overlap by more than half.
+    Consecutive grid rows are cut where the later row starts (its lowest
+    top), then each row is cut between consecutive tiles where the later
+    tile starts; each cell is finally clipped to its own tile. So the cell of
+    tile (i, j) is the part of the tile that no later tile in row-major
+    order reaches: it is final the moment tile (i, j) is blended, and the
+    blend buffer never holds more than one tile height of rows. For a
+    rectilinear grid the cells tile the union of the tiles exactly; for an
+    irregular grid they are still disjoint and each lies inside its tile.
+    A cell is empty (``yhi <= ylo`` or ``xhi <= xlo``) when the next tile
+    starts where this one does.
     """
-    row_lo = boxes[:, :, 0].min(axis=1)
-    row_hi = boxes[:, :, 2].max(axis=1)
-    ycut = _midpoint_bounds(row_lo, row_hi, axis=0)
-    xcut = _midpoint_bounds(boxes[:, :, 1], boxes[:, :, 3], axis=1)
+    ycut = _cuts(boxes[:, :, 0].min(axis=1), boxes[:, :, 2].max(axis=1), axis=0)
+    xcut = _cuts(boxes[:, :, 1], boxes[:, :, 3], axis=1)
     cells = np.empty_like(boxes)
     cells[:, :, 0] = np.maximum(ycut[:-1, None], boxes[:, :, 0])
     cells[:, :, 2] = np.minimum(ycut[1:, None], boxes[:, :, 2])

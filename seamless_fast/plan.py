@@ -14,7 +14,7 @@ import shapely
 from ._validate import as_pair, check_area
 from .geometry import (area_bounds, boxes_overlap, boxes_to_geoms, geoms_to_boxes, grid_boxes,
                        grid_cells, is_rectilinear, regular_axis)
-from .windows import check_window, is_separable, window_1d
+from .windows import check_window, is_separable, window_1d, window_2d
 
 __all__ = ["Plan", "PlanStats", "plan_regular_grid", "plan_from_grid", "analyse_plan",
            "get_plan_input_geoms"]
@@ -222,6 +222,10 @@ def plan_from_grid(grid, area=None, *, window="pyramid"):
 
 def _compile(boxes, image_size, area, window):
     rows, cols = boxes.shape[:2]
+    if not is_separable(window):
+        sizes = np.unique(boxes[..., 2:].reshape(-1, 2) - boxes[..., :2].reshape(-1, 2), axis=0)
+        for h, w in sizes.tolist():
+            window_2d(window, h, w)  # raises with both shapes named
     cells = grid_cells(boxes)
     flat_boxes = boxes.reshape(-1, 4)
     flat_cells = cells.reshape(-1, 4)
