@@ -102,8 +102,8 @@ class Blender:
     ...     for _ in range(plan.n_loads):
     ...         for cell in blender.push(np.ones(blender.next_tile_shape + (2,), np.float32)):
     ...             out[cell.slices] = cell.data
-    >>> float(out.min()), float(out.max())
-    (1.0, 1.0)
+    >>> bool(np.allclose(out, 1.0))
+    True
     """
 
     def __init__(self, plan, *, labels=False, channel_first=False, dtype=None, check_finite=False,
@@ -352,7 +352,7 @@ def blend(plan, tiles, *, out=None, labels=False, channel_first=False, dtype=Non
     >>> plan, _ = plan_regular_grid((90, 70), 32, 8)
     >>> tiles = (np.full((32, 32, 1), 0.5) for _ in get_plan_input_geoms(plan))
     >>> result = blend(plan, tiles)
-    >>> result.shape, float(result.max())
+    >>> result.shape, round(float(result.max()), 6)
     ((90, 70, 1), 0.5)
     """
     from .run import iterate_tiles

@@ -158,9 +158,9 @@ def plan_regular_grid(image_size, tile_size, overlap, area=None, *, window="pyra
     --------
     >>> plan, grid = plan_regular_grid((1000, 777), 128, 32)
     >>> grid.shape
-    (10, 8)
+    (11, 8)
     >>> plan.n_loads, plan.n_writes
-    (80, 80)
+    (88, 88)
     """
     image_size = as_pair(image_size, "image_size", minimum=1)
     tile_size = as_pair(tile_size, "tile_size", minimum=1)

@@ -1,0 +1,214 @@
+"""run_plan and the push interface: the seed's contract, callbacks, and every bad input."""
+
+import numpy as np
+import pytest
+import shapely
+
+import seamless_fast as sf
+
+from cases import random_tiles
+
+
+def seed_readme_minimal_example(image_size, tile_size, overlap):
+    """The seed README's minimal example, unchanged but for the import line."""
+    import seamless_fast as seamless_seg
+
+    def _input_generator(plan):
+        for index, geom in seamless_seg.get_plan_input_geoms(plan):
+            tile = np.ones((*tile_size, 3), dtype=np.uint8)
+            tile *= np.random.randint(20, 255, (3,), dtype=np.uint8)
+            yield tile
+
+    plan, grid = seamless_seg.plan_regular_grid(image_size, tile_size, overlap)
+    in_tiles = _input_generator(plan)
+    out_img = np.zeros((*image_size, 3))
+    for index, out_geom, out_tile in seamless_seg.run_plan(plan, in_tiles):
+        y_slc, x_slc = seamless_seg.shape_to_slices(out_geom)
+        out_img[y_slc, x_slc] = out_tile
+    return out_img
+
+
+@pytest.mark.parametrize("image_size", [(1000, 777), (512, 512), (300, 2000)])
+def test_seed_readme_minimal_example_runs(image_size):
+    out_img = seed_readme_minimal_example(image_size, (128, 128), (32, 32))
+    assert out_img.min() >= 20 and out_img.max() <= 255  # every pixel written with a blend of tile colours
+
+
+def test_seed_names_are_public():
+    for name in ["plan_regular_grid", "plan_from_grid", "get_plan_input_geoms", "run_plan", "shape_to_slices",
+                 "batched_tile_get", "threaded_batched_tile_get", "analyse_plan", "overlap_weights",
+                 "apply_weights"]:
+        assert callable(getattr(sf, name))
+
+
+def test_run_plan_with_threaded_batches_matches_blend():
+    plan, _ = sf.plan_regular_grid((300, 260), 64, 16)
+    tiles = random_tiles(plan, np.random.default_rng(0), 3, np.float32)
+    expected = sf.blend(plan, [tiles[t] for t in plan.load_order])
+
+    def get_tiles(indices, geoms):
+        return np.stack([tiles[i * plan.grid_shape[1] + j] for i, j in indices])
+
+    geoms = sf.get_plan_input_geoms(plan)
+    got = np.zeros_like(expected)
+    for _, out_geom, out_tile in sf.run_plan(plan, sf.threaded_batched_tile_get(geoms, 5, get_tiles, 15)):
+        got[sf.shape_to_slices(out_geom)] = out_tile
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_callbacks_and_yield_order():
+    plan, _ = sf.plan_regular_grid((200, 150), 64, 16)
+    events = []
+    tiles = (np.zeros((64, 64, 1)) for _ in range(plan.n_loads))
+    run = sf.run_plan(plan, tiles, on_load=lambda i: events.append(("load", i)),
+                      on_unload=lambda i: events.append(("unload", i)), on_step=lambda n: events.append(("step", n)))
+    for index, geom, _ in run:
+        events.append(("write", index))
+        assert isinstance(geom, shapely.Polygon)
+    first = plan.grid_index(plan.load_order[0])
+    assert events[:4] == [("load", first), ("unload", first), ("write", first), ("step", 0)]
+    assert [e for e in events if e[0] == "load"] == [("load", i) for i, _ in sf.get_plan_input_geoms(plan)]
+    assert sum(e[0] == "write" for e in events) == plan.n_writes
+
+
+def test_run_plan_checks_arguments_before_reading_tiles():
+    plan, _ = sf.plan_regular_grid((200, 150), 64, 16)
+    touched = []
+
+    def tiles():
+        touched.append(True)
+        yield np.zeros((64, 64))
+
+    for kwargs, message in [
+        (dict(max_tiles=0), "max_tiles=0 must be a positive integer"),
+        (dict(max_tiles=1), "max_tiles=1 is below the .* tile-equivalents"),
+        (dict(disk_cache_dir="somewhere"), "disk_cache_dir is set but max_tiles is not"),
+        (dict(on_load=3), "on_load=3 is not callable"),
+        (dict(labels="yes"), "labels='yes' must be True or False"),
+        (dict(dtype=np.int32), "dtype=int32 is not a supported accumulator"),
+        (dict(dtype=np.float16), "dtype=float16 is not a supported accumulator"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            sf.run_plan(plan, tiles(), **kwargs)
+    with pytest.raises(ValueError, match="plan must be a Plan"):
+        sf.run_plan([], tiles())
+    assert not touched
+
+
+def test_disk_cache_dir_must_be_a_directory(tmp_path):
+    plan, _ = sf.plan_regular_grid((200, 150), 64, 16)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="exists and is not a directory"):
+        sf.run_plan(plan, [], max_tiles=1, disk_cache_dir=tmp_path / "file")
+
+
+def test_max_tiles_within_budget_keeps_buffer_in_ram(tmp_path):
+    plan, _ = sf.plan_regular_grid((200, 150), 64, 16)
+    run = sf.run_plan(plan, (np.ones((64, 64)) for _ in range(plan.n_loads)), max_tiles=100,
+                      disk_cache_dir=tmp_path / "cache")
+    next(run)
+    assert list((tmp_path / "cache").iterdir()) == []
+    assert len(list(run)) == plan.n_writes - 1
+
+
+def test_too_few_and_too_many_tiles():
+    plan, _ = sf.plan_regular_grid((200, 150), 64, 16)
+    n = plan.n_loads
+    with pytest.raises(ValueError, match=f"tiles ran out after 5 tiles; the plan expects {n}"):
+        list(sf.run_plan(plan, [np.zeros((64, 64))] * 5))
+    with pytest.raises(ValueError, match=f"tiles holds more than the {n} tiles the plan expects"):
+        list(sf.run_plan(plan, [np.zeros((64, 64))] * (n + 1)))
+    assert len(list(sf.run_plan(plan, [np.zeros((64, 64))] * n))) == plan.n_writes
+
+
+@pytest.mark.parametrize("tile, message", [
+    (np.zeros((64, 60, 3)), r"tile 0 \(grid index \(0, 0\)\) has shape \(64, 60, 3\); expected \(64, 64, 'C'\)"),
+    (np.zeros((3, 64, 64)), r"tile 0 .* has shape \(3, 64, 64\); expected \(64, 64, 'C'\)"),
+    (np.zeros((64,)), r"tile 0 .* has shape \(64,\); expected \(H, W, C\) or \(H, W\)"),
+    (np.zeros((64, 64, 0)), "has no channels"),
+    (np.zeros((64, 64, 3), np.complex64), "has dtype complex64; expected a real float, integer or bool dtype"),
+    (np.full((64, 64), "a"), "has dtype <U1"),
+    (np.array(None), "has dtype object"),
+])
+def test_bad_tiles(tile, message):
+    plan, _ = sf.plan_regular_grid((200, 150), 64, 16)
+    with pytest.raises(ValueError, match=message):
+        sf.Blender(plan).push(tile)
+
+
+def test_tile_errors_name_the_tile_and_leave_state_unchanged():
+    plan, _ = sf.plan_regular_grid((200, 150), 64, 16)
+    tiles = random_tiles(plan, np.random.default_rng(1), 2, np.float32)
+    blender = sf.Blender(plan)
+    blender.push(tiles[plan.load_order[0]])
+    index = plan.grid_index(plan.load_order[1])
+    with pytest.raises(ValueError, match=rf"tile 1 \(grid index {re_tuple(index)}\) has shape \(64, 64, 3\); "
+                                         r"expected \(64, 64, 2\)"):
+        blender.push(np.zeros((64, 64, 3), np.float32))
+    with pytest.raises(ValueError, match=r"tile 1 .* has 2 dimensions; earlier tiles had 3"):
+        blender.push(np.zeros((64, 64), np.float32))
+    for t in plan.load_order[1:]:
+        blender.push(tiles[t])
+    blender.close()
+    with pytest.raises(ValueError, match="this Blender is closed"):
+        blender.push(tiles[0])
+
+
+def re_tuple(index):
+    return r"\(" + ", ".join(map(str, index)) + r"\)"
+
+
+def test_channel_first_mismatch_message():
+    plan, _ = sf.plan_regular_grid((200, 150), 64, 16)
+    with pytest.raises(ValueError, match=r"expected \('C', 64, 64\) \(channel_first=True\)"):
+        sf.Blender(plan, channel_first=True).push(np.zeros((64, 64, 3)))
+
+
+def test_blender_counts_tiles():
+    plan, _ = sf.plan_regular_grid((100, 100), 64, 16)
+    blender = sf.Blender(plan)
+    assert blender.next_index == (0, 0) and blender.next_tile_shape == (64, 64)
+    blender.push(np.zeros((64, 64)))
+    with pytest.raises(ValueError, match=f"blend closed after 1 tiles; the plan expects {plan.n_loads}"):
+        blender.close()
+    blender = sf.Blender(plan)
+    cells = blender.push_batch(np.zeros((plan.n_loads, 64, 64, 2)))
+    assert blender.done and len(cells) == plan.n_writes
+    with pytest.raises(ValueError, match=f"more tiles than the {plan.n_loads} the plan expects"):
+        blender.push(np.zeros((64, 64, 2)))
+    blender.close()
+
+
+def test_blender_context_keeps_the_original_error():
+    plan, _ = sf.plan_regular_grid((100, 100), 64, 16)
+    with pytest.raises(RuntimeError, match="model failed"):
+        with sf.Blender(plan) as blender:
+            blender.push(np.zeros((64, 64)))
+            raise RuntimeError("model failed")
+
+
+def test_blender_bad_options(tmp_path):
+    plan, _ = sf.plan_regular_grid((100, 100), 64, 16)
+    with pytest.raises(ValueError, match="cache_dir='.*missing' is not an existing directory"):
+        sf.Blender(plan, cache_dir=tmp_path / "missing")
+    with pytest.raises(ValueError, match="channel_first=1 must be True or False"):
+        sf.Blender(plan, channel_first=1)
+
+
+def test_blend_out_checks():
+    plan, _ = sf.plan_regular_grid((100, 100), 64, 16)
+    tiles = [np.zeros((64, 64, 2))] * plan.n_loads
+    with pytest.raises(ValueError, match=r"out must be an array whose \(H, W\) is the plan's image_size"):
+        sf.blend(plan, tiles, out=np.zeros((100, 99, 2)))
+    with pytest.raises(ValueError, match="out has shape .* which cannot take cell"):
+        sf.blend(plan, tiles, out=np.zeros((100, 100, 3)))
+    out = np.zeros((2, 100, 100), np.float32)
+    assert sf.blend(plan, [np.ones((2, 64, 64))] * plan.n_loads, out=out, channel_first=True) is out
+    assert (out == 1).all()
+
+
+def test_analyse_plan_unpacks_like_the_seed():
+    plan, _ = sf.plan_regular_grid((1000, 777), 128, 32)
+    max_loaded, total_loaded, writes = sf.analyse_plan(plan)
+    assert total_loaded == len(sf.get_plan_input_geoms(plan)) and writes == plan.n_writes
+    assert 0 < max_loaded < total_loaded
