@@ -1,95 +1,170 @@
 """Private numba kernels. They take plain arrays and integers only.
 
-The accumulator is a ring buffer of output rows: image row ``y`` lives in
-ring row ``y % cap``. Columns are offset so that ring column 0 is the
-leftmost column any tile of the plan touches. Public wrappers in
-:mod:`seamless_fast.blend` validate, cast and allocate.
+The accumulator is a ring buffer of output rows laid out as planes:
+``acc[p, y % cap, k]``. For (H, W, C) tiles there is one plane and ``k``
+runs over ``x * C + c``, so a tile row is one contiguous run; for (C, H, W)
+tiles each channel is a plane and ``k`` is ``x``. Column offsets below are in
+elements of a plane row.
+
+Fast path (rectilinear grid, separable window): weights are pre-normalised,
+so the buffer holds final sums. Each tile is split into its output cell,
+which is final the moment the tile arrives and goes straight to `out`, and
+the rest, which is added to the buffer; where no earlier tile reached (the
+"first touch" rectangle at the tile's bottom-right) the kernel writes instead
+of adding, so the buffer never has to be cleared.
 """
 
 from ._jit import njit
 
 
 @njit
-def blend_separable(acc, tile, wy, wx, y0, first, cap, x0):
-    """acc[ring(y0 + i), x0 + j, :] += wy[i] * wx[j] * tile[i, j, :] for rows i >= first.
+def _weighted_add(dst, d0, src, wx, a, k0, k1):
+    for k in range(k0, k1):
+        dst[d0 + k] += a * wx[k] * src[k]
 
-    `wy`, `wx` are already normalised, so the accumulator holds final values.
+
+@njit
+def _weighted_set(dst, d0, src, wx, a, k0, k1):
+    for k in range(k0, k1):
+        dst[d0 + k] = a * wx[k] * src[k]
+
+
+@njit
+def _weighted_sum_to(dst, d0, acc, a0, src, wx, a, k0, k1):
+    for k in range(k0, k1):
+        dst[d0 + k] = acc[a0 + k] + a * wx[k] * src[k]
+
+
+@njit
+def _accumulate(arow, x0, trow, wx, a, k0, k1, touched_to):
+    """Columns [k0, k1) of a tile row into the buffer: add below `touched_to`, write from it."""
+    split = min(max(touched_to, k0), k1)
+    _weighted_add(arow, x0, trow, wx, a, k0, split)
+    _weighted_set(arow, x0, trow, wx, a, split, k1)
+
+
+@njit
+def _finish(orow, arow, x0, trow, wx, a, k0, k1, touched_to):
+    """Cell columns [k0, k1) of a tile row, final: buffer plus this tile (or this tile alone), into orow."""
+    split = min(max(touched_to, k0), k1)
+    _weighted_sum_to(orow, -k0, arow, x0, trow, wx, a, k0, split)
+    _weighted_set(orow, -k0, trow, wx, a, split, k1)
+
+
+@njit
+def _blend_row(acc, tile, p, i, r, x0, wy, wx, fy, fx, in_cell, cx0, cx1, orow):
+    h, length = tile.shape[1], tile.shape[2]
+    arow = acc[p, r]
+    trow = tile[p, i]
+    a = wy[i]
+    touched_to = fx if i >= fy else length
+    if in_cell:
+        _accumulate(arow, x0, trow, wx, a, 0, cx0, touched_to)
+        _finish(orow, arow, x0, trow, wx, a, cx0, cx1, touched_to)
+        _accumulate(arow, x0, trow, wx, a, cx1, length, touched_to)
+    else:
+        _accumulate(arow, x0, trow, wx, a, 0, length, touched_to)
+
+
+@njit
+def blend_values(acc, tile, wy, wx, y0, cap, x0, first, fy, fx, cy0, cy1, cx0, cx1, out):
+    """Blend one tile; write its finished cell (tile rows [cy0, cy1), elements [cx0, cx1)) into `out`.
+
+    acc: (P, cap, L); tile: (P, h, Lt); wx: (Lt,) weights per element;
+    out: (P, cy1 - cy0, cx1 - cx0). Rows above `first` are skipped (no
+    pending cell needs them); the first-touch rectangle is rows >= fy,
+    elements >= fx.
     """
-    h, w, nc = tile.shape
+    planes, h = tile.shape[0], tile.shape[1]
     for i in range(first, h):
         r = (y0 + i) % cap
-        a = wy[i]
-        for j in range(w):
-            f = a * wx[j]
-            for c in range(nc):
-                acc[r, x0 + j, c] += f * tile[i, j, c]
+        in_cell = cy0 <= i < cy1
+        for p in range(planes):
+            orow = out[p, i - cy0] if in_cell else out[p, 0]
+            _blend_row(acc, tile, p, i, r, x0, wy, wx, fy, fx, in_cell, cx0, cx1, orow)
 
+
+@njit
+def blend_labels(acc, tile, wy, wx, y0, cap, x0, first, fy, fx, cy0, cy1, cx0, cx1, scratch, group, out):
+    """As :func:`blend_values`, but the cell leaves as labels: the arg-max over channels.
+
+    scratch: (P, cx1 - cx0) float row; channel of element (p, k) is
+    ``p * group + k % group`` and its pixel ``k // group``; out: (cy1 - cy0, pixels).
+    """
+    planes, h = tile.shape[0], tile.shape[1]
+    for i in range(first, h):
+        r = (y0 + i) % cap
+        in_cell = cy0 <= i < cy1
+        for p in range(planes):
+            _blend_row(acc, tile, p, i, r, x0, wy, wx, fy, fx, in_cell, cx0, cx1, scratch[p])
+        if in_cell:
+            argmax_row(scratch, group, out[i - cy0])
+
+
+@njit
+def argmax_row(values, group, labels):
+    """labels[j] = arg-max over channels of pixel j (first maximum; a NaN wins, as in numpy)."""
+    planes = values.shape[0]
+    for j in range(labels.shape[0]):
+        best = 0
+        top = values[0, j * group]
+        if top == top:
+            for ch in range(1, planes * group):
+                v = values[ch // group, j * group + ch % group]
+                if v != v:
+                    best = ch
+                    break
+                if v > top:
+                    top = v
+                    best = ch
+        labels[j] = best
+
+
+# -- general path: any grid, weight sum accumulated beside the values ---------
 
 @njit
 def blend_weighted(acc, wsum, tile, weight, y0, first, cap, x0):
-    """acc += weight * tile and wsum += weight over rows i >= first (normalised on emission)."""
-    h, w, nc = tile.shape
+    """acc += weight * tile and wsum += weight over rows i >= first (normalised on emission).
+
+    acc: (P, cap, L); tile: (P, h, Lt); weight: (h, Lt) per element; wsum: (cap, L // group).
+    """
+    planes, h, length = tile.shape
+    group = length // weight.shape[1]
     for i in range(first, h):
         r = (y0 + i) % cap
-        for j in range(w):
-            f = weight[i, j]
-            wsum[r, x0 + j] += f
-            for c in range(nc):
-                acc[r, x0 + j, c] += f * tile[i, j, c]
+        for p in range(planes):
+            for k in range(length):
+                acc[p, r, x0 + k] += weight[i, k // group] * tile[p, i, k]
+        for j in range(weight.shape[1]):
+            wsum[r, x0 // group + j] += weight[i, j]
 
 
 @njit
-def emit_values(acc, y0, cap, x0, out):
-    """out[i, j, :] = acc[ring(y0 + i), x0 + j, :]."""
-    h, w, nc = out.shape
+def emit_weighted(acc, wsum, y0, cap, x0, out):
+    """out[p, i, k] = acc / wsum for the cell at image row y0, buffer element x0."""
+    planes, h, length = out.shape
+    group = acc.shape[2] // wsum.shape[1]
     for i in range(h):
         r = (y0 + i) % cap
-        for j in range(w):
-            for c in range(nc):
-                out[i, j, c] = acc[r, x0 + j, c]
+        for p in range(planes):
+            for k in range(length):
+                out[p, i, k] = acc[p, r, x0 + k] / wsum[r, (x0 + k) // group]
 
 
 @njit
-def emit_values_weighted(acc, wsum, y0, cap, x0, out):
-    """out[i, j, :] = acc[...] / wsum[...]."""
-    h, w, nc = out.shape
-    for i in range(h):
+def emit_weighted_labels(acc, y0, cap, x0, scratch, group, out):
+    """Labels of a cell of the general path (the weight sum is a common positive factor)."""
+    for i in range(out.shape[0]):
         r = (y0 + i) % cap
-        for j in range(w):
-            inv = 1.0 / wsum[r, x0 + j]
-            for c in range(nc):
-                out[i, j, c] = acc[r, x0 + j, c] * inv
-
-
-@njit
-def emit_labels(acc, y0, cap, x0, out):
-    """out[i, j] = argmax over channels (first maximum, and a NaN wins as in numpy).
-
-    The weight sum is a positive common factor of every channel, so the
-    unnormalised accumulator gives the same labels.
-    """
-    h, w = out.shape
-    nc = acc.shape[2]
-    for i in range(h):
-        r = (y0 + i) % cap
-        for j in range(w):
-            best = 0
-            top = acc[r, x0 + j, 0]
-            if top == top:
-                for c in range(1, nc):
-                    v = acc[r, x0 + j, c]
-                    if v != v:
-                        best = c
-                        break
-                    if v > top:
-                        top = v
-                        best = c
-            out[i, j] = best
+        for p in range(acc.shape[0]):
+            for k in range(scratch.shape[1]):
+                scratch[p, k] = acc[p, r, x0 + k]
+        argmax_row(scratch, group, out[i])
 
 
 @njit
 def clear_rows(buf, start, stop, cap):
-    """Zero image rows [start, stop) of a ring buffer (at most one full turn)."""
+    """Zero image rows [start, stop) of a ring buffer (at most one full turn); buf is (P, cap, L)."""
     stop = min(stop, start + cap)
     for y in range(start, stop):
-        buf[y % cap] = 0
+        buf[:, y % cap] = 0

@@ -127,7 +127,7 @@ class Blender:
         self._ndim = None
         self._acc = self._wsum = None
         self._files = []
-        self._live = int(plan.live_from[0]) if plan.n_loads else 0
+        self._live = 0
         self._emit_bounds = np.searchsorted(plan.emit_after, np.arange(plan.n_loads + 1), side="left")
         self._weight_maps = {}
         self._closed = False
@@ -148,32 +148,24 @@ class Blender:
     def next_tile_shape(self):
         """(height, width) of the tile the next :meth:`push` expects."""
         self._check_not_done()
-        ylo, xlo, yhi, xhi = self.plan.tile_boxes[self.plan.load_order[self.step]].tolist()
-        return yhi - ylo, xhi - xlo
+        return tuple(self.plan.steps[self.step, 2:4].tolist())
 
     # -- pushing ---------------------------------------------------------
     def push(self, tile):
         """Blend the next tile; return the list of :class:`OutputCell` that became final."""
         self._check_open()
         self._check_not_done()
-        tile, ndim = self._checked_tile(tile)
+        k = self.step
+        row = self.plan.steps[k].tolist()
+        planes, ndim, channels = self._checked_tile(tile, row[2], row[3])
         if self._acc is None:
-            self._allocate(tile, ndim)
-        plan, k = self.plan, self.step
-        t = int(plan.load_order[k])
-        ylo, xlo, yhi, xhi = plan.tile_boxes[t].tolist()
-        self._release(int(plan.live_from[k]))
-        first = max(0, self._live - ylo)
-        x0 = xlo - plan.buffer_cols[0]
-        cap = plan.buffer_rows
-        if plan.normalised:
-            wy = self._wvec[plan.weight_y[t]: plan.weight_y[t] + yhi - ylo]
-            wx = self._wvec[plan.weight_x[t]: plan.weight_x[t] + xhi - xlo]
-            _kernels.blend_separable(self._acc, tile, wy, wx, ylo, first, cap, x0)
+            self._allocate(planes, ndim, channels)
+        if self.plan.normalised:
+            cells = self._push_fast(planes, row)
         else:
-            _kernels.blend_weighted(self._acc, self._wsum, tile, self._weight_map(t), ylo, first, cap, x0)
+            cells = self._push_general(planes, row, k)
         self.step = k + 1
-        return self._emit(k)
+        return cells
 
     def push_batch(self, tiles):
         """Push several tiles (a sequence, or an array with a leading batch axis); return all finished cells."""
@@ -212,7 +204,7 @@ class Blender:
                 pass
         return False
 
-    # -- internals -------------------------------------------------------
+    # -- checks ------------------------------------------------------------
     def _check_open(self):
         if self._closed:
             raise ValueError("this Blender is closed")
@@ -224,48 +216,59 @@ class Blender:
     def _describe(self):
         return f"tile {self.step} (grid index {self.next_index})"
 
-    def _checked_tile(self, tile):
-        try:
-            arr = np.asarray(tile)
-        except Exception as exc:
-            raise ValueError(f"{self._describe()} could not be converted to an array: {exc}") from exc
+    def _checked_tile(self, tile, h, w):
+        """The tile as contiguous planes (P, h, L) in the accumulator dtype, after every check."""
+        arr = tile if type(tile) is np.ndarray else self._as_array(tile)
         if arr.dtype.kind not in "fiub":
             raise ValueError(f"{self._describe()} has dtype {arr.dtype}; expected a real float, integer or bool dtype")
-        h, w = self.next_tile_shape
         if self._ndim is not None and arr.ndim != self._ndim:
             raise ValueError(f"{self._describe()} has {arr.ndim} dimensions; earlier tiles had {self._ndim}")
         if arr.ndim == 2:
-            view = arr[:, :, None]
+            spatial, channels = arr.shape, 1
         elif arr.ndim == 3:
-            view = arr.transpose(1, 2, 0) if self.channel_first else arr
+            spatial, channels = (arr.shape[1:], arr.shape[0]) if self.channel_first else (arr.shape[:2], arr.shape[2])
         else:
             raise ValueError(f"{self._describe()} has shape {arr.shape}; expected "
                              f"{'(C, H, W)' if self.channel_first else '(H, W, C)'} or (H, W)")
-        if view.shape[:2] != (h, w) or (self.channels is not None and view.shape[2] != self.channels):
-            expect = (h, w, self.channels or "C")
-            if self.channel_first and arr.ndim == 3:
-                expect = (self.channels or "C", h, w)
+        if spatial != (h, w) or (self.channels is not None and channels != self.channels):
+            c = self.channels or "C"
+            expect = (h, w) if arr.ndim == 2 else (c, h, w) if self.channel_first else (h, w, c)
             raise ValueError(f"{self._describe()} has shape {arr.shape}; expected {expect}"
-                             + ("" if arr.ndim == 2 else " (channel_first=%s)" % self.channel_first))
-        if view.shape[2] == 0:
+                             + ("" if arr.ndim == 2 else f" (channel_first={self.channel_first})"))
+        if channels == 0:
             raise ValueError(f"{self._describe()} has no channels")
         dtype = self.dtype or (self._acc.dtype if self._acc is not None else accumulator_dtype(arr.dtype))
-        if view.dtype != dtype:
-            view = view.astype(dtype)
-        if self.check_finite and not np.isfinite(view).all():
+        if arr.ndim == 2 or self.channel_first:
+            planes = arr.reshape((-1, h, w))
+        else:
+            planes = arr.reshape((1, h, w * channels))
+        planes = np.ascontiguousarray(planes, dtype=dtype)
+        if self.check_finite and not np.isfinite(planes).all():
             raise ValueError(f"{self._describe()} contains NaN or inf (check_finite=True)")
-        return view, arr.ndim
+        return planes, arr.ndim, channels
 
-    def _allocate(self, tile, ndim):
+    def _as_array(self, tile):
+        try:
+            return np.asarray(tile)
+        except Exception as exc:
+            raise ValueError(f"{self._describe()} could not be converted to an array: {exc}") from exc
+
+    # -- buffers -----------------------------------------------------------
+    def _allocate(self, planes, ndim, channels):
         plan = self.plan
-        self.channels = tile.shape[2]
         self._ndim = ndim
-        dtype = tile.dtype
+        self.channels = int(channels)
+        self._group = 1 if self.channel_first or ndim == 2 else self.channels  # elements per pixel in a row
+        dtype = planes.dtype
         width = plan.buffer_cols[1] - plan.buffer_cols[0]
-        self._acc = self._buffer((plan.buffer_rows, width, self.channels), dtype)
+        self._acc = self._buffer((planes.shape[0], plan.buffer_rows, width * self._group), dtype)
         if not plan.normalised:
-            self._wsum = self._buffer((plan.buffer_rows, width), dtype)
-        self._wvec = plan.weights.astype(dtype)
+            self._wsum = self._buffer((1, plan.buffer_rows, width), dtype)
+        self._wy = plan.weights.astype(dtype)
+        self._wx = np.repeat(self._wy, self._group)  # x weights per element of a plane row
+        cell_width = int((plan.cell_boxes[plan.write_cells, 3] - plan.cell_boxes[plan.write_cells, 1]).max())
+        self._scratch = np.empty((planes.shape[0], cell_width * self._group), dtype)
+        self._no_cell = self._new_output(1, 1)[1]
 
     def _buffer(self, shape, dtype):
         if self.cache_dir is None:
@@ -275,50 +278,72 @@ class Blender:
         self._files.append(path)
         return np.memmap(path, dtype=dtype, mode="w+", shape=shape)
 
-    def _weight_map(self, t):
-        ylo, xlo, yhi, xhi = self.plan.tile_boxes[t].tolist()
-        key = (yhi - ylo, xhi - xlo)
-        if key not in self._weight_maps:
-            self._weight_maps[key] = np.ascontiguousarray(window_2d(self.plan.window, *key), dtype=self._acc.dtype)
-        return self._weight_maps[key]
-
-    def _release(self, live_from):
-        if live_from > self._live:
-            cap = self.plan.buffer_rows
-            _kernels.clear_rows(self._acc, self._live, live_from, cap)
-            if self._wsum is not None:
-                _kernels.clear_rows(self._wsum, self._live, live_from, cap)
-            self._live = live_from
-
-    def _emit(self, k):
-        plan = self.plan
-        lo, hi = self._emit_bounds[k], self._emit_bounds[k + 1]
-        cap, bx0 = plan.buffer_rows, plan.buffer_cols[0]
-        cells = []
-        for c in plan.write_cells[lo:hi].tolist():
-            ylo, xlo, yhi, xhi = plan.cell_boxes[c].tolist()
-            data, view = self._new_output(yhi - ylo, xhi - xlo)
-            if self.labels:
-                _kernels.emit_labels(self._acc, ylo, cap, xlo - bx0, view)
-            elif plan.normalised:
-                _kernels.emit_values(self._acc, ylo, cap, xlo - bx0, view)
-            else:
-                _kernels.emit_values_weighted(self._acc, self._wsum, ylo, cap, xlo - bx0, view)
-            cells.append(OutputCell(plan.grid_index(c), (ylo, xlo, yhi, xhi), data))
-        return cells
-
     def _new_output(self, h, w):
+        """A fresh output array for a cell, and its view as the kernels write it."""
         if self.labels:
             data = np.empty((h, w), label_dtype(self.channels))
             return data, data
+        dtype = self._acc.dtype
         if self._ndim == 2:
-            data = np.empty((h, w), self._acc.dtype)
-            return data, data[:, :, None]
+            data = np.empty((h, w), dtype)
+            return data, data[None]
         if self.channel_first:
-            data = np.empty((self.channels, h, w), self._acc.dtype)
-            return data, data.transpose(1, 2, 0)
-        data = np.empty((h, w, self.channels), self._acc.dtype)
-        return data, data
+            data = np.empty((self.channels, h, w), dtype)
+            return data, data
+        data = np.empty((h, w, self.channels), dtype)
+        return data, data.reshape(1, h, w * self.channels)
+
+    # -- the two paths -------------------------------------------------------
+    def _push_fast(self, planes, row):
+        y0, x0, h, w, first, fy, fx, cy0, cy1, cx0, cx1, wy, wx, cell, _ = row
+        g = self._group
+        wyv = self._wy[wy:wy + h]
+        wxv = self._wx[wx * g:(wx + w) * g]
+        cap = self.plan.buffer_rows
+        if cell < 0:
+            out, view = None, self._no_cell
+        else:
+            out, view = self._new_output(cy1 - cy0, cx1 - cx0)
+        if self.labels:
+            _kernels.blend_labels(self._acc, planes, wyv, wxv, y0, cap, x0 * g, first, fy, fx * g,
+                                  cy0, cy1, cx0 * g, cx1 * g, self._scratch, g, view)
+        else:
+            _kernels.blend_values(self._acc, planes, wyv, wxv, y0, cap, x0 * g, first, fy, fx * g,
+                                  cy0, cy1, cx0 * g, cx1 * g, view)
+        if out is None:
+            return []
+        ylo, xlo = y0 + cy0, x0 + self.plan.buffer_cols[0] + cx0
+        return [OutputCell(self.plan.grid_index(cell), (ylo, xlo, ylo + cy1 - cy0, xlo + cx1 - cx0), out)]
+
+    def _push_general(self, planes, row, k):
+        plan = self.plan
+        y0, x0, h, w, first = row[:5]
+        cap = plan.buffer_rows
+        live = int(plan.live_from[k])
+        if live > self._live:
+            _kernels.clear_rows(self._acc, self._live, live, cap)
+            _kernels.clear_rows(self._wsum, self._live, live, cap)
+            self._live = live
+        _kernels.blend_weighted(self._acc, self._wsum[0], planes, self._weight_map(h, w), y0, first, cap,
+                                x0 * self._group)
+        return [self._emit_general(c) for c in plan.write_cells[self._emit_bounds[k]:self._emit_bounds[k + 1]].tolist()]
+
+    def _weight_map(self, h, w):
+        if (h, w) not in self._weight_maps:
+            self._weight_maps[h, w] = np.ascontiguousarray(window_2d(self.plan.window, h, w), dtype=self._acc.dtype)
+        return self._weight_maps[h, w]
+
+    def _emit_general(self, c):
+        plan, g = self.plan, self._group
+        ylo, xlo, yhi, xhi = plan.cell_boxes[c].tolist()
+        data, view = self._new_output(yhi - ylo, xhi - xlo)
+        x0 = (xlo - plan.buffer_cols[0]) * g
+        if self.labels:
+            scratch = self._scratch[:, :(xhi - xlo) * g]
+            _kernels.emit_weighted_labels(self._acc, ylo, plan.buffer_rows, x0, scratch, g, view)
+        else:
+            _kernels.emit_weighted(self._acc, self._wsum[0], ylo, plan.buffer_rows, x0, view)
+        return OutputCell(plan.grid_index(c), (ylo, xlo, yhi, xhi), data)
 
 
 def blend(plan, tiles, *, out=None, labels=False, channel_first=False, dtype=None, check_finite=False,

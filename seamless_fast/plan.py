@@ -16,7 +16,9 @@ from .geometry import (area_bounds, boxes_overlap, boxes_to_geoms, geoms_to_boxe
                        grid_cells, is_rectilinear, regular_axis)
 from .windows import check_window, is_separable, window_1d, window_2d
 
-__all__ = ["Plan", "PlanStats", "plan_regular_grid", "plan_from_grid", "analyse_plan",
+STEP_COLUMNS = ("y0", "x0", "h", "w", "first", "fy", "fx", "cy0", "cy1", "cx0", "cx1", "wy", "wx", "cell", "tile")
+
+__all__ = ["STEP_COLUMNS", "Plan", "PlanStats", "plan_regular_grid", "plan_from_grid", "analyse_plan",
            "get_plan_input_geoms"]
 
 
@@ -67,6 +69,13 @@ class Plan:
         Offset into `weights` of each tile's y and x vector (-1 with a 2-D window).
     window : str, callable or ndarray
         The window the plan blends with.
+    steps : ndarray of int64, shape (n_loads, len(STEP_COLUMNS))
+        What the kernels need at each arrival step, one row per tile, columns
+        named in :data:`STEP_COLUMNS`: the tile's box relative to the buffer,
+        the first row still needed, the first-touch rectangle (tile-relative
+        rows >= ``fy`` and columns >= ``fx``, where no earlier tile reached),
+        the tile-relative box of the cell it finishes (all zero and
+        ``cell = -1`` for none), weight offsets, and flat cell and tile indices.
     """
 
     image_size: tuple
@@ -84,6 +93,7 @@ class Plan:
     weight_y: np.ndarray
     weight_x: np.ndarray
     window: object
+    steps: np.ndarray
 
     @property
     def n_loads(self):
@@ -247,6 +257,8 @@ def _compile(boxes, image_size, area, window):
     buffer_cols = (int(flat_boxes[load_order, 1].min()), int(flat_boxes[load_order, 3].max()))
     normalised = rectilinear and is_separable(window)
     weights, weight_y, weight_x = _weights(boxes, window, normalised)
+    steps = _steps(boxes, cells, load_order, write_cells, emit_after, live_from, buffer_cols[0],
+                   weight_y, weight_x, rectilinear)
     return Plan(
         image_size=tuple(image_size), grid_shape=(rows, cols),
         tile_boxes=_frozen(flat_boxes.copy()), cell_boxes=_frozen(flat_cells.copy()),
@@ -254,6 +266,7 @@ def _compile(boxes, image_size, area, window):
         emit_after=_frozen(emit_after), live_from=_frozen(live_from),
         buffer_rows=buffer_rows, buffer_cols=buffer_cols, normalised=normalised,
         weights=_frozen(weights), weight_y=_frozen(weight_y), weight_x=_frozen(weight_x), window=window,
+        steps=_frozen(steps),
     )
 
 
@@ -311,6 +324,42 @@ def _live_from(cell_ylo, emit_after, n_loads, height):
     """First row still needed by an unemitted cell at each arrival step (`height` once none is)."""
     pending_min = np.append(np.minimum.accumulate(cell_ylo[::-1])[::-1], height)
     return pending_min[np.searchsorted(emit_after, np.arange(n_loads), side="left")]
+
+
+def _steps(boxes, cells, load_order, write_cells, emit_after, live_from, x_origin, weight_y, weight_x,
+           rectilinear):
+    """The per-step table of :data:`STEP_COLUMNS` (see `Plan.steps`)."""
+    rows, cols = boxes.shape[:2]
+    flat = boxes.reshape(-1, 4)
+    tile = flat[load_order]
+    table = np.zeros((len(load_order), len(STEP_COLUMNS)), dtype=np.int64)
+    col = {name: n for n, name in enumerate(STEP_COLUMNS)}
+    table[:, col["y0"]] = tile[:, 0]
+    table[:, col["x0"]] = tile[:, 1] - x_origin
+    table[:, col["h"]] = tile[:, 2] - tile[:, 0]
+    table[:, col["w"]] = tile[:, 3] - tile[:, 1]
+    table[:, col["first"]] = np.clip(live_from - tile[:, 0], 0, table[:, col["h"]])
+    table[:, col["wy"]] = weight_y[load_order]
+    table[:, col["wx"]] = weight_x[load_order]
+    table[:, col["tile"]] = load_order
+    table[:, col["cell"]] = -1
+    if rectilinear:
+        # A tile first touches what the previous grid row and the previous tile in its row left free.
+        i, j = np.divmod(load_order, cols)
+        row_end = np.append(0, boxes[:-1, 0, 2])[i]
+        col_end = np.append(0, boxes[0, :-1, 3])[j]
+        table[:, col["fy"]] = np.clip(row_end - tile[:, 0], 0, table[:, col["h"]])
+        table[:, col["fx"]] = np.clip(col_end - tile[:, 1], 0, table[:, col["w"]])
+        # Each written cell is final the moment its own tile arrives.
+        position = np.searchsorted(load_order, write_cells)
+        assert np.array_equal(emit_after, position), "cells finish with their own tile on a rectilinear grid"
+        cell = cells.reshape(-1, 4)[write_cells]
+        table[position, col["cell"]] = write_cells
+        table[position, col["cy0"]] = cell[:, 0] - flat[write_cells, 0]
+        table[position, col["cy1"]] = cell[:, 2] - flat[write_cells, 0]
+        table[position, col["cx0"]] = cell[:, 1] - flat[write_cells, 1]
+        table[position, col["cx1"]] = cell[:, 3] - flat[write_cells, 1]
+    return table
 
 
 def _weights(boxes, window, normalised):
