@@ -14,30 +14,40 @@ the rest, which is added to the buffer; where no earlier tile reached (the
 of adding, so the buffer never has to be cleared.
 """
 
+import numpy as np
+from numba import prange
+
 from ._jit import njit
 
+
+# The helpers below index with unsigned integers: numba then drops its
+# negative-index handling and LLVM vectorises the loops. Offsets are in
+# elements of a row; every run is [k0, k1) of the tile row.
 
 @njit
 def _weighted_add(dst, d0, src, wx, a, k0, k1):
     for k in range(k0, k1):
-        dst[d0 + k] += a * wx[k] * src[k]
+        u = np.uint64(k)
+        dst[np.uint64(d0 + k)] += a * wx[u] * src[u]
 
 
 @njit
 def _weighted_set(dst, d0, src, wx, a, k0, k1):
     for k in range(k0, k1):
-        dst[d0 + k] = a * wx[k] * src[k]
+        u = np.uint64(k)
+        dst[np.uint64(d0 + k)] = a * wx[u] * src[u]
 
 
 @njit
 def _weighted_sum_to(dst, d0, acc, a0, src, wx, a, k0, k1):
     for k in range(k0, k1):
-        dst[d0 + k] = acc[a0 + k] + a * wx[k] * src[k]
+        u = np.uint64(k)
+        dst[np.uint64(d0 + k)] = acc[np.uint64(a0 + k)] + a * wx[u] * src[u]
 
 
 @njit
 def _accumulate(arow, x0, trow, wx, a, k0, k1, touched_to):
-    """Columns [k0, k1) of a tile row into the buffer: add below `touched_to`, write from it."""
+    """Elements [k0, k1) of a tile row into its buffer row: add below `touched_to`, write from it."""
     split = min(max(touched_to, k0), k1)
     _weighted_add(arow, x0, trow, wx, a, k0, split)
     _weighted_set(arow, x0, trow, wx, a, split, k1)
@@ -45,7 +55,7 @@ def _accumulate(arow, x0, trow, wx, a, k0, k1, touched_to):
 
 @njit
 def _finish(orow, arow, x0, trow, wx, a, k0, k1, touched_to):
-    """Cell columns [k0, k1) of a tile row, final: buffer plus this tile (or this tile alone), into orow."""
+    """Cell elements [k0, k1) of a tile row, final: buffer plus this tile (or this tile alone), into orow."""
     split = min(max(touched_to, k0), k1)
     _weighted_sum_to(orow, -k0, arow, x0, trow, wx, a, k0, split)
     _weighted_set(orow, -k0, trow, wx, a, split, k1)
@@ -53,7 +63,7 @@ def _finish(orow, arow, x0, trow, wx, a, k0, k1, touched_to):
 
 @njit
 def _blend_row(acc, tile, p, i, r, x0, wy, wx, fy, fx, in_cell, cx0, cx1, orow):
-    h, length = tile.shape[1], tile.shape[2]
+    length = tile.shape[2]
     arow = acc[p, r]
     trow = tile[p, i]
     a = wy[i]
@@ -67,38 +77,80 @@ def _blend_row(acc, tile, p, i, r, x0, wy, wx, fy, fx, in_cell, cx0, cx1, orow):
 
 
 @njit
-def blend_values(acc, tile, wy, wx, y0, cap, x0, first, fy, fx, cy0, cy1, cx0, cx1, out):
-    """Blend one tile; write its finished cell (tile rows [cy0, cy1), elements [cx0, cx1)) into `out`.
-
-    acc: (P, cap, L); tile: (P, h, Lt); wx: (Lt,) weights per element;
-    out: (P, cy1 - cy0, cx1 - cx0). Rows above `first` are skipped (no
-    pending cell needs them); the first-touch rectangle is rows >= fy,
-    elements >= fx.
-    """
-    planes, h = tile.shape[0], tile.shape[1]
-    for i in range(first, h):
-        r = (y0 + i) % cap
-        in_cell = cy0 <= i < cy1
-        for p in range(planes):
-            orow = out[p, i - cy0] if in_cell else out[p, 0]
-            _blend_row(acc, tile, p, i, r, x0, wy, wx, fy, fx, in_cell, cx0, cx1, orow)
+def _step(steps, k, group):
+    """The integers of arrival step k (see `Plan.steps`), column offsets scaled to elements."""
+    s = steps[k]
+    return (s[0], s[1] * group, s[4], s[5], s[6] * group, s[7], s[8], s[9] * group, s[10] * group,
+            s[11], s[2], s[12] * group, s[3] * group)
 
 
 @njit
-def blend_labels(acc, tile, wy, wx, y0, cap, x0, first, fy, fx, cy0, cy1, cx0, cx1, scratch, group, out):
-    """As :func:`blend_values`, but the cell leaves as labels: the arg-max over channels.
+def _blend_values_rows(acc, tile, weights_y, weights_x, steps, k, group, out, i):
+    y0, x0, first, fy, fx, cy0, cy1, cx0, cx1, wy, h, wx, length = _step(steps, k, group)
+    cap = acc.shape[1]
+    r = (y0 + i) % cap
+    in_cell = cy0 <= i < cy1
+    for p in range(tile.shape[0]):
+        orow = out[p, i - cy0] if in_cell else out[p, 0]
+        _blend_row(acc, tile, p, i, r, x0, weights_y[wy:wy + h], weights_x[wx:wx + length],
+                   fy, fx, in_cell, cx0, cx1, orow)
 
-    scratch: (P, cx1 - cx0) float row; channel of element (p, k) is
-    ``p * group + k % group`` and its pixel ``k // group``; out: (cy1 - cy0, pixels).
+
+@njit
+def blend_values(acc, tile, weights_y, weights_x, steps, k, group, out):
+    """Blend the tile of step k; write its finished cell into `out`.
+
+    acc: (P, cap, L) ring buffer; tile: (P, h, Lt) planes; weights_y: the
+    plan's flat weights; weights_x: the same repeated `group` times (one per
+    element of a plane row); out: (P, cell height, cell elements), or any
+    (P, >= 1, >= 1) array when the step finishes no cell.
     """
-    planes, h = tile.shape[0], tile.shape[1]
+    first, h = steps[k, 4], steps[k, 2]
     for i in range(first, h):
-        r = (y0 + i) % cap
-        in_cell = cy0 <= i < cy1
-        for p in range(planes):
-            _blend_row(acc, tile, p, i, r, x0, wy, wx, fy, fx, in_cell, cx0, cx1, scratch[p])
-        if in_cell:
-            argmax_row(scratch, group, out[i - cy0])
+        _blend_values_rows(acc, tile, weights_y, weights_x, steps, k, group, out, i)
+
+
+@njit(parallel=True)
+def blend_values_parallel(acc, tile, weights_y, weights_x, steps, k, group, out):
+    """:func:`blend_values` with the tile's rows split over numba's threads."""
+    first, h = steps[k, 4], steps[k, 2]
+    for i in prange(first, h):
+        _blend_values_rows(acc, tile, weights_y, weights_x, steps, k, group, out, i)
+
+
+@njit
+def _blend_labels_rows(acc, tile, weights_y, weights_x, steps, k, group, scratch, out, i):
+    y0, x0, first, fy, fx, cy0, cy1, cx0, cx1, wy, h, wx, length = _step(steps, k, group)
+    cap = acc.shape[1]
+    r = (y0 + i) % cap
+    in_cell = cy0 <= i < cy1
+    row = scratch[i - cy0] if in_cell else scratch[0]
+    for p in range(tile.shape[0]):
+        _blend_row(acc, tile, p, i, r, x0, weights_y[wy:wy + h], weights_x[wx:wx + length],
+                   fy, fx, in_cell, cx0, cx1, row[p])
+    if in_cell:
+        argmax_row(row, group, out[i - cy0])
+
+
+@njit
+def blend_labels(acc, tile, weights_y, weights_x, steps, k, group, scratch, out):
+    """As :func:`blend_values`, but the cell leaves as labels, the arg-max over channels.
+
+    scratch: (cell height, P, cell elements) floats; channel of element
+    (p, e) is ``p * group + e % group`` and its pixel ``e // group``;
+    out: (cell height, cell width).
+    """
+    first, h = steps[k, 4], steps[k, 2]
+    for i in range(first, h):
+        _blend_labels_rows(acc, tile, weights_y, weights_x, steps, k, group, scratch, out, i)
+
+
+@njit(parallel=True)
+def blend_labels_parallel(acc, tile, weights_y, weights_x, steps, k, group, scratch, out):
+    """:func:`blend_labels` with the tile's rows split over numba's threads."""
+    first, h = steps[k, 4], steps[k, 2]
+    for i in prange(first, h):
+        _blend_labels_rows(acc, tile, weights_y, weights_x, steps, k, group, scratch, out, i)
 
 
 @njit

@@ -25,12 +25,16 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _kernels
+from ._jit import parallel_is_safe
 from ._validate import check_bool
 from .geometry import boxes_to_geoms
 from .plan import Plan
 from .windows import window_2d
 
 __all__ = ["Blender", "OutputCell", "blend", "accumulator_dtype", "label_dtype"]
+
+# Below this many elements per tile, splitting rows over threads costs more than it saves.
+PARALLEL_MIN_ELEMENTS = 1 << 15
 
 
 class OutputCell(NamedTuple):
@@ -91,6 +95,10 @@ class Blender:
     cache_dir : path, optional, keyword-only
         Hold the blend buffer in a memory-mapped file in this folder instead of
         RAM; the file is removed on :meth:`close`.
+    parallel : bool, optional, keyword-only
+        Split the rows of large tiles over numba's threads. By default on when
+        numba has several threads on a thread-safe layer (tbb or omp); turn it
+        off when the blend already runs in a thread beside a CPU-bound model.
 
     Examples
     --------
@@ -107,7 +115,7 @@ class Blender:
     """
 
     def __init__(self, plan, *, labels=False, channel_first=False, dtype=None, check_finite=False,
-                 cache_dir=None):
+                 cache_dir=None, parallel=None):
         if not isinstance(plan, Plan):
             raise ValueError(f"plan must be a Plan from plan_regular_grid or plan_from_grid; got {type(plan).__name__}")
         self.plan = plan
@@ -122,6 +130,7 @@ class Blender:
         if cache_dir is not None and not os.path.isdir(cache_dir):
             raise ValueError(f"cache_dir={str(cache_dir)!r} is not an existing directory")
         self.cache_dir = cache_dir
+        self._parallel = parallel_is_safe() if parallel is None else check_bool(parallel, "parallel")
         self.step = 0
         self.channels = None
         self._ndim = None
@@ -161,7 +170,7 @@ class Blender:
         if self._acc is None:
             self._allocate(planes, ndim, channels)
         if self.plan.normalised:
-            cells = self._push_fast(planes, row)
+            cells = self._push_fast(planes, row, k)
         else:
             cells = self._push_general(planes, row, k)
         self.step = k + 1
@@ -266,8 +275,9 @@ class Blender:
             self._wsum = self._buffer((1, plan.buffer_rows, width), dtype)
         self._wy = plan.weights.astype(dtype)
         self._wx = np.repeat(self._wy, self._group)  # x weights per element of a plane row
-        cell_width = int((plan.cell_boxes[plan.write_cells, 3] - plan.cell_boxes[plan.write_cells, 1]).max())
-        self._scratch = np.empty((planes.shape[0], cell_width * self._group), dtype)
+        cells = plan.cell_boxes[plan.write_cells]
+        cell_height, cell_width = (cells[:, 2:] - cells[:, :2]).max(axis=0).tolist()
+        self._scratch = np.empty((cell_height, planes.shape[0], cell_width * self._group), dtype)
         self._no_cell = self._new_output(1, 1)[1]
 
     def _buffer(self, shape, dtype):
@@ -294,26 +304,23 @@ class Blender:
         return data, data.reshape(1, h, w * self.channels)
 
     # -- the two paths -------------------------------------------------------
-    def _push_fast(self, planes, row):
-        y0, x0, h, w, first, fy, fx, cy0, cy1, cx0, cx1, wy, wx, cell, _ = row
-        g = self._group
-        wyv = self._wy[wy:wy + h]
-        wxv = self._wx[wx * g:(wx + w) * g]
-        cap = self.plan.buffer_rows
+    def _push_fast(self, planes, row, k):
+        h, w, cy0, cy1, cx0, cx1, cell = row[2], row[3], row[7], row[8], row[9], row[10], row[13]
         if cell < 0:
             out, view = None, self._no_cell
         else:
             out, view = self._new_output(cy1 - cy0, cx1 - cx0)
+        parallel = self._parallel and h * w * self._group * planes.shape[0] >= PARALLEL_MIN_ELEMENTS
         if self.labels:
-            _kernels.blend_labels(self._acc, planes, wyv, wxv, y0, cap, x0 * g, first, fy, fx * g,
-                                  cy0, cy1, cx0 * g, cx1 * g, self._scratch, g, view)
+            kernel = _kernels.blend_labels_parallel if parallel else _kernels.blend_labels
+            kernel(self._acc, planes, self._wy, self._wx, self.plan.steps, k, self._group, self._scratch, view)
         else:
-            _kernels.blend_values(self._acc, planes, wyv, wxv, y0, cap, x0 * g, first, fy, fx * g,
-                                  cy0, cy1, cx0 * g, cx1 * g, view)
+            kernel = _kernels.blend_values_parallel if parallel else _kernels.blend_values
+            kernel(self._acc, planes, self._wy, self._wx, self.plan.steps, k, self._group, view)
         if out is None:
             return []
-        ylo, xlo = y0 + cy0, x0 + self.plan.buffer_cols[0] + cx0
-        return [OutputCell(self.plan.grid_index(cell), (ylo, xlo, ylo + cy1 - cy0, xlo + cx1 - cx0), out)]
+        ylo, xlo = row[0] + cy0, row[1] + self.plan.buffer_cols[0] + cx0
+        return [OutputCell(divmod(cell, self.plan.grid_shape[1]), (ylo, xlo, ylo + cy1 - cy0, xlo + cx1 - cx0), out)]
 
     def _push_general(self, planes, row, k):
         plan = self.plan
@@ -339,7 +346,7 @@ class Blender:
         data, view = self._new_output(yhi - ylo, xhi - xlo)
         x0 = (xlo - plan.buffer_cols[0]) * g
         if self.labels:
-            scratch = self._scratch[:, :(xhi - xlo) * g]
+            scratch = self._scratch[0, :, :(xhi - xlo) * g]
             _kernels.emit_weighted_labels(self._acc, ylo, plan.buffer_rows, x0, scratch, g, view)
         else:
             _kernels.emit_weighted(self._acc, self._wsum[0], ylo, plan.buffer_rows, x0, view)
@@ -347,7 +354,7 @@ class Blender:
 
 
 def blend(plan, tiles, *, out=None, labels=False, channel_first=False, dtype=None, check_finite=False,
-          cache_dir=None):
+          cache_dir=None, parallel=None):
     """Blend all tiles of a plan into one full-size array.
 
     For images that fit in memory, or with ``out`` a ``numpy.memmap`` for
@@ -362,7 +369,7 @@ def blend(plan, tiles, *, out=None, labels=False, channel_first=False, dtype=Non
     out : ndarray, optional, keyword-only
         Where to write: shape ``(H, W, C)`` (``(C, H, W)`` with
         ``channel_first``, ``(H, W)`` for labels or 2-D tiles).
-    labels, channel_first, dtype, check_finite, cache_dir
+    labels, channel_first, dtype, check_finite, cache_dir, parallel
         As for :class:`Blender`.
 
     Returns
@@ -388,7 +395,7 @@ def blend(plan, tiles, *, out=None, labels=False, channel_first=False, dtype=Non
             raise ValueError(f"out must be an array whose (H, W) is the plan's image_size {plan.image_size}; "
                              f"got {type(out).__name__} of shape {getattr(out, 'shape', None)}")
     blender = Blender(plan, labels=labels, channel_first=channel_first, dtype=dtype,
-                      check_finite=check_finite, cache_dir=cache_dir)
+                      check_finite=check_finite, cache_dir=cache_dir, parallel=parallel)
     with blender:
         for _, cells in iterate_tiles(blender, tiles):
             for cell in cells:

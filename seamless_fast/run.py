@@ -30,7 +30,7 @@ def iterate_tiles(blender, tiles):
 
 def run_plan(plan, tiles, max_tiles=None, disk_cache_dir=None, on_load=None, on_unload=None, on_step=None,
              on_disk_evict=None, on_disk_restore=None, *, labels=False, channel_first=False, dtype=None,
-             check_finite=False):
+             check_finite=False, parallel=None):
     """Blend model outputs as they arrive; yield each output cell once it is final.
 
     Parameters
@@ -55,7 +55,7 @@ def run_plan(plan, tiles, max_tiles=None, disk_cache_dir=None, on_load=None, on_
     on_disk_evict, on_disk_restore : callable, optional
         Accepted for compatibility with the seed and never called: no tile is
         ever evicted, since tiles are blended on arrival.
-    labels, channel_first, dtype, check_finite : keyword-only
+    labels, channel_first, dtype, check_finite, parallel : keyword-only
         As for :class:`Blender`.
 
     Returns
@@ -98,7 +98,7 @@ def run_plan(plan, tiles, max_tiles=None, disk_cache_dir=None, on_load=None, on_
         if analyse_plan(plan).max_tiles_held <= max_tiles:
             disk_cache_dir = None  # the buffer fits the budget: keep it in RAM
     blender = Blender(plan, labels=labels, channel_first=channel_first, dtype=dtype,
-                      check_finite=check_finite, cache_dir=disk_cache_dir)
+                      check_finite=check_finite, cache_dir=disk_cache_dir, parallel=parallel)
     return _run(blender, tiles, on_load, on_unload, on_step)
 
 
