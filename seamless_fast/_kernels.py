@@ -62,74 +62,65 @@ def _finish(orow, arow, x0, trow, wx, a, k0, k1, touched_to):
 
 
 @njit
-def _blend_row(acc, tile, p, i, r, x0, wy, wx, fy, fx, in_cell, cx0, cx1, orow):
-    length = tile.shape[2]
-    arow = acc[p, r]
-    trow = tile[p, i]
-    a = wy[i]
-    touched_to = fx if i >= fy else length
+def _blend_row(arow, trow, wx, a, below_fy, fx, in_cell, cx0, cx1, orow):
+    """One plane row of a tile: its cell part into orow, the rest into the buffer row arow."""
+    length = trow.shape[0]
+    touched_to = fx if below_fy else length
     if in_cell:
-        _accumulate(arow, x0, trow, wx, a, 0, cx0, touched_to)
-        _finish(orow, arow, x0, trow, wx, a, cx0, cx1, touched_to)
-        _accumulate(arow, x0, trow, wx, a, cx1, length, touched_to)
+        _accumulate(arow, 0, trow, wx, a, 0, cx0, touched_to)
+        _finish(orow, arow, 0, trow, wx, a, cx0, cx1, touched_to)
+        _accumulate(arow, 0, trow, wx, a, cx1, length, touched_to)
     else:
-        _accumulate(arow, x0, trow, wx, a, 0, length, touched_to)
+        _accumulate(arow, 0, trow, wx, a, 0, length, touched_to)
 
 
 @njit
 def _step(steps, k, group):
     """The integers of arrival step k (see `Plan.steps`), column offsets scaled to elements."""
     s = steps[k]
-    return (s[0], s[1] * group, s[4], s[5], s[6] * group, s[7], s[8], s[9] * group, s[10] * group,
-            s[11], s[2], s[12] * group, s[3] * group)
+    return (s[0], s[1] * group, s[2], s[3] * group, s[4], s[5], s[6] * group,
+            s[7], s[8], s[9] * group, s[10] * group, s[11], s[12] * group)
 
 
 @njit
-def _blend_values_rows(acc, tile, weights_y, weights_x, steps, k, group, out, i):
-    y0, x0, first, fy, fx, cy0, cy1, cx0, cx1, wy, h, wx, length = _step(steps, k, group)
-    cap = acc.shape[1]
-    r = (y0 + i) % cap
-    in_cell = cy0 <= i < cy1
-    for p in range(tile.shape[0]):
-        orow = out[p, i - cy0] if in_cell else out[p, 0]
-        _blend_row(acc, tile, p, i, r, x0, weights_y[wy:wy + h], weights_x[wx:wx + length],
-                   fy, fx, in_cell, cx0, cx1, orow)
+def _planes(array, h, length):
+    """A C-contiguous (H, W, C), (C, H, W) or (H, W) array as planes (P, h, length)."""
+    return array.reshape((array.size // (h * length), h, length))
 
 
 @njit
 def blend_values(acc, tile, weights_y, weights_x, steps, k, group, out):
     """Blend the tile of step k; write its finished cell into `out`.
 
-    acc: (P, cap, L) ring buffer; tile: (P, h, Lt) planes; weights_y: the
-    plan's flat weights; weights_x: the same repeated `group` times (one per
-    element of a plane row); out: (P, cell height, cell elements), or any
-    (P, >= 1, >= 1) array when the step finishes no cell.
+    acc: (P, cap, L) ring buffer; tile: C-contiguous (h, w, C), (C, h, w) or
+    (h, w), with `group` elements per pixel in a plane row (C, 1 or 1);
+    weights_y: the plan's flat weights; weights_x: the same repeated `group`
+    times; out: the cell's output in the tile's layout (one pixel when the
+    step finishes no cell).
     """
-    first, h = steps[k, 4], steps[k, 2]
+    y0, x0, h, length, first, fy, fx, cy0, cy1, cx0, cx1, wy, wx = _step(steps, k, group)
+    wyv, wxv, cap = weights_y[wy:wy + h], weights_x[wx:wx + length], acc.shape[1]
+    tile, out = _planes(tile, h, length), _planes(out, max(cy1 - cy0, 1), max(cx1 - cx0, 1))
     for i in range(first, h):
-        _blend_values_rows(acc, tile, weights_y, weights_x, steps, k, group, out, i)
+        in_cell = cy0 <= i < cy1
+        for p in range(tile.shape[0]):
+            orow = out[p, i - cy0] if in_cell else out[p, 0]
+            _blend_row(acc[p, (y0 + i) % cap, x0:], tile[p, i], wxv, wyv[i], i >= fy, fx,
+                       in_cell, cx0, cx1, orow)
 
 
 @njit(parallel=True)
 def blend_values_parallel(acc, tile, weights_y, weights_x, steps, k, group, out):
     """:func:`blend_values` with the tile's rows split over numba's threads."""
-    first, h = steps[k, 4], steps[k, 2]
+    y0, x0, h, length, first, fy, fx, cy0, cy1, cx0, cx1, wy, wx = _step(steps, k, group)
+    wyv, wxv, cap = weights_y[wy:wy + h], weights_x[wx:wx + length], acc.shape[1]
+    tile, out = _planes(tile, h, length), _planes(out, max(cy1 - cy0, 1), max(cx1 - cx0, 1))
     for i in prange(first, h):
-        _blend_values_rows(acc, tile, weights_y, weights_x, steps, k, group, out, i)
-
-
-@njit
-def _blend_labels_rows(acc, tile, weights_y, weights_x, steps, k, group, scratch, out, i):
-    y0, x0, first, fy, fx, cy0, cy1, cx0, cx1, wy, h, wx, length = _step(steps, k, group)
-    cap = acc.shape[1]
-    r = (y0 + i) % cap
-    in_cell = cy0 <= i < cy1
-    row = scratch[i - cy0] if in_cell else scratch[0]
-    for p in range(tile.shape[0]):
-        _blend_row(acc, tile, p, i, r, x0, weights_y[wy:wy + h], weights_x[wx:wx + length],
-                   fy, fx, in_cell, cx0, cx1, row[p])
-    if in_cell:
-        argmax_row(row, group, out[i - cy0])
+        in_cell = cy0 <= i < cy1
+        for p in range(tile.shape[0]):
+            orow = out[p, i - cy0] if in_cell else out[p, 0]
+            _blend_row(acc[p, (y0 + i) % cap, x0:], tile[p, i], wxv, wyv[i], i >= fy, fx,
+                       in_cell, cx0, cx1, orow)
 
 
 @njit
@@ -140,17 +131,33 @@ def blend_labels(acc, tile, weights_y, weights_x, steps, k, group, scratch, out)
     (p, e) is ``p * group + e % group`` and its pixel ``e // group``;
     out: (cell height, cell width).
     """
-    first, h = steps[k, 4], steps[k, 2]
+    y0, x0, h, length, first, fy, fx, cy0, cy1, cx0, cx1, wy, wx = _step(steps, k, group)
+    wyv, wxv, cap = weights_y[wy:wy + h], weights_x[wx:wx + length], acc.shape[1]
+    tile = _planes(tile, h, length)
     for i in range(first, h):
-        _blend_labels_rows(acc, tile, weights_y, weights_x, steps, k, group, scratch, out, i)
+        in_cell = cy0 <= i < cy1
+        rows = scratch[i - cy0] if in_cell else scratch[0]
+        for p in range(tile.shape[0]):
+            _blend_row(acc[p, (y0 + i) % cap, x0:], tile[p, i], wxv, wyv[i], i >= fy, fx,
+                       in_cell, cx0, cx1, rows[p])
+        if in_cell:
+            argmax_row(rows, group, out[i - cy0])
 
 
 @njit(parallel=True)
 def blend_labels_parallel(acc, tile, weights_y, weights_x, steps, k, group, scratch, out):
     """:func:`blend_labels` with the tile's rows split over numba's threads."""
-    first, h = steps[k, 4], steps[k, 2]
+    y0, x0, h, length, first, fy, fx, cy0, cy1, cx0, cx1, wy, wx = _step(steps, k, group)
+    wyv, wxv, cap = weights_y[wy:wy + h], weights_x[wx:wx + length], acc.shape[1]
+    tile = _planes(tile, h, length)
     for i in prange(first, h):
-        _blend_labels_rows(acc, tile, weights_y, weights_x, steps, k, group, scratch, out, i)
+        in_cell = cy0 <= i < cy1
+        rows = scratch[i - cy0] if in_cell else scratch[0]
+        for p in range(tile.shape[0]):
+            _blend_row(acc[p, (y0 + i) % cap, x0:], tile[p, i], wxv, wyv[i], i >= fy, fx,
+                       in_cell, cx0, cx1, rows[p])
+        if in_cell:
+            argmax_row(rows, group, out[i - cy0])
 
 
 @njit

@@ -135,6 +135,7 @@ class Blender:
         self.channels = None
         self._ndim = None
         self._acc = self._wsum = None
+        self._dtype = None  # set with the buffers; until then every tile takes the fully checked path
         self._files = []
         self._live = 0
         self._emit_bounds = np.searchsorted(plan.emit_after, np.arange(plan.n_loads + 1), side="left")
@@ -162,13 +163,19 @@ class Blender:
     # -- pushing ---------------------------------------------------------
     def push(self, tile):
         """Blend the next tile; return the list of :class:`OutputCell` that became final."""
-        self._check_open()
-        self._check_not_done()
         k = self.step
+        if self._closed or k >= self.plan.n_loads:
+            self._check_open()
+            self._check_not_done()
         row = self.plan.steps[k].tolist()
-        planes, ndim, channels = self._checked_tile(tile, row[2], row[3])
-        if self._acc is None:
-            self._allocate(planes, ndim, channels)
+        h, w = row[2], row[3]
+        if (type(tile) is np.ndarray and tile.dtype is self._dtype and tile.shape == self._tile_shape(h, w)
+                and tile.flags.c_contiguous and not self.check_finite):
+            planes = tile  # the common case, checked in full below otherwise
+        else:
+            planes, ndim, channels = self._checked_tile(tile, h, w)
+            if self._acc is None:
+                self._allocate(planes, ndim, channels)
         if self.plan.normalised:
             cells = self._push_fast(planes, row, k)
         else:
@@ -266,9 +273,15 @@ class Blender:
     def _allocate(self, planes, ndim, channels):
         plan = self.plan
         self._ndim = ndim
-        self.channels = int(channels)
-        self._group = 1 if self.channel_first or ndim == 2 else self.channels  # elements per pixel in a row
-        dtype = planes.dtype
+        self.channels = c = int(channels)
+        self._group = 1 if self.channel_first or ndim == 2 else c  # elements per pixel in a plane row
+        if ndim == 2:
+            self._tile_shape = lambda h, w: (h, w)
+        elif self.channel_first:
+            self._tile_shape = lambda h, w: (c, h, w)
+        else:
+            self._tile_shape = lambda h, w: (h, w, c)
+        dtype = self._dtype = planes.dtype
         width = plan.buffer_cols[1] - plan.buffer_cols[0]
         self._acc = self._buffer((planes.shape[0], plan.buffer_rows, width * self._group), dtype)
         if not plan.normalised:
@@ -294,14 +307,8 @@ class Blender:
             data = np.empty((h, w), label_dtype(self.channels))
             return data, data
         dtype = self._acc.dtype
-        if self._ndim == 2:
-            data = np.empty((h, w), dtype)
-            return data, data[None]
-        if self.channel_first:
-            data = np.empty((self.channels, h, w), dtype)
-            return data, data
-        data = np.empty((h, w, self.channels), dtype)
-        return data, data.reshape(1, h, w * self.channels)
+        data = np.empty(self._tile_shape(h, w), dtype)
+        return data, data
 
     # -- the two paths -------------------------------------------------------
     def _push_fast(self, planes, row, k):
@@ -325,6 +332,7 @@ class Blender:
     def _push_general(self, planes, row, k):
         plan = self.plan
         y0, x0, h, w, first = row[:5]
+        planes = planes.reshape((-1, h, w * self._group))
         cap = plan.buffer_rows
         live = int(plan.live_from[k])
         if live > self._live:
@@ -349,6 +357,7 @@ class Blender:
             scratch = self._scratch[0, :, :(xhi - xlo) * g]
             _kernels.emit_weighted_labels(self._acc, ylo, plan.buffer_rows, x0, scratch, g, view)
         else:
+            view = view.reshape((-1, yhi - ylo, (xhi - xlo) * g))
             _kernels.emit_weighted(self._acc, self._wsum[0], ylo, plan.buffer_rows, x0, view)
         return OutputCell(plan.grid_index(c), (ylo, xlo, yhi, xhi), data)
 
