@@ -124,12 +124,11 @@ def blend_values_parallel(acc, tile, weights_y, weights_x, steps, k, group, out)
 
 
 @njit
-def blend_labels(acc, tile, weights_y, weights_x, steps, k, group, scratch, out):
+def blend_labels(acc, tile, weights_y, weights_x, steps, k, group, scratch, best, out):
     """As :func:`blend_values`, but the cell leaves as labels, the arg-max over channels.
 
-    scratch: (cell height, P, cell elements) floats; channel of element
-    (p, e) is ``p * group + e % group`` and its pixel ``e // group``;
-    out: (cell height, cell width).
+    scratch: (cell height, P, cell elements) floats; best: (cell height,
+    cell width) floats; out: (cell height, cell width).
     """
     y0, x0, h, length, first, fy, fx, cy0, cy1, cx0, cx1, wy, wx = _step(steps, k, group)
     wyv, wxv, cap = weights_y[wy:wy + h], weights_x[wx:wx + length], acc.shape[1]
@@ -141,11 +140,11 @@ def blend_labels(acc, tile, weights_y, weights_x, steps, k, group, scratch, out)
             _blend_row(acc[p, (y0 + i) % cap, x0:], tile[p, i], wxv, wyv[i], i >= fy, fx,
                        in_cell, cx0, cx1, rows[p])
         if in_cell:
-            argmax_row(rows, group, out[i - cy0])
+            argmax_row(rows, group, out[i - cy0], best[i - cy0])
 
 
 @njit(parallel=True)
-def blend_labels_parallel(acc, tile, weights_y, weights_x, steps, k, group, scratch, out):
+def blend_labels_parallel(acc, tile, weights_y, weights_x, steps, k, group, scratch, best, out):
     """:func:`blend_labels` with the tile's rows split over numba's threads."""
     y0, x0, h, length, first, fy, fx, cy0, cy1, cx0, cx1, wy, wx = _step(steps, k, group)
     wyv, wxv, cap = weights_y[wy:wy + h], weights_x[wx:wx + length], acc.shape[1]
@@ -157,26 +156,50 @@ def blend_labels_parallel(acc, tile, weights_y, weights_x, steps, k, group, scra
             _blend_row(acc[p, (y0 + i) % cap, x0:], tile[p, i], wxv, wyv[i], i >= fy, fx,
                        in_cell, cx0, cx1, rows[p])
         if in_cell:
-            argmax_row(rows, group, out[i - cy0])
+            argmax_row(rows, group, out[i - cy0], best[i - cy0])
 
 
 @njit
-def argmax_row(values, group, labels):
-    """labels[j] = arg-max over channels of pixel j (first maximum; a NaN wins, as in numpy)."""
-    planes = values.shape[0]
-    for j in range(labels.shape[0]):
-        best = 0
-        top = values[0, j * group]
-        if top == top:
-            for ch in range(1, planes * group):
-                v = values[ch // group, j * group + ch % group]
-                if v != v:
-                    best = ch
-                    break
-                if v > top:
-                    top = v
-                    best = ch
-        labels[j] = best
+def argmax_row(values, group, labels, best):
+    """labels[j] = arg-max over the channels of pixel j: the first maximum, and the first NaN wins as in numpy.
+
+    values: (P, pixels * group) with channel ``p * group + e % group`` at
+    element (p, e); best: float scratch of at least `pixels` values. Channels
+    are the outer loop so the pixel loop vectorises.
+    """
+    pixels = labels.shape[0]
+    for j in range(pixels):
+        u = np.uint64(j)
+        best[u] = values[0, np.uint64(j * group)]
+        labels[u] = 0
+    for ch in range(1, values.shape[0] * group):
+        plane, offset = ch // group, ch % group
+        for j in range(pixels):
+            u = np.uint64(j)
+            v = values[plane, np.uint64(j * group + offset)]
+            b = best[u]
+            if v > b or (v != v and b == b):
+                best[u] = v
+                labels[u] = ch
+
+
+@njit
+def half_to_float(bits, out):
+    """float16 values given as their uint16 bits into float32 `out`, exactly (numba has no float16).
+
+    The half's exponent and mantissa are shifted into float32 position and the
+    result scaled by 2**112 (which also turns half subnormals into the right
+    float32 values); half inf and NaN get the float32 all-ones exponent first.
+    """
+    out_bits = out.view(np.uint32)
+    for k in range(bits.shape[0]):
+        u = np.uint64(k)
+        h = np.uint32(bits[u])
+        infnan = np.uint32(0x7F800000) if (h & np.uint32(0x7C00)) == np.uint32(0x7C00) else np.uint32(0)
+        out_bits[u] = ((h & np.uint32(0x7FFF)) << np.uint32(13)) | ((h & np.uint32(0x8000)) << np.uint32(16)) | infnan
+    scale = np.float32(2.0**112)
+    for k in range(out.shape[0]):
+        out[np.uint64(k)] *= scale
 
 
 # -- general path: any grid, weight sum accumulated beside the values ---------
@@ -211,14 +234,14 @@ def emit_weighted(acc, wsum, y0, cap, x0, out):
 
 
 @njit
-def emit_weighted_labels(acc, y0, cap, x0, scratch, group, out):
+def emit_weighted_labels(acc, y0, cap, x0, scratch, group, best, out):
     """Labels of a cell of the general path (the weight sum is a common positive factor)."""
     for i in range(out.shape[0]):
         r = (y0 + i) % cap
         for p in range(acc.shape[0]):
             for k in range(scratch.shape[1]):
                 scratch[p, k] = acc[p, r, x0 + k]
-        argmax_row(scratch, group, out[i])
+        argmax_row(scratch, group, out[i], best)
 
 
 @njit

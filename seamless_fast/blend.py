@@ -254,14 +254,22 @@ class Blender:
         if channels == 0:
             raise ValueError(f"{self._describe()} has no channels")
         dtype = self.dtype or (self._acc.dtype if self._acc is not None else accumulator_dtype(arr.dtype))
-        if arr.ndim == 2 or self.channel_first:
-            planes = arr.reshape((-1, h, w))
+        plane_shape = (-1, h, w) if arr.ndim == 2 or self.channel_first else (1, h, w * channels)
+        if arr.dtype == np.float16 and dtype == np.float32:
+            planes = self._from_half(arr).reshape(plane_shape)
         else:
-            planes = arr.reshape((1, h, w * channels))
-        planes = np.ascontiguousarray(planes, dtype=dtype)
+            planes = np.ascontiguousarray(arr.reshape(plane_shape), dtype=dtype)
         if self.check_finite and not np.isfinite(planes).all():
             raise ValueError(f"{self._describe()} contains NaN or inf (check_finite=True)")
         return planes, arr.ndim, channels
+
+    def _from_half(self, arr):
+        """float16 to float32 in a reused buffer (numpy's own conversion is several times slower)."""
+        if getattr(self, "_half", None) is None or self._half.size < arr.size:
+            self._half = np.empty(arr.size, np.float32)
+        out = self._half[:arr.size]
+        _kernels.half_to_float(np.ascontiguousarray(arr).reshape(-1).view(np.uint16), out)
+        return out
 
     def _as_array(self, tile):
         try:
@@ -291,6 +299,7 @@ class Blender:
         cells = plan.cell_boxes[plan.write_cells]
         cell_height, cell_width = (cells[:, 2:] - cells[:, :2]).max(axis=0).tolist()
         self._scratch = np.empty((cell_height, planes.shape[0], cell_width * self._group), dtype)
+        self._best = np.empty((cell_height, cell_width), dtype)
         self._no_cell = self._new_output(1, 1)[1]
 
     def _buffer(self, shape, dtype):
@@ -320,7 +329,8 @@ class Blender:
         parallel = self._parallel and h * w * self._group * planes.shape[0] >= PARALLEL_MIN_ELEMENTS
         if self.labels:
             kernel = _kernels.blend_labels_parallel if parallel else _kernels.blend_labels
-            kernel(self._acc, planes, self._wy, self._wx, self.plan.steps, k, self._group, self._scratch, view)
+            kernel(self._acc, planes, self._wy, self._wx, self.plan.steps, k, self._group, self._scratch,
+                   self._best, view)
         else:
             kernel = _kernels.blend_values_parallel if parallel else _kernels.blend_values
             kernel(self._acc, planes, self._wy, self._wx, self.plan.steps, k, self._group, view)
@@ -355,7 +365,7 @@ class Blender:
         x0 = (xlo - plan.buffer_cols[0]) * g
         if self.labels:
             scratch = self._scratch[0, :, :(xhi - xlo) * g]
-            _kernels.emit_weighted_labels(self._acc, ylo, plan.buffer_rows, x0, scratch, g, view)
+            _kernels.emit_weighted_labels(self._acc, ylo, plan.buffer_rows, x0, scratch, g, self._best[0], view)
         else:
             view = view.reshape((-1, yhi - ylo, (xhi - xlo) * g))
             _kernels.emit_weighted(self._acc, self._wsum[0], ylo, plan.buffer_rows, x0, view)

@@ -1,0 +1,77 @@
+"""Shared scenarios for the benchmarks.
+
+Each benchmark times a whole run over the same number of tiles as its
+baselines in the same group, so the ratios of the reported times are the
+ratios per tile. Kernels are compiled by a warm-up call before timing.
+"""
+
+import numpy as np
+
+import seamless_fast as sf
+from seamless_fast.windows import window_2d
+
+ROUNDS = 5
+
+
+class Scenario:
+    """A plan and one pre-made tile reused for every position, so the "model" costs nothing."""
+
+    def __init__(self, image_size, tile, overlap, channels, dtype=np.float32, layout="hwc"):
+        self.plan, _ = sf.plan_regular_grid(image_size, tile, overlap)
+        self.channels = channels
+        shape = (channels, tile, tile) if layout == "chw" else (tile, tile, channels)
+        self.tile = np.random.default_rng(0).random(shape).astype(dtype)
+        self.layout = layout
+
+    @property
+    def n_tiles(self):
+        return self.plan.n_loads
+
+    def blend(self, **options):
+        blender = sf.Blender(self.plan, channel_first=self.layout == "chw", **options)
+        for _ in range(self.n_tiles):
+            blender.push(self.tile)
+        blender.close()
+
+    def blend_batches(self, batch_size=64, **options):
+        batch = np.ascontiguousarray(np.broadcast_to(self.tile, (batch_size,) + self.tile.shape))
+        blender = sf.Blender(self.plan, channel_first=self.layout == "chw", **options)
+        for start in range(0, self.n_tiles, batch_size):
+            blender.push_batch(batch[:min(batch_size, self.n_tiles - start)])
+        blender.close()
+
+    def copyto_hot(self):
+        """np.copyto of one tile's bytes, n_tiles times, source and target hot in cache."""
+        target = np.empty_like(self.tile)
+        for _ in range(self.n_tiles):
+            np.copyto(target, self.tile)
+
+    def copyto_image(self):
+        """np.copyto of each tile into its place in a full-size output image (first touch excluded)."""
+        image = self._image
+        for ylo, xlo, yhi, xhi in self.plan.tile_boxes[self.plan.load_order].tolist():
+            np.copyto(image[ylo:yhi, xlo:xhi], self.tile[:yhi - ylo, :xhi - xlo])
+
+    def prepare_image(self):
+        self._image = np.zeros(self.plan.image_size + (self.channels,), self.tile.dtype)
+
+    def numpy_reference(self):
+        """The plain numpy blend: accumulate weight x value and weight over full-size arrays, then divide."""
+        height, width = self.plan.image_size
+        values = np.zeros((height, width, self.channels), np.float32)
+        weights = np.zeros((height, width), np.float32)
+        weight = window_2d("pyramid", *self.tile.shape[:2]).astype(np.float32)
+        for ylo, xlo, yhi, xhi in self.plan.tile_boxes[self.plan.load_order].tolist():
+            values[ylo:yhi, xlo:xhi] += weight[:, :, None] * self.tile
+            weights[ylo:yhi, xlo:xhi] += weight
+        values /= weights[:, :, None]
+
+
+
+
+def run(benchmark, function, *args, setup=None, **kwargs):
+    """Time `function` (warm-up call first, so compilation is not timed)."""
+    if setup is not None:
+        setup()
+    function(*args, **kwargs)
+    return benchmark.pedantic(function, args=args, kwargs=kwargs, setup=setup, rounds=ROUNDS, iterations=1)

@@ -1,0 +1,26 @@
+"""Kernels that the blend tests do not reach one by one, against numpy."""
+
+import numpy as np
+import pytest
+
+from seamless_fast import _kernels
+
+
+def test_half_to_float_is_exact_for_every_half():
+    halves = np.arange(1 << 16, dtype=np.uint16)
+    out = np.empty(halves.size, np.float32)
+    _kernels.half_to_float(halves, out)
+    np.testing.assert_array_equal(out, halves.view(np.float16).astype(np.float32))
+
+
+@pytest.mark.parametrize("planes, group", [(1, 1), (1, 3), (4, 1), (1, 7)])
+def test_argmax_row_matches_numpy(planes, group):
+    rng = np.random.default_rng(planes * 10 + group)
+    pixels = 50
+    values = rng.random((planes, pixels * group)).astype(np.float32)
+    values[rng.random(values.shape) < 0.05] = np.nan
+    values[:, :group] = 0.5  # ties: the first maximum wins
+    channels_last = values.reshape(planes, pixels, group).transpose(1, 0, 2).reshape(pixels, planes * group)
+    labels = np.empty(pixels, np.uint8)
+    _kernels.argmax_row(values, group, labels, np.empty(pixels, np.float32))
+    np.testing.assert_array_equal(labels, np.argmax(channels_last, axis=1))
