@@ -38,11 +38,18 @@ def test_blend_serial(benchmark, scenario):
     run(benchmark, s.blend, parallel=False)
 
 
+def test_blend_into_image(benchmark, scenario):
+    name, s = scenario
+    benchmark.group = name
+    benchmark.extra_info["tiles"] = s.n_tiles
+    run(benchmark, s.blend_into_image, setup=s.prepare_image)
+
+
 def test_blend_batches(benchmark, scenario):
     name, s = scenario
     benchmark.group = name
     benchmark.extra_info["tiles"] = s.n_tiles
-    run(benchmark, s.blend_batches)
+    run(benchmark, s.blend_batches, setup=s.prepare_image)
 
 
 def test_blend_labels(benchmark, scenario):
@@ -52,6 +59,15 @@ def test_blend_labels(benchmark, scenario):
     benchmark.group = name
     benchmark.extra_info["tiles"] = s.n_tiles
     run(benchmark, s.blend, labels=True)
+
+
+def test_blend_labels_into_image(benchmark, scenario):
+    name, s = scenario
+    if name not in ("canonical", "channels8"):
+        pytest.skip("labels are measured on the canonical and 8-channel scenarios")
+    benchmark.group = name
+    benchmark.extra_info["tiles"] = s.n_tiles
+    run(benchmark, s.blend_into_image, labels=True, setup=lambda: s.prepare_image(labels=True))
 
 
 def test_copyto_hot(benchmark, scenario):

@@ -95,12 +95,12 @@ def blend_values(acc, tile, weights_y, weights_x, steps, k, group, out):
     acc: (P, cap, L) ring buffer; tile: C-contiguous (h, w, C), (C, h, w) or
     (h, w), with `group` elements per pixel in a plane row (C, 1 or 1);
     weights_y: the plan's flat weights; weights_x: the same repeated `group`
-    times; out: the cell's output in the tile's layout (one pixel when the
-    step finishes no cell).
+    times; out: planes (P, cell height, cell elements) the finished cell goes
+    to (any (P, 1, 1) array when the step finishes no cell).
     """
     y0, x0, h, length, first, fy, fx, cy0, cy1, cx0, cx1, wy, wx = _step(steps, k, group)
     wyv, wxv, cap = weights_y[wy:wy + h], weights_x[wx:wx + length], acc.shape[1]
-    tile, out = _planes(tile, h, length), _planes(out, max(cy1 - cy0, 1), max(cx1 - cx0, 1))
+    tile = _planes(tile, h, length)
     for i in range(first, h):
         in_cell = cy0 <= i < cy1
         for p in range(tile.shape[0]):
@@ -114,7 +114,7 @@ def blend_values_parallel(acc, tile, weights_y, weights_x, steps, k, group, out)
     """:func:`blend_values` with the tile's rows split over numba's threads."""
     y0, x0, h, length, first, fy, fx, cy0, cy1, cx0, cx1, wy, wx = _step(steps, k, group)
     wyv, wxv, cap = weights_y[wy:wy + h], weights_x[wx:wx + length], acc.shape[1]
-    tile, out = _planes(tile, h, length), _planes(out, max(cy1 - cy0, 1), max(cx1 - cx0, 1))
+    tile = _planes(tile, h, length)
     for i in prange(first, h):
         in_cell = cy0 <= i < cy1
         for p in range(tile.shape[0]):
@@ -124,11 +124,11 @@ def blend_values_parallel(acc, tile, weights_y, weights_x, steps, k, group, out)
 
 
 @njit
-def blend_labels(acc, tile, weights_y, weights_x, steps, k, group, scratch, best, out):
+def blend_labels(acc, tile, weights_y, weights_x, steps, k, group, scratch, top, label, out):
     """As :func:`blend_values`, but the cell leaves as labels, the arg-max over channels.
 
-    scratch: (cell height, P, cell elements) floats; best: (cell height,
-    cell width) floats; out: (cell height, cell width).
+    scratch: (cell height, P, cell elements) floats; top, label: (cell
+    height, cell width) floats; out: (cell height, cell width).
     """
     y0, x0, h, length, first, fy, fx, cy0, cy1, cx0, cx1, wy, wx = _step(steps, k, group)
     wyv, wxv, cap = weights_y[wy:wy + h], weights_x[wx:wx + length], acc.shape[1]
@@ -140,11 +140,11 @@ def blend_labels(acc, tile, weights_y, weights_x, steps, k, group, scratch, best
             _blend_row(acc[p, (y0 + i) % cap, x0:], tile[p, i], wxv, wyv[i], i >= fy, fx,
                        in_cell, cx0, cx1, rows[p])
         if in_cell:
-            argmax_row(rows, group, out[i - cy0], best[i - cy0])
+            argmax_row(rows, group, out[i - cy0], top[i - cy0], label[i - cy0])
 
 
 @njit(parallel=True)
-def blend_labels_parallel(acc, tile, weights_y, weights_x, steps, k, group, scratch, best, out):
+def blend_labels_parallel(acc, tile, weights_y, weights_x, steps, k, group, scratch, top, label, out):
     """:func:`blend_labels` with the tile's rows split over numba's threads."""
     y0, x0, h, length, first, fy, fx, cy0, cy1, cx0, cx1, wy, wx = _step(steps, k, group)
     wyv, wxv, cap = weights_y[wy:wy + h], weights_x[wx:wx + length], acc.shape[1]
@@ -156,31 +156,52 @@ def blend_labels_parallel(acc, tile, weights_y, weights_x, steps, k, group, scra
             _blend_row(acc[p, (y0 + i) % cap, x0:], tile[p, i], wxv, wyv[i], i >= fy, fx,
                        in_cell, cx0, cx1, rows[p])
         if in_cell:
-            argmax_row(rows, group, out[i - cy0], best[i - cy0])
+            argmax_row(rows, group, out[i - cy0], top[i - cy0], label[i - cy0])
 
 
 @njit
-def argmax_row(values, group, labels, best):
-    """labels[j] = arg-max over the channels of pixel j: the first maximum, and the first NaN wins as in numpy.
-
-    values: (P, pixels * group) with channel ``p * group + e % group`` at
-    element (p, e); best: float scratch of at least `pixels` values. Channels
-    are the outer loop so the pixel loop vectorises.
-    """
+def _argmax(values, group, labels, top, label):
     pixels = labels.shape[0]
     for j in range(pixels):
         u = np.uint64(j)
-        best[u] = values[0, np.uint64(j * group)]
-        labels[u] = 0
+        top[u] = values[0, np.uint64(j * group)]
+        label[u] = 0
     for ch in range(1, values.shape[0] * group):
-        plane, offset = ch // group, ch % group
+        plane, offset, channel = ch // group, ch % group, top.dtype.type(ch)
         for j in range(pixels):
             u = np.uint64(j)
             v = values[plane, np.uint64(j * group + offset)]
-            b = best[u]
-            if v > b or (v != v and b == b):
-                best[u] = v
-                labels[u] = ch
+            b = top[u]
+            take = (v > b) | ((v != v) & (b == b))
+            top[u] = v if take else b
+            label[u] = channel if take else label[u]
+    for j in range(pixels):
+        u = np.uint64(j)
+        labels[u] = label[u]
+
+
+@njit
+def argmax_row(values, group, labels, top, label):
+    """labels[j] = arg-max over the channels of pixel j: the first maximum, and the first NaN wins as in numpy.
+
+    values: (P, pixels * group) with channel ``p * group + e % group`` at
+    element (p, e); top, label: scratch rows of the values' dtype.
+    Channels are the outer loop and every store is a select of one width
+    (the running label is kept as a float), so the pixel loop vectorises;
+    the usual channel counts get a constant stride, which LLVM needs for that.
+    """
+    if group == 1:
+        _argmax(values, 1, labels, top, label)
+    elif group == 2:
+        _argmax(values, 2, labels, top, label)
+    elif group == 3:
+        _argmax(values, 3, labels, top, label)
+    elif group == 4:
+        _argmax(values, 4, labels, top, label)
+    elif group == 8:
+        _argmax(values, 8, labels, top, label)
+    else:
+        _argmax(values, group, labels, top, label)
 
 
 @njit
@@ -234,14 +255,14 @@ def emit_weighted(acc, wsum, y0, cap, x0, out):
 
 
 @njit
-def emit_weighted_labels(acc, y0, cap, x0, scratch, group, best, out):
+def emit_weighted_labels(acc, y0, cap, x0, scratch, group, top, label, out):
     """Labels of a cell of the general path (the weight sum is a common positive factor)."""
     for i in range(out.shape[0]):
         r = (y0 + i) % cap
         for p in range(acc.shape[0]):
             for k in range(scratch.shape[1]):
                 scratch[p, k] = acc[p, r, x0 + k]
-        argmax_row(scratch, group, out[i], best)
+        argmax_row(scratch, group, out[i], top, label)
 
 
 @njit

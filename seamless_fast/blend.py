@@ -18,6 +18,7 @@ being averaged away. ``check_finite=True`` rejects such a tile with an error
 naming it instead (costs one extra pass over each tile).
 """
 
+import itertools
 import os
 import tempfile
 from typing import NamedTuple
@@ -99,6 +100,11 @@ class Blender:
         Split the rows of large tiles over numba's threads. By default on when
         numba has several threads on a thread-safe layer (tbb or omp); turn it
         off when the blend already runs in a thread beside a CPU-bound model.
+    out : ndarray, optional, keyword-only
+        A full-size output, (H, W, C), (C, H, W) with `channel_first`, or
+        (H, W) for labels and 2-D tiles (a ``numpy.memmap`` works). Cells are
+        then written straight into it and the emitted cells' data are views
+        of it; otherwise each cell gets a fresh array.
 
     Examples
     --------
@@ -115,7 +121,7 @@ class Blender:
     """
 
     def __init__(self, plan, *, labels=False, channel_first=False, dtype=None, check_finite=False,
-                 cache_dir=None, parallel=None):
+                 cache_dir=None, parallel=None, out=None):
         if not isinstance(plan, Plan):
             raise ValueError(f"plan must be a Plan from plan_regular_grid or plan_from_grid; got {type(plan).__name__}")
         self.plan = plan
@@ -131,6 +137,7 @@ class Blender:
             raise ValueError(f"cache_dir={str(cache_dir)!r} is not an existing directory")
         self.cache_dir = cache_dir
         self._parallel = parallel_is_safe() if parallel is None else check_bool(parallel, "parallel")
+        self.out = _check_out(out, plan.image_size, self.labels, self.channel_first)
         self.step = 0
         self.channels = None
         self._ndim = None
@@ -299,8 +306,12 @@ class Blender:
         cells = plan.cell_boxes[plan.write_cells]
         cell_height, cell_width = (cells[:, 2:] - cells[:, :2]).max(axis=0).tolist()
         self._scratch = np.empty((cell_height, planes.shape[0], cell_width * self._group), dtype)
-        self._best = np.empty((cell_height, cell_width), dtype)
-        self._no_cell = self._new_output(1, 1)[1]
+        self._top = np.empty((cell_height, cell_width), dtype)
+        self._label = np.empty((cell_height, cell_width), dtype)
+        self._no_cell = np.empty((planes.shape[0], 1, 1), dtype)
+        if self.out is not None:
+            self._out_planes = _output_planes(self.out, ndim, self.labels, self.channel_first, c, dtype,
+                                              label_dtype(c))
 
     def _buffer(self, shape, dtype):
         if self.cache_dir is None:
@@ -310,33 +321,39 @@ class Blender:
         self._files.append(path)
         return np.memmap(path, dtype=dtype, mode="w+", shape=shape)
 
-    def _new_output(self, h, w):
-        """A fresh output array for a cell, and its view as the kernels write it."""
+    def _cell_output(self, ylo, xlo, h, w):
+        """Where a cell's values go: (the array the caller gets, its planes view the kernels write)."""
+        if self.out is not None:
+            if self.labels or self._ndim == 2:
+                view = self.out[ylo:ylo + h, xlo:xlo + w]
+                return view, view if self.labels else view[None]
+            g = self._group
+            data = self.out[:, ylo:ylo + h, xlo:xlo + w] if self.channel_first else self.out[ylo:ylo + h, xlo:xlo + w]
+            return data, self._out_planes[:, ylo:ylo + h, xlo * g:(xlo + w) * g]
         if self.labels:
             data = np.empty((h, w), label_dtype(self.channels))
             return data, data
-        dtype = self._acc.dtype
-        data = np.empty(self._tile_shape(h, w), dtype)
-        return data, data
+        data = np.empty(self._tile_shape(h, w), self._dtype)
+        return data, data.reshape((-1, h, w * self._group))
 
     # -- the two paths -------------------------------------------------------
     def _push_fast(self, planes, row, k):
         h, w, cy0, cy1, cx0, cx1, cell = row[2], row[3], row[7], row[8], row[9], row[10], row[13]
+        ylo, xlo = row[0] + cy0, row[1] + self.plan.buffer_cols[0] + cx0
         if cell < 0:
             out, view = None, self._no_cell
         else:
-            out, view = self._new_output(cy1 - cy0, cx1 - cx0)
+            out, view = self._cell_output(ylo, xlo, cy1 - cy0, cx1 - cx0)
         parallel = self._parallel and h * w * self._group * planes.shape[0] >= PARALLEL_MIN_ELEMENTS
         if self.labels:
             kernel = _kernels.blend_labels_parallel if parallel else _kernels.blend_labels
             kernel(self._acc, planes, self._wy, self._wx, self.plan.steps, k, self._group, self._scratch,
-                   self._best, view)
+                   self._top, self._label, view)
         else:
             kernel = _kernels.blend_values_parallel if parallel else _kernels.blend_values
             kernel(self._acc, planes, self._wy, self._wx, self.plan.steps, k, self._group, view)
         if out is None:
             return []
-        ylo, xlo = row[0] + cy0, row[1] + self.plan.buffer_cols[0] + cx0
         return [OutputCell(divmod(cell, self.plan.grid_shape[1]), (ylo, xlo, ylo + cy1 - cy0, xlo + cx1 - cx0), out)]
 
     def _push_general(self, planes, row, k):
@@ -361,13 +378,13 @@ class Blender:
     def _emit_general(self, c):
         plan, g = self.plan, self._group
         ylo, xlo, yhi, xhi = plan.cell_boxes[c].tolist()
-        data, view = self._new_output(yhi - ylo, xhi - xlo)
+        data, view = self._cell_output(ylo, xlo, yhi - ylo, xhi - xlo)
         x0 = (xlo - plan.buffer_cols[0]) * g
         if self.labels:
             scratch = self._scratch[0, :, :(xhi - xlo) * g]
-            _kernels.emit_weighted_labels(self._acc, ylo, plan.buffer_rows, x0, scratch, g, self._best[0], view)
+            _kernels.emit_weighted_labels(self._acc, ylo, plan.buffer_rows, x0, scratch, g, self._top[0],
+                                          self._label[0], view)
         else:
-            view = view.reshape((-1, yhi - ylo, (xhi - xlo) * g))
             _kernels.emit_weighted(self._acc, self._wsum[0], ylo, plan.buffer_rows, x0, view)
         return OutputCell(plan.grid_index(c), (ylo, xlo, yhi, xhi), data)
 
@@ -377,8 +394,8 @@ def blend(plan, tiles, *, out=None, labels=False, channel_first=False, dtype=Non
     """Blend all tiles of a plan into one full-size array.
 
     For images that fit in memory, or with ``out`` a ``numpy.memmap`` for
-    those that do not. Pixels outside the written cells are left as they
-    are in `out` (zero when it is allocated here).
+    those that do not. Cells are written straight into `out`; pixels outside
+    the written cells are left as they are (zero when `out` is allocated here).
 
     Parameters
     ----------
@@ -408,30 +425,66 @@ def blend(plan, tiles, *, out=None, labels=False, channel_first=False, dtype=Non
     """
     from .run import iterate_tiles
 
-    if out is not None:
-        spatial = out.shape[1:] if channel_first and not labels and getattr(out, "ndim", 0) == 3 else out.shape[:2]
-        if not isinstance(out, np.ndarray) or out.ndim not in (2, 3) or tuple(spatial) != plan.image_size:
-            raise ValueError(f"out must be an array whose (H, W) is the plan's image_size {plan.image_size}; "
-                             f"got {type(out).__name__} of shape {getattr(out, 'shape', None)}")
-    blender = Blender(plan, labels=labels, channel_first=channel_first, dtype=dtype,
-                      check_finite=check_finite, cache_dir=cache_dir, parallel=parallel)
-    with blender:
-        for _, cells in iterate_tiles(blender, tiles):
-            for cell in cells:
-                if out is None:
-                    out = _allocate_output(plan, cell.data, channel_first)
-                target = out[(slice(None),) + cell.slices] if cell.data.ndim == 3 and channel_first \
-                    else out[cell.slices]
-                if target.shape != cell.data.shape:
-                    raise ValueError(f"out has shape {out.shape}, which cannot take cell {cell.index} "
-                                     f"of shape {cell.data.shape} at {cell.box}")
-                target[...] = cell.data
+    tiles = iter(tiles)
+    first = next(tiles, None)
+    if out is None and first is not None:
+        out = _allocate_output(plan, np.asarray(first), labels, channel_first, dtype)
+    if first is not None:
+        tiles = itertools.chain([first], tiles)
+    with Blender(plan, labels=labels, channel_first=channel_first, dtype=dtype, check_finite=check_finite,
+                 cache_dir=cache_dir, parallel=parallel, out=out) as blender:
+        for _ in iterate_tiles(blender, tiles):
+            pass
     return out
 
 
-def _allocate_output(plan, sample, channel_first):
+def _allocate_output(plan, sample, labels, channel_first, dtype):
+    """A zeroed full-size output for tiles like `sample` (a malformed sample is reported by the blender)."""
     h, w = plan.image_size
+    if sample.ndim not in (2, 3) or sample.dtype.kind not in "fiub" or 0 in sample.shape:
+        return None
+    channels = 1 if sample.ndim == 2 else sample.shape[0] if channel_first else sample.shape[2]
+    if labels:
+        return np.zeros((h, w), label_dtype(channels))
+    dtype = np.dtype(dtype) if dtype is not None else accumulator_dtype(sample.dtype)
     if sample.ndim == 2:
-        return np.zeros((h, w), sample.dtype)
-    c = sample.shape[0] if channel_first else sample.shape[2]
-    return np.zeros((c, h, w) if channel_first else (h, w, c), sample.dtype)
+        return np.zeros((h, w), dtype)
+    return np.zeros((channels, h, w) if channel_first else (h, w, channels), dtype)
+
+
+def _check_out(out, image_size, labels, channel_first):
+    """Validate a full-size output array up front (its channels are checked against the first tile)."""
+    if out is None:
+        return None
+    if not isinstance(out, np.ndarray) or out.ndim not in (2, 3):
+        raise ValueError(f"out must be a 2-D or 3-D array of the image size {image_size}; "
+                         f"got {type(out).__name__} of shape {getattr(out, 'shape', None)}")
+    spatial = out.shape[1:] if out.ndim == 3 and channel_first else out.shape[:2]
+    if tuple(spatial) != tuple(image_size) or (labels and out.ndim != 2):
+        expect = "(H, W)" if labels else "(C, H, W)" if channel_first else "(H, W, C) or (H, W)"
+        raise ValueError(f"out has shape {out.shape}; expected {expect} with (H, W) = {tuple(image_size)}")
+    if not out.flags.writeable:
+        raise ValueError("out is read-only")
+    return out
+
+
+def _output_planes(out, ndim, labels, channel_first, channels, dtype, labels_dtype):
+    """`out` as (P, H, W * group) planes for the kernels, after checking it against the first tile."""
+    expected_dtype = labels_dtype if labels else dtype
+    if out.dtype != expected_dtype:
+        raise ValueError(f"out has dtype {out.dtype}; this run produces {expected_dtype}")
+    if labels:
+        return out
+    if (out.ndim == 2) != (ndim == 2) or (ndim == 3 and out.shape[0 if channel_first else 2] != channels):
+        raise ValueError(f"out has shape {out.shape}, which does not fit tiles with {channels} channel(s) "
+                         f"and {ndim} dimensions (channel_first={channel_first})")
+    if ndim == 2:
+        return out[None]
+    if channel_first:
+        return out
+    height, width = out.shape[:2]
+    if out.strides[1] != channels * out.strides[2]:
+        raise ValueError("out must keep each row's pixels and channels in one run, as a C-ordered "
+                         "(H, W, C) array or a row slice of one does; channels next to each other")
+    return np.lib.stride_tricks.as_strided(out, (1, height, width * channels),
+                                           (0, out.strides[0], out.strides[2]), writeable=True)

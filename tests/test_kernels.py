@@ -13,7 +13,7 @@ def test_half_to_float_is_exact_for_every_half():
     np.testing.assert_array_equal(out, halves.view(np.float16).astype(np.float32))
 
 
-@pytest.mark.parametrize("planes, group", [(1, 1), (1, 3), (4, 1), (1, 7)])
+@pytest.mark.parametrize("planes, group", [(1, 1), (1, 2), (1, 3), (1, 4), (4, 1), (1, 7), (1, 8), (2, 5)])
 def test_argmax_row_matches_numpy(planes, group):
     rng = np.random.default_rng(planes * 10 + group)
     pixels = 50
@@ -22,5 +22,5 @@ def test_argmax_row_matches_numpy(planes, group):
     values[:, :group] = 0.5  # ties: the first maximum wins
     channels_last = values.reshape(planes, pixels, group).transpose(1, 0, 2).reshape(pixels, planes * group)
     labels = np.empty(pixels, np.uint8)
-    _kernels.argmax_row(values, group, labels, np.empty(pixels, np.float32))
+    _kernels.argmax_row(values, group, labels, np.empty(pixels, np.float32), np.empty(pixels, np.float32))
     np.testing.assert_array_equal(labels, np.argmax(channels_last, axis=1))

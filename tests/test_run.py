@@ -197,14 +197,46 @@ def test_blender_bad_options(tmp_path):
 
 def test_blend_out_checks():
     plan, _ = sf.plan_regular_grid((100, 100), 64, 16)
-    tiles = [np.zeros((64, 64, 2))] * plan.n_loads
-    with pytest.raises(ValueError, match=r"out must be an array whose \(H, W\) is the plan's image_size"):
-        sf.blend(plan, tiles, out=np.zeros((100, 99, 2)))
-    with pytest.raises(ValueError, match="out has shape .* which cannot take cell"):
-        sf.blend(plan, tiles, out=np.zeros((100, 100, 3)))
+    tiles = [np.zeros((64, 64, 2), np.float32)] * plan.n_loads
+    for out, message in [
+        (np.zeros((100, 99, 2), np.float32), r"out has shape \(100, 99, 2\); expected \(H, W, C\) or \(H, W\)"),
+        (np.zeros((100, 100, 3), np.float32), r"does not fit tiles with 2 channel\(s\)"),
+        (np.zeros((100, 100, 2), np.float64), "out has dtype float64; this run produces float32"),
+        (np.zeros((100, 100, 2), np.float32).transpose(1, 0, 2), "channels next to each other"),
+        (np.zeros((2, 100, 100), np.float32).transpose(1, 2, 0), "channels next to each other"),
+        (np.broadcast_to(np.float32(0), (100, 100, 2)), "read-only"),
+        ([[0.0]], "out must be a 2-D or 3-D array"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            sf.blend(plan, tiles, out=out)
+    with pytest.raises(ValueError, match=r"expected \(H, W\)"):
+        sf.blend(plan, tiles, out=np.zeros((100, 100, 2), np.uint8), labels=True)
     out = np.zeros((2, 100, 100), np.float32)
-    assert sf.blend(plan, [np.ones((2, 64, 64))] * plan.n_loads, out=out, channel_first=True) is out
-    assert (out == 1).all()
+    assert sf.blend(plan, [np.ones((2, 64, 64), np.float32)] * plan.n_loads, out=out, channel_first=True) is out
+    np.testing.assert_allclose(out, 1, atol=1e-6)
+
+
+@pytest.mark.parametrize("layout", ["hwc", "chw", "hw", "labels"])
+def test_blender_writes_into_out_and_returns_views(layout):
+    plan, _ = sf.plan_regular_grid((150, 130), 48, 12)
+    tiles = random_tiles(plan, np.random.default_rng(3), 1 if layout == "hw" else 3, np.float32)
+    chw = layout == "chw"
+    given = [tiles[t].transpose(2, 0, 1) if chw else tiles[t][:, :, 0] if layout == "hw" else tiles[t]
+             for t in plan.load_order]
+    expected = sf.blend(plan, [g.copy() for g in given], channel_first=chw, labels=layout == "labels")
+    out = np.full_like(expected, 7)
+    with sf.Blender(plan, channel_first=chw, labels=layout == "labels", out=out) as blender:
+        for tile in given:
+            for cell in blender.push(tile):
+                assert np.shares_memory(cell.data, out)
+    np.testing.assert_array_equal(out, expected)
+    fresh = np.zeros_like(expected)
+    with sf.Blender(plan, channel_first=chw, labels=layout == "labels") as blender:
+        for tile in given:
+            for cell in blender.push(tile):
+                assert not np.shares_memory(cell.data, out)
+                fresh[(slice(None),) + cell.slices if chw else cell.slices] = cell.data
+    np.testing.assert_array_equal(fresh, expected)
 
 
 def test_analyse_plan_unpacks_like_the_seed():
