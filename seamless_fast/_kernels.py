@@ -160,6 +160,39 @@ def blend_labels_parallel(acc, tile, weights_y, weights_x, steps, k, group, scra
 
 
 @njit
+def _cell_box(steps, k, x_origin):
+    """Image box (ylo, xlo, yhi, xhi) of the cell step k finishes (empty when it finishes none)."""
+    s = steps[k]
+    ylo, xlo = s[0] + s[7], s[1] + x_origin + s[9]
+    return ylo, xlo, ylo + s[8] - s[7], xlo + s[10] - s[9]
+
+
+@njit
+def blend_values_batch(acc, tiles, weights_y, weights_x, steps, k0, group, out, x_origin, no_cell):
+    """:func:`blend_values` for steps k0, k0 + 1, ... of a batch, each cell written into `out`.
+
+    tiles: (B, ...) tiles of one shape; out: the full image as planes
+    (P, H, W * group); x_origin: image column of buffer column 0.
+    """
+    for b in range(tiles.shape[0]):
+        ylo, xlo, yhi, xhi = _cell_box(steps, k0 + b, x_origin)
+        if yhi > ylo:
+            target = out[:, ylo:yhi, xlo * group:xhi * group]
+            blend_values(acc, tiles[b], weights_y, weights_x, steps, k0 + b, group, target)
+        else:
+            blend_values(acc, tiles[b], weights_y, weights_x, steps, k0 + b, group, no_cell)
+
+
+@njit
+def blend_labels_batch(acc, tiles, weights_y, weights_x, steps, k0, group, scratch, top, label, out, x_origin):
+    """:func:`blend_labels` for the steps of a batch, each cell's labels written into the (H, W) `out`."""
+    for b in range(tiles.shape[0]):
+        ylo, xlo, yhi, xhi = _cell_box(steps, k0 + b, x_origin)
+        blend_labels(acc, tiles[b], weights_y, weights_x, steps, k0 + b, group, scratch, top, label,
+                     out[ylo:max(yhi, ylo + 1), xlo:max(xhi, xlo + 1)])
+
+
+@njit
 def _argmax(values, group, labels, top, label):
     pixels = labels.shape[0]
     for j in range(pixels):

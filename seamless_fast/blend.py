@@ -191,11 +191,47 @@ class Blender:
         return cells
 
     def push_batch(self, tiles):
-        """Push several tiles (a sequence, or an array with a leading batch axis); return all finished cells."""
-        out = []
+        """Push several tiles (a sequence, or an array with a leading batch axis); return all finished cells.
+
+        With `out` given and a batch array of same-shaped tiles, the whole
+        batch is blended in one kernel call: the lowest overhead per tile.
+        """
+        if self._batch_fits(tiles):
+            return self._push_batch_into_out(tiles)
+        cells = []
         for tile in tiles:
-            out.extend(self.push(tile))
-        return out
+            cells.extend(self.push(tile))
+        return cells
+
+    def _batch_fits(self, tiles):
+        k, n = self.step, len(tiles) if hasattr(tiles, "__len__") else 0
+        if not (self.out is not None and self.plan.normalised and self._dtype is not None and n > 1
+                and type(tiles) is np.ndarray and tiles.dtype is self._dtype and tiles.flags.c_contiguous
+                and not self.check_finite and not self._closed and k + n <= self.plan.n_loads):
+            return False
+        sizes = self.plan.steps[k:k + n, 2:4]
+        h, w = sizes[0].tolist()
+        return bool((sizes == sizes[0]).all()) and tiles.shape[1:] == self._tile_shape(h, w)
+
+    def _push_batch_into_out(self, tiles):
+        plan, k, g = self.plan, self.step, self._group
+        x_origin = plan.buffer_cols[0]
+        if self.labels:
+            _kernels.blend_labels_batch(self._acc, tiles, self._wy, self._wx, plan.steps, k, g, self._scratch,
+                                        self._top, self._label, self.out, x_origin)
+        else:
+            _kernels.blend_values_batch(self._acc, tiles, self._wy, self._wx, plan.steps, k, g, self._out_planes,
+                                        x_origin, self._no_cell)
+        self.step = k + len(tiles)
+        cells = []
+        cols = plan.grid_shape[1]
+        for row in plan.steps[k:self.step].tolist():
+            cy0, cy1, cx0, cx1, cell = row[7], row[8], row[9], row[10], row[13]
+            if cell >= 0:
+                ylo, xlo = row[0] + cy0, row[1] + x_origin + cx0
+                data = self._cell_output(ylo, xlo, cy1 - cy0, cx1 - cx0)[0]
+                cells.append(OutputCell(divmod(cell, cols), (ylo, xlo, ylo + cy1 - cy0, xlo + cx1 - cx0), data))
+        return cells
 
     def close(self):
         """Release the buffer (and remove its cache file). Raises if tiles are still missing."""

@@ -244,3 +244,24 @@ def test_analyse_plan_unpacks_like_the_seed():
     max_loaded, total_loaded, writes = sf.analyse_plan(plan)
     assert total_loaded == len(sf.get_plan_input_geoms(plan)) and writes == plan.n_writes
     assert 0 < max_loaded < total_loaded
+
+
+@pytest.mark.parametrize("layout", ["hwc", "chw", "hw", "labels"])
+@pytest.mark.parametrize("image_size, area", [((150, 130), None), ((200, 170), shapely.Point(100, 90).buffer(50))])
+def test_batches_into_out_equal_single_pushes(layout, image_size, area):
+    plan, _ = sf.plan_regular_grid(image_size, 48, 12, area=area)
+    tiles = random_tiles(plan, np.random.default_rng(4), 1 if layout == "hw" else 3, np.float32)
+    chw = layout == "chw"
+    given = np.stack([tiles[t].transpose(2, 0, 1) if chw else tiles[t][:, :, 0] if layout == "hw" else tiles[t]
+                      for t in plan.load_order])
+    expected = sf.blend(plan, list(given), channel_first=chw, labels=layout == "labels")
+    out = np.zeros_like(expected)
+    emitted = []
+    with sf.Blender(plan, channel_first=chw, labels=layout == "labels", out=out) as blender:
+        emitted += blender.push(given[0])  # the first tile sets the buffers up
+        for start in range(1, plan.n_loads, 7):
+            emitted += blender.push_batch(given[start:start + 7])
+    np.testing.assert_array_equal(out, expected)
+    assert [c.index for c in emitted] == [plan.grid_index(c) for c in plan.write_cells]
+    for cell in emitted:
+        assert np.shares_memory(cell.data, out)
