@@ -11,7 +11,7 @@ def _as_int(value, name):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         if isinstance(value, numbers.Real) and float(value).is_integer() and not isinstance(value, (bool, np.bool_)):
             return int(value)
-        raise ValueError(f"{name}={value!r} is not an integer; expected a whole number of pixels")
+        raise ValueError(f"{name}={value!r} is not an integer; expected a whole number")
     return int(value)
 
 

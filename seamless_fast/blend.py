@@ -27,6 +27,7 @@ import numpy as np
 
 from . import _kernels
 from ._jit import parallel_is_safe
+from ._seams import SeamFiles
 from ._validate import check_bool
 from .geometry import boxes_to_geoms
 from .plan import Plan
@@ -94,8 +95,11 @@ class Blender:
     check_finite : bool, keyword-only
         Reject tiles holding NaN or inf instead of propagating them.
     cache_dir : path, optional, keyword-only
-        Hold the blend buffer in a memory-mapped file in this folder instead of
-        RAM; the file is removed on :meth:`close`.
+        Folder for the run's files: the partial sums at stripe seams of a plan
+        made with `max_buffer_bytes` (a private temporary folder by default),
+        and the buffer itself with `buffer_on_disk`. Removed on :meth:`close`.
+    buffer_on_disk : bool, keyword-only
+        Hold the blend buffer in a memory-mapped file in `cache_dir` instead of RAM.
     parallel : bool, optional, keyword-only
         Split the rows of large tiles over numba's threads. By default on when
         numba has several threads on a thread-safe layer (tbb or omp); turn it
@@ -121,7 +125,7 @@ class Blender:
     """
 
     def __init__(self, plan, *, labels=False, channel_first=False, dtype=None, check_finite=False,
-                 cache_dir=None, parallel=None, out=None):
+                 cache_dir=None, buffer_on_disk=False, parallel=None, out=None):
         if not isinstance(plan, Plan):
             raise ValueError(f"plan must be a Plan from plan_regular_grid or plan_from_grid; got {type(plan).__name__}")
         self.plan = plan
@@ -136,6 +140,10 @@ class Blender:
         if cache_dir is not None and not os.path.isdir(cache_dir):
             raise ValueError(f"cache_dir={str(cache_dir)!r} is not an existing directory")
         self.cache_dir = cache_dir
+        self.buffer_on_disk = check_bool(buffer_on_disk, "buffer_on_disk")
+        if self.buffer_on_disk and cache_dir is None:
+            raise ValueError("buffer_on_disk=True needs a cache_dir to put the buffer in")
+        self._seams = None
         self._parallel = parallel_is_safe() if parallel is None else check_bool(parallel, "parallel")
         self.out = _check_out(out, plan.image_size, self.labels, self.channel_first)
         self.step = 0
@@ -206,6 +214,7 @@ class Blender:
     def _batch_fits(self, tiles):
         k, n = self.step, len(tiles) if hasattr(tiles, "__len__") else 0
         if not (self.out is not None and self.plan.normalised and self._dtype is not None and n > 1
+                and self._seams is None
                 and type(tiles) is np.ndarray and tiles.dtype is self._dtype and tiles.flags.c_contiguous
                 and not self.check_finite and not self._closed and k + n <= self.plan.n_loads):
             return False
@@ -240,6 +249,8 @@ class Blender:
         self._closed = True
         missing = self.plan.n_loads - self.step
         self._acc = self._wsum = None
+        if self._seams is not None:
+            self._seams.close()
         for path in self._files:
             try:
                 os.remove(path)
@@ -333,8 +344,10 @@ class Blender:
         else:
             self._tile_shape = lambda h, w: (h, w, c)
         dtype = self._dtype = planes.dtype
-        width = plan.buffer_cols[1] - plan.buffer_cols[0]
+        width = int((plan.stripes[:, 1] - plan.stripes[:, 0]).max())
         self._acc = self._buffer((planes.shape[0], plan.buffer_rows, width * self._group), dtype)
+        if len(plan.stripes) > 1:
+            self._seams = SeamFiles(plan, planes.shape[0], self._group, dtype, self.cache_dir)
         if not plan.normalised:
             self._wsum = self._buffer((1, plan.buffer_rows, width), dtype)
         self._wy = plan.weights.astype(dtype)
@@ -350,7 +363,7 @@ class Blender:
                                               label_dtype(c))
 
     def _buffer(self, shape, dtype):
-        if self.cache_dir is None:
+        if not self.buffer_on_disk:
             return np.zeros(shape, dtype)
         fd, path = tempfile.mkstemp(prefix="seamless_fast_", suffix=".buf", dir=self.cache_dir)
         os.close(fd)
@@ -374,8 +387,10 @@ class Blender:
 
     # -- the two paths -------------------------------------------------------
     def _push_fast(self, planes, row, k):
-        h, w, cy0, cy1, cx0, cx1, cell = row[2], row[3], row[7], row[8], row[9], row[10], row[13]
-        ylo, xlo = row[0] + cy0, row[1] + self.plan.buffer_cols[0] + cx0
+        h, w, cy0, cy1, cx0, cx1, cell, stripe = row[2], row[3], row[7], row[8], row[9], row[10], row[13], row[15]
+        ylo, xlo = row[0] + cy0, row[1] + self.plan.stripes[stripe, 0] + cx0
+        if self._seams is not None and stripe > 0 and row[17] > row[16]:
+            self._seams.load(stripe - 1, self._acc, row[16], row[17])
         if cell < 0:
             out, view = None, self._no_cell
         else:
@@ -388,6 +403,8 @@ class Blender:
         else:
             kernel = _kernels.blend_values_parallel if parallel else _kernels.blend_values
             kernel(self._acc, planes, self._wy, self._wx, self.plan.steps, k, self._group, view)
+        if self._seams is not None and stripe < len(self.plan.seams) and row[19] > row[18]:
+            self._seams.spill(stripe, self._acc, row[18], row[19])
         if out is None:
             return []
         return [OutputCell(divmod(cell, self.plan.grid_shape[1]), (ylo, xlo, ylo + cy1 - cy0, xlo + cx1 - cx0), out)]

@@ -16,7 +16,8 @@ from .geometry import (area_bounds, boxes_overlap, boxes_to_geoms, geoms_to_boxe
                        grid_cells, is_rectilinear, regular_axis)
 from .windows import check_window, is_separable, window_1d, window_2d
 
-STEP_COLUMNS = ("y0", "x0", "h", "w", "first", "fy", "fx", "cy0", "cy1", "cx0", "cx1", "wy", "wx", "cell", "tile")
+STEP_COLUMNS = ("y0", "x0", "h", "w", "first", "fy", "fx", "cy0", "cy1", "cx0", "cx1", "wy", "wx", "cell", "tile",
+                "stripe", "enter_lo", "enter_hi", "leave_lo", "leave_hi")
 
 __all__ = ["STEP_COLUMNS", "Plan", "PlanStats", "plan_regular_grid", "plan_from_grid", "analyse_plan",
            "get_plan_input_geoms"]
@@ -75,7 +76,18 @@ class Plan:
         the first row still needed, the first-touch rectangle (tile-relative
         rows >= ``fy`` and columns >= ``fx``, where no earlier tile reached),
         the tile-relative box of the cell it finishes (all zero and
-        ``cell = -1`` for none), weight offsets, and flat cell and tile indices.
+        ``cell = -1`` for none), weight offsets, flat cell and tile indices,
+        the stripe, the image rows that enter the buffer before the tile (and
+        take the left seam's partial sums) and those that leave it after the
+        tile (and give the right seam's partial sums). ``x0`` is relative to
+        the stripe's first buffer column.
+    stripes : ndarray, shape (n_stripes, 2)
+        Image columns ``[x0, x1)`` each stripe's buffer spans; one stripe
+        unless the plan was made with a `max_buffer_bytes` that one band of the
+        output exceeds. Stripes are run one after the other.
+    seams : ndarray, shape (n_stripes - 1, 2)
+        Image columns ``[lo, hi)`` where stripe s and s + 1 overlap: their
+        partial sums are handed from one stripe to the next (empty if equal).
     """
 
     image_size: tuple
@@ -94,6 +106,8 @@ class Plan:
     weight_x: np.ndarray
     window: object
     steps: np.ndarray
+    stripes: np.ndarray
+    seams: np.ndarray
 
     @property
     def n_loads(self):
@@ -137,7 +151,8 @@ class PlanStats(tuple):
                 f"buffer_bytes={self.buffer_bytes})")
 
 
-def plan_regular_grid(image_size, tile_size, overlap, area=None, *, window="pyramid"):
+def plan_regular_grid(image_size, tile_size, overlap, area=None, *, window="pyramid", max_buffer_bytes=None,
+                      channels=1, dtype=np.float32):
     """Plan a regular grid of overlapping tiles over an image.
 
     Tiles start every ``tile_size - overlap`` pixels along each axis; where
@@ -158,6 +173,15 @@ def plan_regular_grid(image_size, tile_size, overlap, area=None, *, window="pyra
         are written, and only the tiles they need are requested.
     window : str, callable or 2-D array, keyword-only
         Blending window; see :mod:`seamless_fast.windows`.
+    max_buffer_bytes : int, optional, keyword-only
+        Most bytes the blend buffer may take. When one band of the output
+        (tile height x planned width) is larger, the plan runs in vertical
+        stripes, one after the other, handing the partial sums along each
+        stripe seam on through a file in the run's cache folder.
+    channels : int, keyword-only
+        Channels of the model output, to turn `max_buffer_bytes` into pixels.
+    dtype : float dtype, keyword-only
+        Accumulator dtype (float32, or float64 for float64 tiles), likewise.
 
     Returns
     -------
@@ -185,13 +209,27 @@ def plan_regular_grid(image_size, tile_size, overlap, area=None, *, window="pyra
         ylo, xlo, yhi, xhi = area_bounds(area)
         lo = (max(ylo, 0), max(xlo, 0))
         hi = (min(yhi, image_size[0]), min(xhi, image_size[1]))
+    budget = _budget(max_buffer_bytes, channels, dtype)
     axes = [regular_axis(image_size[a], tile_size[a], overlap[a], lo[a], hi[a]) for a in (0, 1)]
     boxes = grid_boxes(*axes[0], *axes[1])
-    plan = _compile(boxes, image_size, area, window)
+    plan = _compile(boxes, image_size, area, window, *budget)
     return plan, boxes_to_geoms(boxes)
 
 
-def plan_from_grid(grid, area=None, *, window="pyramid"):
+def _budget(max_buffer_bytes, channels, dtype):
+    """(max_buffer_bytes, bytes per buffer pixel), validated."""
+    from ._validate import as_positive_int
+
+    channels = as_positive_int(channels, "channels")
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f" or dtype.itemsize < 4:
+        raise ValueError(f"dtype={dtype} is not an accumulator dtype; expected float32 or float64")
+    if max_buffer_bytes is not None:
+        max_buffer_bytes = as_positive_int(max_buffer_bytes, "max_buffer_bytes")
+    return max_buffer_bytes, channels * dtype.itemsize
+
+
+def plan_from_grid(grid, area=None, *, window="pyramid", max_buffer_bytes=None, channels=1, dtype=np.float32):
     """Plan a run over any grid of boxes, regular or not.
 
     Parameters
@@ -204,6 +242,8 @@ def plan_from_grid(grid, area=None, *, window="pyramid"):
         As in :func:`plan_regular_grid`.
     window : str, callable or 2-D array, keyword-only
         Blending window.
+    max_buffer_bytes, channels, dtype : keyword-only
+        As in :func:`plan_regular_grid` (stripes need a rectilinear grid).
 
     Returns
     -------
@@ -227,10 +267,10 @@ def plan_from_grid(grid, area=None, *, window="pyramid"):
     image_size = (int(boxes[..., 2].max()), int(boxes[..., 3].max()))
     area = check_area(area, image_size)
     window = check_window(window)
-    return _compile(boxes, image_size, area, window)
+    return _compile(boxes, image_size, area, window, *_budget(max_buffer_bytes, channels, dtype))
 
 
-def _compile(boxes, image_size, area, window):
+def _compile(boxes, image_size, area, window, max_buffer_bytes=None, bytes_per_pixel=4):
     rows, cols = boxes.shape[:2]
     if not is_separable(window):
         sizes = np.unique(boxes[..., 2:].reshape(-1, 2) - boxes[..., :2].reshape(-1, 2), axis=0)
@@ -245,29 +285,106 @@ def _compile(boxes, image_size, area, window):
         if not selected.any():
             raise ValueError(f"area with bounds {tuple(area.bounds)} meets no output cell of the grid")
     rectilinear = is_rectilinear(boxes)
+    normalised = rectilinear and is_separable(window)
     if rectilinear:
         load_order, emit_after, write_cells = _schedule_rectilinear(boxes, cells, selected)
     else:
         load_order, emit_after, write_cells = _schedule_general(flat_boxes, flat_cells, selected)
+    column_stripe = _split_columns(boxes, max_buffer_bytes, bytes_per_pixel, normalised)
+    if column_stripe[-1] > 0:
+        load_order = load_order[np.lexsort((load_order, column_stripe[load_order % cols]))]
+        position = np.empty(rows * cols, dtype=np.int64)
+        position[load_order] = np.arange(len(load_order))
+        emit_after = position[write_cells]
     order = np.lexsort((write_cells, emit_after))
     write_cells, emit_after = write_cells[order], emit_after[order]
-    live_from = _live_from(flat_cells[write_cells, 0], emit_after, len(load_order), image_size[0])
-    top = np.maximum.accumulate(flat_boxes[load_order, 2])
-    buffer_rows = int(max(1, (top - live_from).max()))
-    buffer_cols = (int(flat_boxes[load_order, 1].min()), int(flat_boxes[load_order, 3].max()))
-    normalised = rectilinear and is_separable(window)
+    stripe = column_stripe[load_order % cols]
+    tiles = flat_boxes[load_order]
+    if stripe[-1] > 0:  # in stripes, rows stay until no later tile of the stripe reaches them
+        live_from = tiles[:, 0].copy()
+    else:
+        live_from = _live_from(flat_cells[write_cells, 0], emit_after, len(load_order), image_size[0])
+    top = _segment_cummax(tiles[:, 2], stripe)
+    buffer_rows = int(max(1, (top - np.minimum(live_from, top)).max()))
+    stripes, seams = _stripe_extents(tiles, stripe)
     weights, weight_y, weight_x = _weights(boxes, window, normalised)
-    steps = _steps(boxes, cells, load_order, write_cells, emit_after, live_from, buffer_cols[0],
+    steps = _steps(boxes, cells, load_order, write_cells, emit_after, live_from, stripes[stripe, 0],
                    weight_y, weight_x, rectilinear)
+    _seam_rows(steps, stripe, tiles, top, live_from)
     return Plan(
         image_size=tuple(image_size), grid_shape=(rows, cols),
         tile_boxes=_frozen(flat_boxes.copy()), cell_boxes=_frozen(flat_cells.copy()),
         load_order=_frozen(load_order), write_cells=_frozen(write_cells),
         emit_after=_frozen(emit_after), live_from=_frozen(live_from),
-        buffer_rows=buffer_rows, buffer_cols=buffer_cols, normalised=normalised,
-        weights=_frozen(weights), weight_y=_frozen(weight_y), weight_x=_frozen(weight_x), window=window,
-        steps=_frozen(steps),
+        buffer_rows=buffer_rows, buffer_cols=(int(stripes[:, 0].min()), int(stripes[:, 1].max())),
+        normalised=normalised, weights=_frozen(weights), weight_y=_frozen(weight_y),
+        weight_x=_frozen(weight_x), window=window, steps=_frozen(steps), stripes=_frozen(stripes),
+        seams=_frozen(seams),
     )
+
+
+def _split_columns(boxes, max_buffer_bytes, bytes_per_pixel, normalised):
+    """Stripe number of every grid column: as wide as `max_buffer_bytes` allows (all 0 without a budget)."""
+    cols = boxes.shape[1]
+    column_stripe = np.zeros(cols, dtype=np.int64)
+    if max_buffer_bytes is None:
+        return column_stripe
+    xs, xe = boxes[0, :, 1].tolist(), boxes[0, :, 3].tolist()
+    row_bytes = int((boxes[:, :, 2] - boxes[:, :, 0]).max()) * bytes_per_pixel
+    if (max(xe) - min(xs)) * row_bytes <= max_buffer_bytes:
+        return column_stripe
+    if not normalised:
+        raise ValueError(f"max_buffer_bytes={max_buffer_bytes} is below the {(max(xe) - min(xs)) * row_bytes} "
+                         "bytes one band of this plan needs, and only rectilinear grids with a separable "
+                         "window can be split into stripes")
+    stripe, lo, hi = 0, xs[0], xe[0]
+    for j in range(cols):
+        if (max(hi, xe[j]) - lo) * row_bytes > max_buffer_bytes:
+            stripe, lo = stripe + 1, xs[j]  # the new stripe starts with the seam the last one leaves
+        hi = max(hi, xe[j])
+        if (hi - lo) * row_bytes > max_buffer_bytes:
+            raise ValueError(f"max_buffer_bytes={max_buffer_bytes} is too small: a stripe starting at column "
+                             f"{lo} needs {(hi - lo) * row_bytes} bytes (tile column and seam)")
+        column_stripe[j] = stripe
+    return column_stripe
+
+
+def _stripe_extents(tiles, stripe):
+    """Buffer columns [x0, x1) of each stripe (over the tiles it loads), and the seams [lo, hi) between them."""
+    count = int(stripe.max()) + 1
+    stripes = np.zeros((count, 2), dtype=np.int64)
+    seams = np.zeros((count - 1, 2), dtype=np.int64)
+    reach = 0
+    for s in range(count):
+        mine = tiles[stripe == s]
+        stripes[s] = mine[:, 1].min(), max(reach, mine[:, 3].max())
+        if s:
+            seams[s - 1] = stripes[s, 0], max(reach, stripes[s, 0])
+        reach = int(stripes[s, 1])
+    return stripes, seams
+
+
+def _segment_cummax(values, segment):
+    """Running maximum of `values`, restarted wherever `segment` changes."""
+    out = values.copy()
+    for s in np.unique(segment).tolist():
+        part = segment == s
+        out[part] = np.maximum.accumulate(values[part])
+    return out
+
+
+def _seam_rows(steps, stripe, tiles, top, live_from):
+    """Fill the enter/leave columns: rows that come into each stripe's buffer and rows that leave it."""
+    col = {name: n for n, name in enumerate(STEP_COLUMNS)}
+    steps[:, col["stripe"]] = stripe
+    starts = np.r_[True, stripe[1:] != stripe[:-1]]
+    ends = np.r_[stripe[1:] != stripe[:-1], True]
+    previous_top = np.where(starts, tiles[:, 0], np.r_[0, top[:-1]])
+    steps[:, col["enter_lo"]] = np.maximum(previous_top, live_from)
+    steps[:, col["enter_hi"]] = np.maximum(top, steps[:, col["enter_lo"]])
+    next_live = np.where(ends, top, np.r_[live_from[1:], 0])
+    steps[:, col["leave_lo"]] = np.minimum(live_from, top)
+    steps[:, col["leave_hi"]] = np.maximum(np.minimum(next_live, top), steps[:, col["leave_lo"]])
 
 
 def _meets(area, cells):
@@ -351,7 +468,9 @@ def _steps(boxes, cells, load_order, write_cells, emit_after, live_from, x_origi
         table[:, col["fy"]] = np.clip(row_end - tile[:, 0], 0, table[:, col["h"]])
         table[:, col["fx"]] = np.clip(col_end - tile[:, 1], 0, table[:, col["w"]])
         # Each written cell is final the moment its own tile arrives.
-        position = np.searchsorted(load_order, write_cells)
+        inverse = np.empty(rows * cols, dtype=np.int64)
+        inverse[load_order] = np.arange(len(load_order))
+        position = inverse[write_cells]
         assert np.array_equal(emit_after, position), "cells finish with their own tile on a rectilinear grid"
         cell = cells.reshape(-1, 4)[write_cells]
         table[position, col["cell"]] = write_cells
@@ -427,8 +546,7 @@ def analyse_plan(plan, *, channels=1, dtype=np.float32):
 
     channels = as_positive_int(channels, "channels")
     itemsize = np.dtype(dtype).itemsize
-    x0, x1 = plan.buffer_cols
-    pixels = plan.buffer_rows * (x1 - x0)
+    pixels = plan.buffer_rows * int((plan.stripes[:, 1] - plan.stripes[:, 0]).max())
     planes = channels if plan.normalised else channels + 1
     boxes = plan.tile_boxes[plan.load_order]
     tile_pixels = int(((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).max())

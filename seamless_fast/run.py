@@ -98,7 +98,8 @@ def run_plan(plan, tiles, max_tiles=None, disk_cache_dir=None, on_load=None, on_
         if analyse_plan(plan).max_tiles_held <= max_tiles:
             disk_cache_dir = None  # the buffer fits the budget: keep it in RAM
     blender = Blender(plan, labels=labels, channel_first=channel_first, dtype=dtype,
-                      check_finite=check_finite, cache_dir=disk_cache_dir, parallel=parallel)
+                      check_finite=check_finite, cache_dir=disk_cache_dir,
+                      buffer_on_disk=disk_cache_dir is not None, parallel=parallel)
     return _run(blender, tiles, on_load, on_unload, on_step)
 
 
