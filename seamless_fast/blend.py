@@ -154,6 +154,9 @@ class Blender:
         self._files = []
         self._live = 0
         self._emit_bounds = np.searchsorted(plan.emit_after, np.arange(plan.n_loads + 1), side="left")
+        # plain Python copies of what every push reads, to keep its overhead low
+        self._steps, self._n_loads, self._cols = plan.steps, plan.n_loads, plan.grid_shape[1]
+        self._stripe_x0 = plan.stripes[:, 0].tolist()
         self._weight_maps = {}
         self._closed = False
 
@@ -179,10 +182,10 @@ class Blender:
     def push(self, tile):
         """Blend the next tile; return the list of :class:`OutputCell` that became final."""
         k = self.step
-        if self._closed or k >= self.plan.n_loads:
+        if self._closed or k >= self._n_loads:
             self._check_open()
             self._check_not_done()
-        row = self.plan.steps[k].tolist()
+        row = self._steps[k].tolist()
         h, w = row[2], row[3]
         if (type(tile) is np.ndarray and tile.dtype is self._dtype and tile.shape == self._tile_shape(h, w)
                 and tile.flags.c_contiguous and not self.check_finite):
@@ -388,26 +391,26 @@ class Blender:
     # -- the two paths -------------------------------------------------------
     def _push_fast(self, planes, row, k):
         h, w, cy0, cy1, cx0, cx1, cell, stripe = row[2], row[3], row[7], row[8], row[9], row[10], row[13], row[15]
-        ylo, xlo = row[0] + cy0, row[1] + self.plan.stripes[stripe, 0] + cx0
+        ylo, xlo = row[0] + cy0, row[1] + self._stripe_x0[stripe] + cx0
         if self._seams is not None and stripe > 0 and row[17] > row[16]:
             self._seams.load(stripe - 1, self._acc, row[16], row[17])
         if cell < 0:
             out, view = None, self._no_cell
         else:
             out, view = self._cell_output(ylo, xlo, cy1 - cy0, cx1 - cx0)
-        parallel = self._parallel and h * w * self._group * planes.shape[0] >= PARALLEL_MIN_ELEMENTS
+        parallel = self._parallel and planes.size >= PARALLEL_MIN_ELEMENTS
         if self.labels:
             kernel = _kernels.blend_labels_parallel if parallel else _kernels.blend_labels
-            kernel(self._acc, planes, self._wy, self._wx, self.plan.steps, k, self._group, self._scratch,
+            kernel(self._acc, planes, self._wy, self._wx, self._steps, k, self._group, self._scratch,
                    self._top, self._label, view)
         else:
             kernel = _kernels.blend_values_parallel if parallel else _kernels.blend_values
-            kernel(self._acc, planes, self._wy, self._wx, self.plan.steps, k, self._group, view)
+            kernel(self._acc, planes, self._wy, self._wx, self._steps, k, self._group, view)
         if self._seams is not None and stripe < len(self.plan.seams) and row[19] > row[18]:
             self._seams.spill(stripe, self._acc, row[18], row[19])
         if out is None:
             return []
-        return [OutputCell(divmod(cell, self.plan.grid_shape[1]), (ylo, xlo, ylo + cy1 - cy0, xlo + cx1 - cx0), out)]
+        return [OutputCell(divmod(cell, self._cols), (ylo, xlo, ylo + cy1 - cy0, xlo + cx1 - cx0), out)]
 
     def _push_general(self, planes, row, k):
         plan = self.plan

@@ -10,7 +10,6 @@ as is for tiles of exactly its shape.
 from functools import lru_cache
 
 import numpy as np
-import scipy.signal.windows as _sw
 
 __all__ = ["WINDOWS", "window_1d", "window_2d", "is_separable"]
 
@@ -26,12 +25,16 @@ def _pyramid(n):
 def _hann(n):
     # A Hann taper that reaches zero one pixel outside the tile, so the edge
     # pixels keep a small positive weight.
-    return _sw.hann(n + 2)[1:-1]
+    from scipy.signal import windows  # imported on use: scipy.signal takes most of a second to import
+
+    return windows.hann(n + 2)[1:-1]
 
 
 def _gaussian(n):
     # As nnU-Net and MONAI: sigma = n / 8, peak 1 at the tile centre.
-    return _sw.gaussian(n, std=n / 8.0)
+    from scipy.signal import windows
+
+    return windows.gaussian(n, std=n / 8.0)
 
 
 def _constant(n):
