@@ -48,9 +48,20 @@ def grid_boxes(ystarts, ylen, xstarts, xlen):
 
 
 def boxes_to_geoms(boxes):
-    """Shapely boxes (object array of shape ``boxes.shape[:-1]``) from integer boxes."""
-    b = np.asarray(boxes)
-    return shapely.box(b[..., 0], b[..., 1], b[..., 2], b[..., 3])
+    """Shapely boxes (object array of shape ``boxes.shape[:-1]``) from integer boxes.
+
+    Built from one flat coordinate array, which is faster than ``shapely.box``
+    for large grids; the rings are the same as ``shapely.box(ylo, xlo, yhi, xhi)``'s.
+    """
+    b = np.asarray(boxes, dtype=np.float64)
+    flat = b.reshape(-1, 4)
+    ylo, xlo, yhi, xhi = flat.T
+    ring = np.stack([np.stack([yhi, xlo], -1), np.stack([yhi, xhi], -1), np.stack([ylo, xhi], -1),
+                     np.stack([ylo, xlo], -1), np.stack([yhi, xlo], -1)], axis=1)
+    count = len(flat)
+    offsets = (np.arange(count + 1, dtype=np.int64) * 5, np.arange(count + 1, dtype=np.int64))
+    geoms = shapely.from_ragged_array(shapely.GeometryType.POLYGON, ring.reshape(-1, 2), offsets)
+    return geoms.reshape(b.shape[:-1])
 
 
 def geoms_to_boxes(grid, name="grid"):
