@@ -10,7 +10,7 @@ import numpy as np
 import seamless_fast as sf
 from seamless_fast.windows import window_2d
 
-ROUNDS = 5
+ROUNDS = 7
 
 
 class Scenario:
