@@ -193,17 +193,18 @@ def blend_labels_batch(acc, tiles, weights_y, weights_x, steps, k0, group, scrat
 
 
 @njit
-def _argmax(values, group, labels, top, label):
+def _argmax_planes(values, labels, top, label):
+    """Channel planes (P, pixels): channels are the outer loop, the pixel loop vectorises."""
     pixels = labels.shape[0]
     for j in range(pixels):
         u = np.uint64(j)
-        top[u] = values[0, np.uint64(j * group)]
+        top[u] = values[0, u]
         label[u] = 0
-    for ch in range(1, values.shape[0] * group):
-        plane, offset, channel = ch // group, ch % group, top.dtype.type(ch)
+    for ch in range(1, values.shape[0]):
+        row, channel = values[ch], top.dtype.type(ch)
         for j in range(pixels):
             u = np.uint64(j)
-            v = values[plane, np.uint64(j * group + offset)]
+            v = row[u]
             b = top[u]
             take = (v > b) | ((v != v) & (b == b))
             top[u] = v if take else b
@@ -214,27 +215,46 @@ def _argmax(values, group, labels, top, label):
 
 
 @njit
+def _argmax_interleaved(row, group, labels):
+    """Interleaved channels (pixels * group,): a pixel's channels stay in registers."""
+    for j in range(labels.shape[0]):
+        base = np.uint64(j * group)
+        b = row[base]
+        best = row.dtype.type(0)
+        for c in range(1, group):
+            v = row[base + np.uint64(c)]
+            take = (v > b) | ((v != v) & (b == b))
+            b = v if take else b
+            best = row.dtype.type(c) if take else best
+        labels[np.uint64(j)] = best
+
+
+@njit
 def argmax_row(values, group, labels, top, label):
     """labels[j] = arg-max over the channels of pixel j: the first maximum, and the first NaN wins as in numpy.
 
     values: (P, pixels * group) with channel ``p * group + e % group`` at
-    element (p, e); top, label: scratch rows of the values' dtype.
-    Channels are the outer loop and every store is a select of one width
-    (the running label is kept as a float), so the pixel loop vectorises;
-    the usual channel counts get a constant stride, which LLVM needs for that.
+    element (p, e): one row of interleaved channels (P = 1) or channel planes
+    (group = 1); top, label: scratch rows of the values' dtype. Every select
+    has one width (the running label is a float) so LLVM vectorises the
+    pixel loop; the usual channel counts get a constant stride, which it needs.
     """
-    if group == 1:
-        _argmax(values, 1, labels, top, label)
+    if values.shape[0] > 1:
+        _argmax_planes(values, labels, top, label)
     elif group == 2:
-        _argmax(values, 2, labels, top, label)
+        _argmax_interleaved(values[0], 2, labels)
     elif group == 3:
-        _argmax(values, 3, labels, top, label)
+        _argmax_interleaved(values[0], 3, labels)
     elif group == 4:
-        _argmax(values, 4, labels, top, label)
+        _argmax_interleaved(values[0], 4, labels)
+    elif group == 5:
+        _argmax_interleaved(values[0], 5, labels)
+    elif group == 6:
+        _argmax_interleaved(values[0], 6, labels)
     elif group == 8:
-        _argmax(values, 8, labels, top, label)
+        _argmax_interleaved(values[0], 8, labels)
     else:
-        _argmax(values, group, labels, top, label)
+        _argmax_interleaved(values[0], group, labels)
 
 
 @njit

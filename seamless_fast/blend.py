@@ -29,7 +29,7 @@ from . import _kernels
 from ._jit import parallel_is_safe
 from ._seams import SeamFiles
 from ._validate import check_bool
-from .geometry import boxes_to_geoms
+from .geometry import box_to_geom
 from .plan import Plan
 from .windows import window_2d
 
@@ -49,7 +49,7 @@ class OutputCell(NamedTuple):
     @property
     def geom(self):
         """The box as a shapely geometry in the seed's (y, x) convention."""
-        return boxes_to_geoms(np.array(self.box))
+        return box_to_geom(self.box)
 
     @property
     def slices(self):

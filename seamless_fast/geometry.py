@@ -61,7 +61,12 @@ def boxes_to_geoms(boxes):
     count = len(flat)
     offsets = (np.arange(count + 1, dtype=np.int64) * 5, np.arange(count + 1, dtype=np.int64))
     geoms = shapely.from_ragged_array(shapely.GeometryType.POLYGON, ring.reshape(-1, 2), offsets)
-    return geoms.reshape(b.shape[:-1])
+    return geoms.reshape(b.shape[:-1])[()]  # a single box gives a geometry, not a 0-d array
+
+
+def box_to_geom(box):
+    """One integer box as a shapely box in the (y, x) convention."""
+    return shapely.box(*box)
 
 
 def geoms_to_boxes(grid, name="grid"):
