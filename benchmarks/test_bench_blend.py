@@ -24,72 +24,37 @@ def scenario(request):
     return request.param, Scenario(**SCENARIOS[request.param])
 
 
-def test_blend(benchmark, scenario):
+# case name -> (method of Scenario, keyword arguments, whether it needs the output image prepared)
+CASES = {
+    "blend": ("blend", {}, False),
+    "blend_serial": ("blend", {"parallel": False}, False),
+    "blend_into_image": ("blend_into_image", {}, True),
+    "blend_batches": ("blend_batches", {}, True),
+    "blend_labels": ("blend", {"labels": True}, False),
+    "blend_labels_into_image": ("blend_into_image", {"labels": True}, True),
+    "copyto_hot": ("copyto_hot", {}, False),
+    "copyto_image": ("copyto_image", {}, True),
+    "numpy_reference": ("numpy_reference", {}, False),
+}
+
+
+def _skip_reason(case, name, s):
+    if "labels" in case and name not in ("canonical", "channels8"):
+        return "labels are measured on the canonical and 8-channel scenarios"
+    if case in ("copyto_image", "numpy_reference") and s.layout == "chw":
+        return "this baseline takes (H, W, C) tiles"
+    return None
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_case(benchmark, scenario, case):
     name, s = scenario
+    reason = _skip_reason(case, name, s)
+    if reason:
+        pytest.skip(reason)
+    method, kwargs, needs_image = CASES[case]
     benchmark.group = name
+    benchmark.name = f"test_{case}[{name}]"
     benchmark.extra_info["tiles"] = s.n_tiles
-    run(benchmark, s.blend)
-
-
-def test_blend_serial(benchmark, scenario):
-    name, s = scenario
-    benchmark.group = name
-    benchmark.extra_info["tiles"] = s.n_tiles
-    run(benchmark, s.blend, parallel=False)
-
-
-def test_blend_into_image(benchmark, scenario):
-    name, s = scenario
-    benchmark.group = name
-    benchmark.extra_info["tiles"] = s.n_tiles
-    run(benchmark, s.blend_into_image, setup=s.prepare_image)
-
-
-def test_blend_batches(benchmark, scenario):
-    name, s = scenario
-    benchmark.group = name
-    benchmark.extra_info["tiles"] = s.n_tiles
-    run(benchmark, s.blend_batches, setup=s.prepare_image)
-
-
-def test_blend_labels(benchmark, scenario):
-    name, s = scenario
-    if name not in ("canonical", "channels8"):
-        pytest.skip("labels are measured on the canonical and 8-channel scenarios")
-    benchmark.group = name
-    benchmark.extra_info["tiles"] = s.n_tiles
-    run(benchmark, s.blend, labels=True)
-
-
-def test_blend_labels_into_image(benchmark, scenario):
-    name, s = scenario
-    if name not in ("canonical", "channels8"):
-        pytest.skip("labels are measured on the canonical and 8-channel scenarios")
-    benchmark.group = name
-    benchmark.extra_info["tiles"] = s.n_tiles
-    run(benchmark, s.blend_into_image, labels=True, setup=lambda: s.prepare_image(labels=True))
-
-
-def test_copyto_hot(benchmark, scenario):
-    name, s = scenario
-    benchmark.group = name
-    benchmark.extra_info["tiles"] = s.n_tiles
-    run(benchmark, s.copyto_hot)
-
-
-def test_copyto_image(benchmark, scenario):
-    name, s = scenario
-    if s.layout == "chw":
-        pytest.skip("copy into an (H, W, C) image only")
-    benchmark.group = name
-    benchmark.extra_info["tiles"] = s.n_tiles
-    run(benchmark, s.copyto_image, setup=s.prepare_image)
-
-
-def test_numpy_reference(benchmark, scenario):
-    name, s = scenario
-    if s.layout == "chw":
-        pytest.skip("the numpy reference takes (H, W, C) tiles")
-    benchmark.group = name
-    benchmark.extra_info["tiles"] = s.n_tiles
-    run(benchmark, s.numpy_reference)
+    setup = (lambda: s.prepare_image(labels=kwargs.get("labels", False))) if needs_image else None
+    run(benchmark, getattr(s, method), setup=setup, **kwargs)

@@ -75,17 +75,44 @@ def _blend_row(arow, trow, wx, a, below_fy, fx, in_cell, cx0, cx1, orow):
 
 
 @njit
-def _step(steps, k, group):
-    """The integers of arrival step k (see `Plan.steps`), column offsets scaled to elements."""
-    s = steps[k]
-    return (s[0], s[1] * group, s[2], s[3] * group, s[4], s[5], s[6] * group,
-            s[7], s[8], s[9] * group, s[10] * group, s[11], s[12] * group)
-
-
-@njit
 def _planes(array, h, length):
     """A C-contiguous (H, W, C), (C, H, W) or (H, W) array as planes (P, h, length)."""
     return array.reshape((array.size // (h * length), h, length))
+
+
+@njit
+def _prepare(tile, weights_y, weights_x, steps, k, group):
+    """Everything the rows of step k share: the tile as planes, its weights, and the step's integers
+    (see `Plan.steps`), column offsets scaled to elements of a plane row."""
+    s = steps[k]
+    h, length = s[2], s[3] * group
+    tile = _planes(tile, h, length)
+    wy, wx = weights_y[s[11]:s[11] + h], weights_x[s[12] * group:s[12] * group + length]
+    # y0, x0, first, h, fy, fx, cy0, cy1, cx0, cx1
+    ints = (s[0], s[1] * group, s[4], h, s[5], s[6] * group, s[7], s[8], s[9] * group, s[10] * group)
+    return tile, wy, wx, ints
+
+
+@njit
+def _values_row(acc, tile, wy, wx, ints, out, i):
+    y0, x0, first, h, fy, fx, cy0, cy1, cx0, cx1 = ints
+    in_cell = cy0 <= i < cy1
+    r = (y0 + i) % acc.shape[1]
+    for p in range(tile.shape[0]):
+        orow = out[p, i - cy0] if in_cell else out[p, 0]
+        _blend_row(acc[p, r, x0:], tile[p, i], wx, wy[i], i >= fy, fx, in_cell, cx0, cx1, orow)
+
+
+@njit
+def _labels_row(acc, tile, wy, wx, ints, group, scratch, top, label, out, i):
+    y0, x0, first, h, fy, fx, cy0, cy1, cx0, cx1 = ints
+    in_cell = cy0 <= i < cy1
+    r = (y0 + i) % acc.shape[1]
+    rows = scratch[i - cy0] if in_cell else scratch[0]
+    for p in range(tile.shape[0]):
+        _blend_row(acc[p, r, x0:], tile[p, i], wx, wy[i], i >= fy, fx, in_cell, cx0, cx1, rows[p])
+    if in_cell:
+        argmax_row(rows, group, out[i - cy0], top[i - cy0], label[i - cy0])
 
 
 @njit
@@ -98,29 +125,17 @@ def blend_values(acc, tile, weights_y, weights_x, steps, k, group, out):
     times; out: planes (P, cell height, cell elements) the finished cell goes
     to (any (P, 1, 1) array when the step finishes no cell).
     """
-    y0, x0, h, length, first, fy, fx, cy0, cy1, cx0, cx1, wy, wx = _step(steps, k, group)
-    wyv, wxv, cap = weights_y[wy:wy + h], weights_x[wx:wx + length], acc.shape[1]
-    tile = _planes(tile, h, length)
-    for i in range(first, h):
-        in_cell = cy0 <= i < cy1
-        for p in range(tile.shape[0]):
-            orow = out[p, i - cy0] if in_cell else out[p, 0]
-            _blend_row(acc[p, (y0 + i) % cap, x0:], tile[p, i], wxv, wyv[i], i >= fy, fx,
-                       in_cell, cx0, cx1, orow)
+    tile, wy, wx, ints = _prepare(tile, weights_y, weights_x, steps, k, group)
+    for i in range(ints[2], ints[3]):
+        _values_row(acc, tile, wy, wx, ints, out, i)
 
 
 @njit(parallel=True)
 def blend_values_parallel(acc, tile, weights_y, weights_x, steps, k, group, out):
     """:func:`blend_values` with the tile's rows split over numba's threads."""
-    y0, x0, h, length, first, fy, fx, cy0, cy1, cx0, cx1, wy, wx = _step(steps, k, group)
-    wyv, wxv, cap = weights_y[wy:wy + h], weights_x[wx:wx + length], acc.shape[1]
-    tile = _planes(tile, h, length)
-    for i in prange(first, h):
-        in_cell = cy0 <= i < cy1
-        for p in range(tile.shape[0]):
-            orow = out[p, i - cy0] if in_cell else out[p, 0]
-            _blend_row(acc[p, (y0 + i) % cap, x0:], tile[p, i], wxv, wyv[i], i >= fy, fx,
-                       in_cell, cx0, cx1, orow)
+    tile, wy, wx, ints = _prepare(tile, weights_y, weights_x, steps, k, group)
+    for i in prange(ints[2], ints[3]):
+        _values_row(acc, tile, wy, wx, ints, out, i)
 
 
 @njit
@@ -130,33 +145,17 @@ def blend_labels(acc, tile, weights_y, weights_x, steps, k, group, scratch, top,
     scratch: (cell height, P, cell elements) floats; top, label: (cell
     height, cell width) floats; out: (cell height, cell width).
     """
-    y0, x0, h, length, first, fy, fx, cy0, cy1, cx0, cx1, wy, wx = _step(steps, k, group)
-    wyv, wxv, cap = weights_y[wy:wy + h], weights_x[wx:wx + length], acc.shape[1]
-    tile = _planes(tile, h, length)
-    for i in range(first, h):
-        in_cell = cy0 <= i < cy1
-        rows = scratch[i - cy0] if in_cell else scratch[0]
-        for p in range(tile.shape[0]):
-            _blend_row(acc[p, (y0 + i) % cap, x0:], tile[p, i], wxv, wyv[i], i >= fy, fx,
-                       in_cell, cx0, cx1, rows[p])
-        if in_cell:
-            argmax_row(rows, group, out[i - cy0], top[i - cy0], label[i - cy0])
+    tile, wy, wx, ints = _prepare(tile, weights_y, weights_x, steps, k, group)
+    for i in range(ints[2], ints[3]):
+        _labels_row(acc, tile, wy, wx, ints, group, scratch, top, label, out, i)
 
 
 @njit(parallel=True)
 def blend_labels_parallel(acc, tile, weights_y, weights_x, steps, k, group, scratch, top, label, out):
     """:func:`blend_labels` with the tile's rows split over numba's threads."""
-    y0, x0, h, length, first, fy, fx, cy0, cy1, cx0, cx1, wy, wx = _step(steps, k, group)
-    wyv, wxv, cap = weights_y[wy:wy + h], weights_x[wx:wx + length], acc.shape[1]
-    tile = _planes(tile, h, length)
-    for i in prange(first, h):
-        in_cell = cy0 <= i < cy1
-        rows = scratch[i - cy0] if in_cell else scratch[0]
-        for p in range(tile.shape[0]):
-            _blend_row(acc[p, (y0 + i) % cap, x0:], tile[p, i], wxv, wyv[i], i >= fy, fx,
-                       in_cell, cx0, cx1, rows[p])
-        if in_cell:
-            argmax_row(rows, group, out[i - cy0], top[i - cy0], label[i - cy0])
+    tile, wy, wx, ints = _prepare(tile, weights_y, weights_x, steps, k, group)
+    for i in prange(ints[2], ints[3]):
+        _labels_row(acc, tile, wy, wx, ints, group, scratch, top, label, out, i)
 
 
 @njit
