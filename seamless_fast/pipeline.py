@@ -180,15 +180,16 @@ def run_pipeline(plan, read_tile, model, write_cells, *, batch_size=16, channel_
     prefetch = as_positive_int(prefetch, "prefetch")
     if not (progress is None or isinstance(progress, bool) or callable(progress)):
         raise ValueError(f"progress={progress!r} must be None, True or a callable progress(done_tiles, total_tiles)")
+    tqdm = _tqdm() if progress is True else None
     # checks labels, channel_first, dtype and parallel; allocates nothing before the first tile
     blender = Blender(plan, labels=labels, channel_first=channel_first, dtype=dtype, parallel=parallel)
     bar = None
-    if progress is True:
-        bar = _progress_bar(plan.n_loads)
-        progress = _bar_callback(bar)
-    elif progress is False:
-        progress = None
     try:
+        if tqdm is not None:
+            bar = tqdm(total=plan.n_loads, unit="tile", desc="seamless_fast", dynamic_ncols=True)
+            progress = _bar_callback(bar)
+        elif progress is False:
+            progress = None
         return _Pipeline(plan, read_tile, model, write_cells, blender, batch_size, prefetch, progress).run()
     finally:
         _close_quietly(blender)  # closed by the blend thread after a complete run
@@ -196,12 +197,12 @@ def run_pipeline(plan, read_tile, model, write_cells, *, batch_size=16, channel_
             bar.close()
 
 
-def _progress_bar(total):
+def _tqdm():
     try:
         from tqdm.auto import tqdm
     except ImportError as error:
         raise ImportError("progress=True needs tqdm for its progress bar: pip install tqdm") from error
-    return tqdm(total=total, unit="tile", desc="seamless_fast", dynamic_ncols=True)
+    return tqdm
 
 
 def _bar_callback(bar):
@@ -237,18 +238,20 @@ class _Pipeline:
     # -- the caller's side ---------------------------------------------------
     def run(self):
         workers = {"read": self._read, "model": self._infer, "blend": self._blend, "write": self._write}
-        threads = []
+        threads, finished = [], []
         start = time.perf_counter()
         try:
             for stage, work in workers.items():
-                thread = threading.Thread(target=self._guarded, args=(work,), name=THREAD_PREFIX + stage,
+                done = threading.Event()
+                thread = threading.Thread(target=self._guarded, args=(work, done), name=THREAD_PREFIX + stage,
                                           daemon=True)
                 thread.start()
                 threads.append(thread)
-            _join(threads)
+                finished.append(done)
+            _wait(threads, finished)
         except BaseException:  # KeyboardInterrupt while waiting, or a thread that would not start
             self.stop.set()
-            _join(threads)  # a second KeyboardInterrupt here gives up waiting (the threads are daemons)
+            _wait(threads, finished)  # a second KeyboardInterrupt here gives up waiting (the threads are daemons)
             raise
         seconds = time.perf_counter() - start
         error = self.error
@@ -262,7 +265,7 @@ class _Pipeline:
                               **{stage: StageTimes(*self.times[stage]) for stage in STAGES})
 
     # -- shared by the threads ----------------------------------------------
-    def _guarded(self, work):
+    def _guarded(self, work, done):
         try:
             work()
         except BaseException as error:  # forwarded to the caller: nothing may escape a thread
@@ -270,6 +273,8 @@ class _Pipeline:
                 if self.error is None:
                     self.error = error
             self.stop.set()
+        finally:
+            done.set()
 
     def _get(self, source, stage):
         """The next item of `source`, or _STOPPED once the run is being stopped."""
@@ -341,9 +346,13 @@ class _Pipeline:
         return tile
 
     def _stack(self, tiles):
-        if self.channel_first:
-            return np.stack([tile.transpose(2, 0, 1) for tile in tiles])
-        return np.stack(tiles)
+        """One C-contiguous batch of same-shaped tiles, (B, C, h, w) with channel_first."""
+        h, w, c = tiles[0].shape
+        batch = np.empty((len(tiles),) + ((c, h, w) if self.channel_first else (h, w, c)),
+                         np.result_type(*tiles))
+        for target, tile in zip(batch, tiles):
+            target[...] = tile.transpose(2, 0, 1) if self.channel_first else tile
+        return batch
 
     def _infer(self):
         busy = self.times["model"]
@@ -404,10 +413,19 @@ class _Pipeline:
             busy[0] += time.perf_counter() - t0
 
 
-def _join(threads):
+def _wait(threads, finished):
+    """Wait until every thread has finished, in short interruptible waits; then join them.
+
+    The waits are on events, not on ``Thread.join(timeout)``: a KeyboardInterrupt
+    inside ``join`` can leave a thread that is still running marked as stopped
+    (seen with CPython 3.11), and the threads must really be gone when the caller
+    gets control back.
+    """
+    for done in finished:
+        while not done.wait(_POLL_S):
+            pass
     for thread in threads:
-        while thread.is_alive():
-            thread.join(_POLL_S)
+        thread.join()  # returns at once: its work is over
 
 
 def _to_numpy(outputs):
