@@ -508,6 +508,7 @@ class TiffWriter:
         tifffile = _import_tifffile()
         self._setup_bands()
         handle, self._temp_path = tempfile.mkstemp(prefix=f".{os.path.basename(self._path)}.partial-", dir=folder)
+        os.fchmod(handle, 0o666 & ~_umask())  # mkstemp makes it private; the result should not be
         os.close(handle)
         try:
             self._start(tifffile, bigtiff, ome, tiff_kwargs)
@@ -817,6 +818,12 @@ def _check_resolution_unit(unit):
     if name not in RESOLUTION_UNITS:
         raise ValueError(f"resolution_unit={unit!r} is not supported; expected one of {RESOLUTION_UNITS}")
     return name
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def metadata_for_output(reader):

@@ -551,3 +551,13 @@ def test_writer_rejects_writing_a_pixel_twice(tmp_path):
         writer.write((0, 30, 16, 64), np.zeros((16, 34), np.uint8))  # completes the first tile row
         with pytest.raises(ValueError, match=r"box=\(15, 40, 17, 41\) writes pixels already written"):
             writer.write((15, 40, 17, 41), np.zeros((2, 1), np.uint8))
+
+
+def test_written_file_gets_the_usual_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        with TiffWriter(tmp_path / "out.tif", (32, 32), dtype=np.uint8, tile=(16, 16)) as writer:
+            writer.write((0, 0, 32, 32), np.zeros((32, 32), np.uint8))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out.tif").stat().st_mode & 0o777 == 0o644
