@@ -94,8 +94,6 @@ def build_parser():
                          help="how windows crossing the image border are filled (default reflect)")
     segment.add_argument("--compression", choices=["none", "zlib", "zstd"], default="zlib",
                          help="output compression (default zlib; zstd needs imagecodecs)")
-    segment.add_argument("--max-memory", type=_positive, metavar="BYTES",
-                         help="most bytes the blend buffer may hold; wider images then run in stripes")
     segment.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
     plan = commands.add_parser("plan", help="show the tiling and memory a run will need, without running",
@@ -105,7 +103,8 @@ def build_parser():
     plan.add_argument("--tile", type=_positive, default=256, help="tile size (default 256)")
     plan.add_argument("--overlap", type=_non_negative, default=64, help="tile overlap (default 64)")
     plan.add_argument("--channels", type=_positive, default=3, help="model output channels (default 3)")
-    plan.add_argument("--max-memory", type=_positive, metavar="BYTES", help="as for segment")
+    plan.add_argument("--max-memory", type=_positive, metavar="BYTES",
+                      help="most bytes the blend buffer may hold; wider images then run in stripes")
     plan.add_argument("--json", action="store_true", help="print the figures as JSON")
     return parser
 
@@ -233,8 +232,7 @@ def run_segment(args):
     start = time.perf_counter()
     with ImageReader(args.input, pad=args.pad) as reader:
         try:
-            plan, _ = plan_regular_grid(reader.shape, args.tile, args.overlap, area=area, window=args.window,
-                                        max_buffer_bytes=args.max_memory)
+            plan, _ = plan_regular_grid(reader.shape, args.tile, args.overlap, area=area, window=args.window)
         except ValueError as error:
             raise UsageError(str(error)) from None
         channels = _probe_channels(model, reader, plan, args.channel_first)

@@ -118,7 +118,7 @@ def test_help_documents_every_option():
     assert run.returncode == 0
     for option in ["--model", "--tile", "--overlap", "--batch-size", "--window", "--labels", "--probabilities",
                    "--dtype", "--area", "--channel-first", "--channel-last", "--pad", "--compression",
-                   "--max-memory", "--no-progress"]:
+                   "--no-progress"]:
         assert option in run.stdout
 
 
