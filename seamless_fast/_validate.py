@@ -4,10 +4,11 @@ import numbers
 
 import numpy as np
 
-__all__ = ["as_pair", "as_positive_int", "check_area", "check_callable", "check_bool"]
+__all__ = ["as_int", "as_pair", "as_positive_int", "check_area", "check_callable", "check_bool"]
 
 
-def _as_int(value, name):
+def as_int(value, name):
+    """`value` as an int; a bool, a fraction or a non-number is refused naming `name`."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         if isinstance(value, numbers.Real) and float(value).is_integer() and not isinstance(value, (bool, np.bool_)):
             return int(value)
@@ -29,7 +30,7 @@ def as_pair(value, name, *, minimum):
             raise ValueError(f"{name}={value!r} is not an integer or a (y, x) pair") from None
         if len(items) != 2:
             raise ValueError(f"{name}={value!r} has {len(items)} items; expected a (y, x) pair")
-    out = tuple(_as_int(v, name) for v in items)
+    out = tuple(as_int(v, name) for v in items)
     if min(out) < minimum:
         relation = "positive" if minimum == 1 else f">= {minimum}"
         raise ValueError(f"{name}={value!r}: every entry must be {relation}")
@@ -37,7 +38,7 @@ def as_pair(value, name, *, minimum):
 
 
 def as_positive_int(value, name):
-    out = _as_int(value, name)
+    out = as_int(value, name)
     if out < 1:
         raise ValueError(f"{name}={value!r} must be a positive integer")
     return out

@@ -22,6 +22,8 @@ import weakref
 
 import numpy as np
 
+from ._validate import as_int, as_pair, as_positive_int
+
 __all__ = ["ImageReader", "TiffWriter", "metadata_for_output"]
 
 PAD_MODES = ("reflect", "edge", "constant")
@@ -42,12 +44,6 @@ def _import_tifffile():
     return tifffile
 
 
-def _as_int(value, name):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name}={value!r} is not an integer; expected a whole number")
-    return int(value)
-
-
 def _check_box(box, name="box"):
     """``box`` as a tuple of 4 ints ``(ylo, xlo, yhi, xhi)`` with a non-empty extent."""
     try:
@@ -57,7 +53,7 @@ def _check_box(box, name="box"):
     if len(items) != 4:
         raise ValueError(f"{name}={box!r} has {len(items)} items; expected 4: (ylo, xlo, yhi, xhi)")
     try:
-        ylo, xlo, yhi, xhi = (_as_int(v, name) for v in items)
+        ylo, xlo, yhi, xhi = (as_int(v, name) for v in items)
     except ValueError:
         raise ValueError(f"{name}={box!r} has a non-integer entry; expected 4 ints (ylo, xlo, yhi, xhi)") from None
     if yhi <= ylo or xhi <= xlo:
@@ -495,7 +491,7 @@ class TiffWriter:
                  resolution=None, resolution_unit=None, ome=False, bigtiff=None, fill=0):
         self._path = os.fspath(path)
         self._size = _check_size(image_size)
-        self._channels = None if channels is None else _check_positive(channels, "channels")
+        self._channels = None if channels is None else as_positive_int(channels, "channels")
         self._dtype = _check_dtype(dtype)
         self._tile = _check_tile(tile)
         compression = _check_compression(compression)
@@ -750,21 +746,8 @@ class TiffWriter:
 
 # --------------------------------------------------------------------------- validation
 
-def _check_positive(value, name):
-    out = _as_int(value, name)
-    if out < 1:
-        raise ValueError(f"{name}={value!r} must be a positive integer")
-    return out
-
-
 def _check_size(image_size):
-    try:
-        items = tuple(image_size)
-    except TypeError:
-        raise ValueError(f"image_size={image_size!r} is not a (height, width) pair") from None
-    if len(items) != 2:
-        raise ValueError(f"image_size={image_size!r} has {len(items)} items; expected (height, width)")
-    return tuple(_check_positive(v, "image_size") for v in items)
+    return as_pair(image_size, "image_size", minimum=1)
 
 
 def _check_dtype(dtype):
@@ -778,13 +761,7 @@ def _check_dtype(dtype):
 
 
 def _check_tile(tile):
-    try:
-        items = tuple(tile)
-    except TypeError:
-        raise ValueError(f"tile={tile!r} is not a (height, width) pair") from None
-    if len(items) != 2:
-        raise ValueError(f"tile={tile!r} has {len(items)} items; expected (height, width)")
-    out = tuple(_check_positive(v, "tile") for v in items)
+    out = as_pair(tile, "tile", minimum=1)
     if out[0] % 16 or out[1] % 16:
         raise ValueError(f"tile={tile!r}: TIFF tile sides must be multiples of 16")
     return out
