@@ -43,6 +43,11 @@ def _int_at_least(minimum):
 _positive, _non_negative = _int_at_least(1), _int_at_least(0)
 
 
+def _add_tiling(parser):
+    parser.add_argument("--tile", type=_positive, default=256, help="tile size (default 256)")
+    parser.add_argument("--overlap", type=_non_negative, default=64, help="tile overlap (default 64)")
+
+
 def build_parser():
     parser = _Parser(prog="seamless-fast", description="Seamless tiled segmentation of images too large for a model.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -52,8 +57,7 @@ def build_parser():
                                            "naively and seamlessly; write both as TIFF, a side-by-side PNG, and "
                                            "print seam scores, time and peak memory.")
     demo.add_argument("--size", type=_positive, default=8192, help="scene height and width in pixels (default 8192)")
-    demo.add_argument("--tile", type=_positive, default=256, help="tile size (default 256)")
-    demo.add_argument("--overlap", type=_non_negative, default=64, help="tile overlap (default 64)")
+    _add_tiling(demo)
     demo.add_argument("--out", default="seamless_fast_demo", help="output folder (default ./seamless_fast_demo)")
     demo.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
@@ -66,8 +70,7 @@ def build_parser():
                          help="the model: a callable taking a batch (B, C, H, W) (or (B, H, W, C) with "
                               "--channel-last) and returning logits of the same layout; a class is "
                               "instantiated with no arguments")
-    segment.add_argument("--tile", type=_positive, default=256, help="tile size (default 256)")
-    segment.add_argument("--overlap", type=_non_negative, default=64, help="tile overlap (default 64)")
+    _add_tiling(segment)
     segment.add_argument("--batch-size", type=_positive, default=16, help="tiles per model call (default 16)")
     segment.add_argument("--window", default="pyramid", choices=["pyramid", "hann", "gaussian", "constant"],
                          help="blending window (default pyramid)")
@@ -96,8 +99,7 @@ def build_parser():
                                description="Plan IMAGE (a TIFF file or HEIGHTxWIDTH) and print tiles, grid and "
                                            "the memory the blend will need.")
     plan.add_argument("image", help="a TIFF file, or a size as HEIGHTxWIDTH (e.g. 40000x40000)")
-    plan.add_argument("--tile", type=_positive, default=256, help="tile size (default 256)")
-    plan.add_argument("--overlap", type=_non_negative, default=64, help="tile overlap (default 64)")
+    _add_tiling(plan)
     plan.add_argument("--channels", type=_positive, default=3, help="model output channels (default 3)")
     plan.add_argument("--max-memory", type=_positive, metavar="BYTES",
                       help="most bytes the blend buffer may hold; wider images then run in stripes")
