@@ -46,18 +46,18 @@ def _weighted_sum_to(dst, d0, acc, a0, src, wx, a, k0, k1):
 
 
 @njit
-def _accumulate(arow, x0, trow, wx, a, k0, k1, touched_to):
+def _accumulate(arow, trow, wx, a, k0, k1, touched_to):
     """Elements [k0, k1) of a tile row into its buffer row: add below `touched_to`, write from it."""
     split = min(max(touched_to, k0), k1)
-    _weighted_add(arow, x0, trow, wx, a, k0, split)
-    _weighted_set(arow, x0, trow, wx, a, split, k1)
+    _weighted_add(arow, 0, trow, wx, a, k0, split)
+    _weighted_set(arow, 0, trow, wx, a, split, k1)
 
 
 @njit
-def _finish(orow, arow, x0, trow, wx, a, k0, k1, touched_to):
+def _finish(orow, arow, trow, wx, a, k0, k1, touched_to):
     """Cell elements [k0, k1) of a tile row, final: buffer plus this tile (or this tile alone), into orow."""
     split = min(max(touched_to, k0), k1)
-    _weighted_sum_to(orow, -k0, arow, x0, trow, wx, a, k0, split)
+    _weighted_sum_to(orow, -k0, arow, 0, trow, wx, a, k0, split)
     _weighted_set(orow, -k0, trow, wx, a, split, k1)
 
 
@@ -67,11 +67,11 @@ def _blend_row(arow, trow, wx, a, below_fy, fx, in_cell, cx0, cx1, orow):
     length = trow.shape[0]
     touched_to = fx if below_fy else length
     if in_cell:
-        _accumulate(arow, 0, trow, wx, a, 0, cx0, touched_to)
-        _finish(orow, arow, 0, trow, wx, a, cx0, cx1, touched_to)
-        _accumulate(arow, 0, trow, wx, a, cx1, length, touched_to)
+        _accumulate(arow, trow, wx, a, 0, cx0, touched_to)
+        _finish(orow, arow, trow, wx, a, cx0, cx1, touched_to)
+        _accumulate(arow, trow, wx, a, cx1, length, touched_to)
     else:
-        _accumulate(arow, 0, trow, wx, a, 0, length, touched_to)
+        _accumulate(arow, trow, wx, a, 0, length, touched_to)
 
 
 @njit
