@@ -156,17 +156,18 @@ def _prefetched(tiles, max_prefetched):
 def _prefetch(tiles, tile_queue, stop):
     try:
         for tile in tiles:
-            if not _put_unless_stopped(tile_queue, tile, stop):
+            if not put_unless_stopped(tile_queue, tile, stop):
                 return
     except BaseException as error:  # forwarded: nothing may escape the thread
-        _put_unless_stopped(tile_queue, _Failure(error), stop)
+        put_unless_stopped(tile_queue, _Failure(error), stop)
         return
     finally:
         tiles.close()
-    _put_unless_stopped(tile_queue, _DONE, stop)
+    put_unless_stopped(tile_queue, _DONE, stop)
 
 
-def _put_unless_stopped(tile_queue, item, stop):
+def put_unless_stopped(tile_queue, item, stop):
+    """Put `item` on a bounded queue, waiting as long as needed; False (not put) once `stop` is set."""
     while not stop.is_set():
         try:
             tile_queue.put(item, timeout=_PUT_POLL_S)

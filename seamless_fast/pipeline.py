@@ -20,6 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._validate import as_positive_int, check_callable
+from .batching import put_unless_stopped
 from .blend import Blender
 from .plan import Plan
 
@@ -293,13 +294,7 @@ class _Pipeline:
         """Put `item` on `target`; False once the run is being stopped."""
         t0 = time.perf_counter()
         try:
-            while not self.stop.is_set():
-                try:
-                    target.put(item, timeout=_POLL_S)
-                    return True
-                except queue.Full:
-                    pass
-            return False
+            return put_unless_stopped(target, item, self.stop)
         finally:
             self.times[stage][2] += time.perf_counter() - t0
 

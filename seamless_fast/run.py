@@ -83,9 +83,9 @@ def run_plan(plan, tiles, max_tiles=None, disk_cache_dir=None, on_load=None, on_
     for name, fn in callbacks.items():
         if fn is not None:
             check_callable(fn, name)
+    held = analyse_plan(plan).max_tiles_held
     if max_tiles is not None:
         max_tiles = as_positive_int(max_tiles, "max_tiles")
-        held = analyse_plan(plan).max_tiles_held
         if held > max_tiles and disk_cache_dir is None:
             raise ValueError(f"max_tiles={max_tiles} is below the {held} tile-equivalents this plan's blend "
                              "buffer holds; raise max_tiles or pass disk_cache_dir to keep the buffer on disk")
@@ -95,7 +95,7 @@ def run_plan(plan, tiles, max_tiles=None, disk_cache_dir=None, on_load=None, on_
         if os.path.exists(disk_cache_dir) and not os.path.isdir(disk_cache_dir):
             raise ValueError(f"disk_cache_dir={str(disk_cache_dir)!r} exists and is not a directory")
         os.makedirs(disk_cache_dir, exist_ok=True)
-        if analyse_plan(plan).max_tiles_held <= max_tiles:
+        if held <= max_tiles:
             disk_cache_dir = None  # the buffer fits the budget: keep it in RAM
     blender = Blender(plan, labels=labels, channel_first=channel_first, dtype=dtype,
                       check_finite=check_finite, cache_dir=disk_cache_dir,
