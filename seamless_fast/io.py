@@ -633,10 +633,7 @@ class TiffWriter:
         expected = size if self._channels is None else size + (self._channels,)
         if data.shape != expected:
             raise ValueError(f"data has shape {data.shape}; expected {expected} for this box")
-        if self._dtype == np.uint8 and data.dtype.kind == "f":
-            scaled = np.clip(np.rint(data * 255), 0, 255)
-            return np.nan_to_num(scaled, copy=False, nan=0).astype(np.uint8)
-        return data.astype(self._dtype, copy=False)
+        return to_output_dtype(data, self._dtype)
 
     def _check_unwritten(self, box):
         ylo, xlo, yhi, xhi = box
@@ -742,6 +739,15 @@ class TiffWriter:
         channels = "" if self._channels is None else f", channels={self._channels}"
         return (f"TiffWriter({self._path!r}, image_size={self._size}{channels}, dtype={self._dtype}, "
                 f"tile={self._tile}, {self._state})")
+
+
+def to_output_dtype(data, dtype):
+    """`data` as stored in an output of `dtype`: float data into uint8 are quantised as
+    probabilities, ``clip(rint(data * 255), 0, 255)`` with NaN as 0; anything else is cast."""
+    if dtype == np.uint8 and data.dtype.kind == "f":
+        scaled = np.clip(np.rint(data * 255), 0, 255)
+        return np.nan_to_num(scaled, copy=False, nan=0).astype(np.uint8)
+    return data.astype(dtype, copy=False)
 
 
 # --------------------------------------------------------------------------- validation

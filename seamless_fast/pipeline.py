@@ -174,6 +174,14 @@ def run_pipeline(plan, read_tile, model, write_cells, *, batch_size=16, channel_
     """
     if not isinstance(plan, Plan):
         raise ValueError(f"plan must be a Plan from plan_regular_grid or plan_from_grid; got {type(plan).__name__}")
+    # checks labels, channel_first, dtype and parallel; allocates nothing before the first tile
+    blender = Blender(plan, labels=labels, channel_first=channel_first, dtype=dtype, parallel=parallel)
+    return run_blender(blender, read_tile, model, write_cells, batch_size=batch_size, prefetch=prefetch,
+                       progress=progress)
+
+
+def run_blender(blender, read_tile, model, write_cells, *, batch_size, prefetch, progress):
+    """:func:`run_pipeline` with a :class:`~seamless_fast.Blender` made by the caller (a subclass, say)."""
     check_callable(read_tile, "read_tile")
     check_callable(model, "model")
     check_callable(write_cells, "write_cells")
@@ -182,8 +190,7 @@ def run_pipeline(plan, read_tile, model, write_cells, *, batch_size=16, channel_
     if not (progress is None or isinstance(progress, bool) or callable(progress)):
         raise ValueError(f"progress={progress!r} must be None, True or a callable progress(done_tiles, total_tiles)")
     tqdm = _tqdm() if progress is True else None
-    # checks labels, channel_first, dtype and parallel; allocates nothing before the first tile
-    blender = Blender(plan, labels=labels, channel_first=channel_first, dtype=dtype, parallel=parallel)
+    plan = blender.plan
     bar = None
     try:
         if tqdm is not None:
