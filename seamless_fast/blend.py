@@ -356,7 +356,7 @@ class Blender:
         self._wy = plan.weights.astype(dtype)
         self._wx = np.repeat(self._wy, self._group)  # x weights per element of a plane row
         cells = plan.cell_boxes[plan.write_cells]
-        cell_height, cell_width = (cells[:, 2:] - cells[:, :2]).max(axis=0).tolist()
+        cell_height, cell_width = (cells[:, 2:] - cells[:, :2]).max(axis=0, initial=1).tolist()
         self._scratch = np.empty((cell_height, planes.shape[0], cell_width * self._group), dtype)
         self._top = np.empty((cell_height, cell_width), dtype)
         self._label = np.empty((cell_height, cell_width), dtype)
