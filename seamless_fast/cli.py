@@ -1,4 +1,4 @@
-"""The ``seamless-fast`` command line: ``demo``, ``segment`` and ``plan``.
+"""The ``seamless-fast`` command line: ``demo``, ``segment``, ``merge`` and ``plan``.
 
 Bad arguments print one line and exit with status 2; a failure while running
 (in the model, reading or writing) prints its traceback and exits with 1.
@@ -65,7 +65,8 @@ def build_parser():
                                   description="Read INPUT tile by tile, run MODEL on batches, blend seamlessly and "
                                               "write OUTPUT as a tiled TIFF (labels or probabilities).")
     segment.add_argument("input", help="input image (TIFF, BigTIFF, OME-TIFF; tiled or striped)")
-    segment.add_argument("output", help="output TIFF; written under a temporary name, renamed when complete")
+    segment.add_argument("output", nargs="?",
+                         help="output TIFF; written under a temporary name, renamed when complete (not with --part)")
     segment.add_argument("--model", required=True, metavar="MODULE:NAME",
                          help="the model: a callable taking a batch (B, C, H, W) (or (B, H, W, C) with "
                               "--channel-last) and returning logits of the same layout; a class is "
@@ -93,7 +94,22 @@ def build_parser():
                          help="how windows crossing the image border are filled (default reflect)")
     segment.add_argument("--compression", choices=["none", "zlib", "zstd"], default="zlib",
                          help="output compression (default zlib; zstd needs imagecodecs)")
+    segment.add_argument("--part", type=_part, metavar="K/N",
+                         help="run only part K (0 to N-1) of the image cut into N bands of tile rows, e.g. "
+                              "$SLURM_ARRAY_TASK_ID/4; needs --store, then `seamless-fast merge`")
+    segment.add_argument("--store", metavar="DIR", help="zarr folder the parts of a --part run go to")
     segment.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+
+    merge = commands.add_parser("merge", help="finish the seams of a --part run and write its output",
+                                description="Once every part in DIR is complete, merge the seams between them "
+                                            "and write OUTPUT (.tif/.tiff: tiled TIFF; .zarr: zarr array).")
+    merge.add_argument("--store", metavar="DIR", required=True, help="the zarr folder the parts wrote")
+    merge.add_argument("output", help="output .tif, .tiff or .zarr; written under a temporary name, "
+                                      "renamed when complete")
+    merge.add_argument("--dtype", choices=["uint8", "uint16", "float32", "float16"],
+                       help="as for segment (default uint8 for labels, float32 for probabilities)")
+    merge.add_argument("--compression", choices=["none", "zlib", "zstd"], default="zlib",
+                       help="TIFF compression (default zlib)")
 
     plan = commands.add_parser("plan", help="show the tiling and memory a run will need, without running",
                                description="Plan IMAGE (a TIFF file or HEIGHTxWIDTH) and print tiles, grid and "
@@ -110,7 +126,7 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    command = {"demo": run_demo, "segment": run_segment, "plan": run_plan_command}[args.command]
+    command = {"demo": run_demo, "segment": run_segment, "merge": run_merge, "plan": run_plan_command}[args.command]
     try:
         return command(args)
     except UsageError as error:
@@ -209,12 +225,36 @@ def _load_area(text):
     return shapely.ops.transform(lambda x, y: (y, x), geom)  # (x = column, y = row) to the library's (y, x)
 
 
-def _output_dtype(args):
-    if args.dtype is None:
-        return np.uint8 if args.labels else np.float32
-    if args.labels and args.dtype not in ("uint8", "uint16"):
-        raise UsageError(f"--dtype {args.dtype} does not hold labels; use uint8 or uint16, or --probabilities")
-    return np.dtype(args.dtype)
+def _part(text):
+    """An argparse type: ``K/N`` with 0 <= K < N."""
+    k, slash, n = text.partition("/")
+    if not (slash and k.strip().isdigit() and n.strip().isdigit()) or not 0 <= int(k) < int(n):
+        raise argparse.ArgumentTypeError(f"{text!r} is not K/N with 0 <= K < N (e.g. 0/4)")
+    return int(k), int(n)
+
+
+def _output_dtype(dtype, labels):
+    if dtype is None:
+        return np.uint8 if labels else np.float32
+    if labels and dtype not in ("uint8", "uint16"):
+        raise UsageError(f"--dtype {dtype} does not hold labels; use uint8 or uint16, or --probabilities")
+    return np.dtype(dtype)
+
+
+def _check_part_options(args):
+    if args.part is None:
+        if args.store is not None:
+            raise UsageError("--store goes with --part K/N")
+        if args.output is None:
+            raise UsageError("the output TIFF is missing (or run one part with --part K/N --store DIR)")
+        return
+    if args.store is None:
+        raise UsageError("--part needs --store DIR, the folder the parts go to")
+    if args.output is not None:
+        raise UsageError(f"a --part run writes to --store; give the output {args.output!r} to "
+                         "`seamless-fast merge --store DIR OUTPUT` instead")
+    if args.dtype is not None:
+        raise UsageError("--dtype is chosen at `seamless-fast merge` for a --part run")
 
 
 def run_segment(args):
@@ -224,9 +264,12 @@ def run_segment(args):
 
     if not os.path.exists(args.input):
         raise UsageError(f"input {args.input!r} does not exist")
+    _check_part_options(args)
     model = _load_model(args.model)
     area = _load_area(args.area)
-    dtype = _output_dtype(args)
+    if args.part is not None:
+        return _run_segment_part(args, model, area)
+    dtype = _output_dtype(args.dtype, args.labels)
     start = time.perf_counter()
     with ImageReader(args.input, pad=args.pad) as reader:
         try:
@@ -247,6 +290,45 @@ def run_segment(args):
     print(f"wrote {args.output}: {plan.n_loads} tiles in {seconds:.1f} s, peak memory {peak:.0f} MiB",
           file=sys.stderr)
     return 0 if result is not None else 1
+
+
+def _run_segment_part(args, model, area):
+    from .io import ImageReader
+    from .store import Job, PartStore
+
+    part, parts = args.part
+    with ImageReader(args.input, pad=args.pad) as reader:
+        try:
+            job = Job.from_options(reader.shape, args.tile, args.overlap, parts=parts, area=area, window=args.window,
+                                   labels=args.labels, channel_first=args.channel_first)
+            store = PartStore(args.store, job)
+        except (ValueError, ImportError) as error:
+            raise UsageError(str(error)) from None
+        if store.result(part) is not None:
+            print(f"part {part}/{parts} is already complete in {args.store}; nothing to do", file=sys.stderr)
+            return 0
+        result = store.run_part(part, reader.read, model, batch_size=args.batch_size,
+                                progress=True if args.progress else None)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"part {part}/{parts}: {result.tiles} tiles in {result.seconds:.1f} s, {result.row_bytes / 2**20:.1f} MiB "
+          f"of rows, {result.seam_bytes / 2**20:.1f} MiB at seams, peak memory {peak:.0f} MiB; missing parts: "
+          f"{store.missing_parts() or 'none'}", file=sys.stderr)
+    return 0
+
+
+def run_merge(args):
+    from .store import PartStore
+
+    try:
+        store = PartStore(args.store)
+        dtype = _output_dtype(args.dtype, store.job.labels)
+        store.check_complete()
+    except (ValueError, ImportError) as error:
+        raise UsageError(str(error)) from None
+    start = time.perf_counter()
+    store.merge(args.output, dtype=dtype, compression=None if args.compression == "none" else args.compression)
+    print(f"wrote {args.output} from {store.job.parts} parts in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    return 0
 
 
 def _probe_channels(model, reader, plan, channel_first):

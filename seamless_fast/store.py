@@ -228,6 +228,13 @@ class PartStore:
         """Parts not complete yet."""
         return [q for q in range(self.job.parts) if self.result(q) is None]
 
+    def check_complete(self):
+        """Raise a ValueError naming the parts that are not complete yet, if any."""
+        missing = self.missing_parts()
+        if missing:
+            raise ValueError(f"store {self.path!r}: parts {missing} of {self.job.parts} are not complete; run "
+                             "them before merging (seamless-fast segment ... --part K/N --store DIR)")
+
     # -- one part ------------------------------------------------------------
     def run_part(self, part, read_tile, model, *, batch_size=16, dtype=None, parallel=None, prefetch=2,
                  progress=None):
@@ -288,10 +295,7 @@ class PartStore:
             For a TIFF output.
         """
         output = os.fspath(output)
-        missing = self.missing_parts()
-        if missing:
-            raise ValueError(f"store {self.path!r}: parts {missing} of {self.job.parts} are not complete; "
-                             "run them before merging")
+        self.check_complete()
         results = [self.result(q) for q in range(self.job.parts)]
         layouts = {(r.channels, r.dtype, r.group) for r in results}
         if len(layouts) > 1:

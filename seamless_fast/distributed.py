@@ -1,0 +1,185 @@
+"""Run a partitioned job on a ``dask.distributed`` cluster.
+
+Each part of the plan (a band of tile rows, see :mod:`seamless_fast.partition`)
+is one Dask task that reads its tiles, runs the model and writes its rows and
+seams into a :class:`~seamless_fast.store.PartStore`; one last task merges
+the seams and writes the output. Every tile is computed once across the
+cluster, and the output equals a single-process run bit for bit. A task whose
+worker dies is run again by Dask from its first tile; parts already complete
+in the store are not run again, so calling :func:`run_dask` again after a
+failure only does what is missing.
+
+The store (and the output) must be on a filesystem every worker sees.
+"""
+
+import os
+import time
+import uuid
+from dataclasses import dataclass
+
+from ._validate import as_positive_int, check_callable
+
+__all__ = ["run_dask", "DaskResult"]
+
+_MODELS = {}  # per worker process: the model each run's factory made, by run token
+
+
+def _import_distributed():
+    try:
+        import dask  # noqa: F401
+        import distributed
+    except ImportError as error:
+        raise ImportError("run_dask needs dask.distributed and zarr: pip install 'seamless_fast[dask]'") from error
+    return distributed
+
+
+@dataclass(frozen=True)
+class DaskResult:
+    """What :func:`run_dask` did.
+
+    Attributes
+    ----------
+    parts : list of PartResult
+        One per part, in part order (those complete before the call included).
+    seconds : float
+        Wall time of the call.
+    seam_bytes : int
+        Bytes the parts handed over at seams (partial sums and tile crops).
+    output_bytes : int
+        Bytes of the blended output (rows x width x channels x itemsize, as the parts keep it).
+    output : str or None
+        The merged output's path, if one was asked for.
+    """
+
+    parts: list
+    seconds: float
+    seam_bytes: int
+    output_bytes: int
+    output: str = None
+
+
+def run_dask(source, model_factory, store, *, tile_size=256, overlap=64, parts=None, area=None, window="pyramid",
+             labels=True, channel_first=True, batch_size=16, pad="reflect", output=None, output_dtype=None,
+             compression="zlib", client=None, n_workers=2):
+    """Segment `source` on a Dask cluster, part by part, into `store`; optionally merge into `output`.
+
+    Parameters
+    ----------
+    source : str, os.PathLike or array
+        A TIFF file, a zarr array folder (``.zarr``), or an array: numpy,
+        zarr or dask, (H, W) or (H, W, C). A dask array is read slice by slice
+        in each task (with dask's synchronous scheduler).
+    model_factory : callable
+        ``model_factory()`` returns the model, a callable on batches as for
+        :func:`~seamless_fast.run_pipeline`. Called once per worker process
+        and run (the model is kept for the worker's next parts); it and its
+        result must pickle (a module-level function or a class does).
+    store : str or os.PathLike
+        The zarr folder the parts go to; created, or reopened to finish a
+        run of the same job.
+    tile_size, overlap, area, window
+        As for :func:`~seamless_fast.plan_regular_grid` (built-in window names only).
+    parts : int, optional
+        Bands to cut the image into; by default one per worker.
+    labels, channel_first, batch_size
+        As for :func:`~seamless_fast.run_pipeline`.
+    pad : {"reflect", "edge", "constant"}
+        How tiles crossing the image border are filled (see :class:`~seamless_fast.io.ImageReader`).
+    output : str or os.PathLike, optional
+        Merge into this ``.tif``/``.tiff``/``.zarr`` once every part is done.
+    output_dtype, compression
+        As for :meth:`~seamless_fast.store.PartStore.merge`.
+    client : distributed.Client, optional
+        The cluster to use; by default a LocalCluster of `n_workers`
+        processes (one thread each) is started and closed again.
+    n_workers : int
+        Workers of that LocalCluster.
+
+    Returns
+    -------
+    DaskResult
+    """
+    distributed = _import_distributed()
+    from .io import ImageReader
+    from .store import Job, PartStore
+
+    check_callable(model_factory, "model_factory")
+    n_workers = as_positive_int(n_workers, "n_workers")
+    if client is not None and not isinstance(client, distributed.Client):
+        raise ValueError(f"client={client!r} is not a distributed.Client")
+    start = time.perf_counter()
+    with ImageReader(_open_source(source), pad=pad) as reader:
+        image_size = reader.shape
+    own_cluster = None
+    if client is None:
+        own_cluster = distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                                               dashboard_address=None)
+        client = distributed.Client(own_cluster)
+    try:
+        if parts is None:
+            parts = max(1, len(client.scheduler_info()["workers"]))
+        job = Job.from_options(image_size, tile_size, overlap, parts=parts, area=area, window=window, labels=labels,
+                               channel_first=channel_first)
+        part_store = PartStore(store, job)
+        token = uuid.uuid4().hex
+        futures = [client.submit(_run_part_task, part_store.path, part, source, model_factory, token, pad,
+                                 batch_size, key=f"seamless_fast-part-{part}-{token}", pure=False)
+                   for part in part_store.missing_parts()]
+        client.gather(futures)
+        if output is not None:
+            output = os.fspath(output)
+            client.submit(_merge_task, part_store.path, output, output_dtype, compression,
+                          key=f"seamless_fast-merge-{token}", pure=False).result()
+    finally:
+        if own_cluster is not None:
+            client.close()
+            own_cluster.close()
+    results = [part_store.result(q) for q in range(job.parts)]
+    first = results[0]
+    per_pixel = 1 if labels else first.channels
+    itemsize = 1 if labels else _itemsize(first.dtype)
+    return DaskResult(parts=results, seconds=time.perf_counter() - start,
+                      seam_bytes=sum(r.seam_bytes for r in results),
+                      output_bytes=image_size[0] * image_size[1] * per_pixel * itemsize, output=output)
+
+
+def _itemsize(dtype):
+    import numpy as np
+
+    return np.dtype(dtype).itemsize
+
+
+def _open_source(source):
+    """What ImageReader takes: a TIFF path as is, a zarr folder opened as an array, arrays as they are."""
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        if not os.path.exists(path):
+            raise ValueError(f"source={path!r} does not exist")
+        if os.path.isdir(path):
+            from .store import import_zarr
+
+            return import_zarr().open_array(path, mode="r")
+        return path
+    return source
+
+
+def _run_part_task(store_path, part, source, model_factory, token, pad, batch_size):
+    """One part, on a worker."""
+    import dask
+
+    from .io import ImageReader
+    from .store import PartStore
+
+    if token not in _MODELS:
+        _MODELS.clear()  # a worker keeps the model of one run only
+        _MODELS[token] = model_factory()
+    store = PartStore(store_path)
+    with dask.config.set(scheduler="synchronous"), ImageReader(_open_source(source), pad=pad) as reader:
+        return store.run_part(part, reader.read, _MODELS[token], batch_size=batch_size, parallel=False)
+
+
+def _merge_task(store_path, output, dtype, compression):
+    from .store import PartStore
+
+    PartStore(store_path).merge(output, dtype=dtype, compression=compression)
+    return output
