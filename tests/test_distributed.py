@@ -1,0 +1,130 @@
+"""run_dask on a LocalCluster of 2 worker processes: equal to one process, also with a worker killed."""
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+distributed = pytest.importorskip("distributed")
+zarr = pytest.importorskip("zarr")
+tifffile = pytest.importorskip("tifffile")
+
+import seamless_fast as sf  # noqa: E402
+from seamless_fast.distributed import run_dask  # noqa: E402
+from seamless_fast.io import ImageReader  # noqa: E402
+
+SIZE, TILE, OVERLAP = (300, 260), 64, 16
+
+
+def segmenter(batch):
+    """Stand-in model, tile by tile (so batching does not change its numbers); sleeps when asked to."""
+    marker = os.environ.get("SEAMLESS_FAST_TEST_MARKER")
+    if marker:
+        with open(os.path.join(marker, str(os.getpid())), "w"):
+            pass
+        time.sleep(0.5)
+    tiles = np.ascontiguousarray(batch, np.float32)
+    return np.stack([np.concatenate([t[:1] - t[:1].mean(), t[1:2] * 2 - 1, t[2:3] - 0.5]) for t in tiles])
+
+
+def factory():
+    return segmenter
+
+
+def set_marker(folder):
+    """Run on each worker: from now on the model leaves a file named by its process id in `folder`."""
+    if folder is None:
+        os.environ.pop("SEAMLESS_FAST_TEST_MARKER", None)
+    else:
+        os.environ["SEAMLESS_FAST_TEST_MARKER"] = folder
+
+
+@pytest.fixture(scope="module")
+def image_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("input") / "in.tif"
+    tifffile.imwrite(path, np.random.default_rng(5).random(SIZE + (3,), np.float32), tile=(64, 64),
+                    photometric="rgb")
+    return path
+
+
+@pytest.fixture(scope="module")
+def expected(image_path):
+    plan, _ = sf.plan_regular_grid(SIZE, TILE, OVERLAP)
+    out = {}
+    with ImageReader(str(image_path)) as reader:
+        for labels in (False, True):
+            image = np.zeros(SIZE if labels else (3,) + SIZE, np.uint8 if labels else np.float32)
+            tiles = (segmenter(reader.read(b).transpose(2, 0, 1)[None])[0] for b in plan.tile_boxes[plan.load_order])
+            sf.blend(plan, tiles, out=image, labels=labels, channel_first=True)
+            out[labels] = image if labels else image.transpose(1, 2, 0)
+    return out
+
+
+@pytest.fixture(scope="module")
+def client():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        yield client
+
+
+@pytest.mark.parametrize("labels", [False, True])
+def test_dask_run_equals_the_single_process_run(tmp_path, image_path, expected, client, labels):
+    output = tmp_path / ("out.zarr" if labels else "out.tif")
+    result = run_dask(str(image_path), factory, tmp_path / "parts.zarr", tile_size=TILE, overlap=OVERLAP, parts=3,
+                      labels=labels, output=output, client=client)
+    got = zarr.open_array(output, mode="r")[:] if labels else tifffile.imread(output)
+    np.testing.assert_array_equal(got, expected[labels])
+    assert [r.part for r in result.parts] == [0, 1, 2]
+    assert sum(r.tiles for r in result.parts) == sf.plan_regular_grid(SIZE, TILE, OVERLAP)[0].n_loads
+    assert 0 < result.seam_bytes
+
+
+def test_dask_takes_arrays_and_zarr_folders(tmp_path, image_path, expected, client):
+    image = tifffile.imread(image_path)
+    dask_array = pytest.importorskip("dask.array").from_array(image, chunks=(100, 100, 3))
+    zarr.create_array(tmp_path / "in.zarr", data=image, chunks=(128, 128, 3))
+    for n, source in enumerate([image, dask_array, str(tmp_path / "in.zarr")]):
+        output = tmp_path / f"out{n}.zarr"
+        run_dask(source, factory, tmp_path / f"parts{n}.zarr", tile_size=TILE, overlap=OVERLAP, labels=False,
+                 output=output, client=client)
+        np.testing.assert_array_equal(zarr.open_array(output, mode="r")[:], expected[False])
+
+
+def test_a_worker_killed_midway_changes_nothing(tmp_path, image_path, expected, client, monkeypatch):
+    """Kill the process of the first worker that starts a tile; Dask runs its part again elsewhere."""
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    client.run(set_marker, str(markers))
+    killed, finished = [], threading.Event()
+
+    def kill_first_worker():
+        while not killed and not finished.is_set():
+            for name in os.listdir(markers):
+                os.kill(int(name), signal.SIGKILL)
+                killed.append(int(name))
+                break
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_first_worker)
+    killer.start()
+    try:
+        run_dask(str(image_path), factory, tmp_path / "parts.zarr", tile_size=TILE, overlap=OVERLAP, parts=2,
+                 labels=True, output=tmp_path / "out.zarr", client=client)
+    finally:
+        finished.set()
+        killer.join()
+        client.run(set_marker, None)
+    assert killed, "no worker was killed"
+    np.testing.assert_array_equal(zarr.open_array(tmp_path / "out.zarr", mode="r")[:], expected[True])
+
+
+def test_run_dask_refuses_bad_input_before_starting(tmp_path):
+    with pytest.raises(ValueError, match="model_factory=3 is not callable"):
+        run_dask("in.tif", 3, tmp_path / "s.zarr")
+    with pytest.raises(ValueError, match="does not exist"):
+        run_dask(str(tmp_path / "missing.tif"), factory, tmp_path / "s.zarr")
+    with pytest.raises(ValueError, match="client='local' is not a distributed.Client"):
+        run_dask(np.zeros((10, 10)), factory, tmp_path / "s.zarr", client="local")
