@@ -60,6 +60,8 @@ def test_merge_needs_every_part_and_output_is_exact_as_tiff_and_zarr(tmp_path):
     assert not (tmp_path / "out.tif").exists()
     for part in (2, 1):
         store.run_part(part, read_tile, model)
+    handed_over = sum(store.result(part).seam_bytes for part in range(3))
+    assert handed_over == store.partition.seam_bytes(channels=4) > 0
     store.merge(tmp_path / "out.tif", dtype="float32")
     store.merge(tmp_path / "out.zarr")
     want = expected_output()
