@@ -17,6 +17,8 @@ import time
 import uuid
 from dataclasses import dataclass
 
+import numpy as np
+
 from ._validate import as_positive_int, check_callable
 
 __all__ = ["run_dask", "DaskResult"]
@@ -137,16 +139,10 @@ def run_dask(source, model_factory, store, *, tile_size=256, overlap=64, parts=N
     results = [part_store.result(q) for q in range(job.parts)]
     first = results[0]
     per_pixel = 1 if labels else first.channels
-    itemsize = 1 if labels else _itemsize(first.dtype)
+    itemsize = 1 if labels else np.dtype(first.dtype).itemsize
     return DaskResult(parts=results, seconds=time.perf_counter() - start,
                       seam_bytes=sum(r.seam_bytes for r in results),
                       output_bytes=image_size[0] * image_size[1] * per_pixel * itemsize, output=output)
-
-
-def _itemsize(dtype):
-    import numpy as np
-
-    return np.dtype(dtype).itemsize
 
 
 def _open_source(source):
