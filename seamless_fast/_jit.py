@@ -9,34 +9,27 @@ lets blending run in a thread beside the model and the reader/writer.
 import functools
 
 import numba
-import numpy as np
 
 JIT_OPTIONS = dict(nogil=True, cache=True, fastmath=False, boundscheck=False)
 
 
-def njit(function=None, *, parallel=False):
-    """``numba.njit`` with the project's options; ``@njit`` or ``@njit(parallel=True)``."""
-    decorate = numba.njit(parallel=parallel, **JIT_OPTIONS)
+def njit(function=None, *, parallel=False, inline="never"):
+    """``numba.njit`` with the project's options; ``@njit``, ``@njit(parallel=True)`` or ``@njit(inline="always")``.
+
+    Row helpers are inlined by numba itself: LLVM leaves calls between
+    kernels alone, and a call costs more than a short row's arithmetic.
+    """
+    decorate = numba.njit(parallel=parallel, inline=inline, **JIT_OPTIONS)
     return decorate if function is None else decorate(function)
-
-
-@njit(parallel=True)
-def _probe(values):
-    total = 0.0
-    for i in numba.prange(values.shape[0]):
-        total += values[i]
-    return total
 
 
 @functools.cache
 def parallel_is_safe():
     """Whether parallel kernels may run by default.
 
-    True when numba has more than one thread and its threading layer (picked
-    on the first parallel call) is one that several Python threads may call
-    at once (tbb or omp); numba's fallback "workqueue" layer is not.
+    True when numba has more than one thread and its threading layer is one
+    that several Python threads may call at once (tbb or omp); numba's
+    fallback "workqueue" layer is not. ``numba.get_num_threads`` starts the
+    threads and so picks the layer, with no kernel to load.
     """
-    if numba.get_num_threads() < 2:
-        return False
-    _probe(np.zeros(2))
-    return numba.threading_layer() in ("tbb", "omp")
+    return numba.get_num_threads() >= 2 and numba.threading_layer() in ("tbb", "omp")

@@ -20,240 +20,292 @@ from numba import prange
 from ._jit import njit
 
 
-# The helpers below index with unsigned integers: numba then drops its
-# negative-index handling and LLVM vectorises the loops. Offsets are in
-# elements of a row; every run is [k0, k1) of the tile row.
+# The fast-path helpers are inlined (see `njit`) and index whole arrays:
+# slicing out a row costs two atomic reference-count updates, more than a
+# short row's arithmetic. Indices are unsigned so that numba drops its
+# negative-index handling and LLVM vectorises the loops. In a helper, p is
+# the plane, i the tile row, r its buffer row, x0 the buffer element of tile
+# element 0 and a the row's y weight; every run is elements [k0, k1) of the row.
 
-@njit
-def _weighted_add(dst, d0, src, wx, a, k0, k1):
+@njit(inline="always")
+def _weighted_add(dst, p, r, d0, tile, i, wx, a, k0, k1):
     for k in range(k0, k1):
         u = np.uint64(k)
-        dst[np.uint64(d0 + k)] += a * wx[u] * src[u]
+        dst[p, r, np.uint64(d0 + k)] += a * wx[u] * tile[p, i, u]
 
 
-@njit
-def _weighted_set(dst, d0, src, wx, a, k0, k1):
+@njit(inline="always")
+def _weighted_set(dst, p, r, d0, tile, i, wx, a, k0, k1):
     for k in range(k0, k1):
         u = np.uint64(k)
-        dst[np.uint64(d0 + k)] = a * wx[u] * src[u]
+        dst[p, r, np.uint64(d0 + k)] = a * wx[u] * tile[p, i, u]
 
 
-@njit
-def _weighted_sum_to(dst, d0, acc, a0, src, wx, a, k0, k1):
+@njit(inline="always")
+def _weighted_sum_to(dst, p, o, d0, acc, r, x0, tile, i, wx, a, k0, k1):
     for k in range(k0, k1):
         u = np.uint64(k)
-        dst[np.uint64(d0 + k)] = acc[np.uint64(a0 + k)] + a * wx[u] * src[u]
+        dst[p, o, np.uint64(d0 + k)] = acc[p, r, np.uint64(x0 + k)] + a * wx[u] * tile[p, i, u]
 
 
-@njit
-def _accumulate(arow, trow, wx, a, k0, k1, touched_to):
+@njit(inline="always")
+def _accumulate(acc, r, x0, tile, p, i, wx, a, k0, k1, touched_to):
     """Elements [k0, k1) of a tile row into its buffer row: add below `touched_to`, write from it."""
     split = min(max(touched_to, k0), k1)
-    _weighted_add(arow, 0, trow, wx, a, k0, split)
-    _weighted_set(arow, 0, trow, wx, a, split, k1)
+    _weighted_add(acc, p, r, x0, tile, i, wx, a, k0, split)
+    _weighted_set(acc, p, r, x0, tile, i, wx, a, split, k1)
 
 
-@njit
-def _finish(orow, arow, trow, wx, a, k0, k1, touched_to):
-    """Cell elements [k0, k1) of a tile row, final: buffer plus this tile (or this tile alone), into orow."""
+@njit(inline="always")
+def _finish(out, o, ox, acc, r, x0, tile, p, i, wx, a, k0, k1, touched_to):
+    """Cell elements [k0, k1) of a tile row, final (buffer plus this tile, or this tile alone), to out[p, o, ox:]."""
     split = min(max(touched_to, k0), k1)
-    _weighted_sum_to(orow, -k0, arow, 0, trow, wx, a, k0, split)
-    _weighted_set(orow, -k0, trow, wx, a, split, k1)
+    _weighted_sum_to(out, p, o, ox - k0, acc, r, x0, tile, i, wx, a, k0, split)
+    _weighted_set(out, p, o, ox - k0, tile, i, wx, a, split, k1)
 
 
-@njit
-def _blend_row(arow, trow, wx, a, below_fy, fx, in_cell, cx0, cx1, orow):
-    """One plane row of a tile: its cell part into orow, the rest into the buffer row arow."""
-    length = trow.shape[0]
-    touched_to = fx if below_fy else length
-    if in_cell:
-        _accumulate(arow, trow, wx, a, 0, cx0, touched_to)
-        _finish(orow, arow, trow, wx, a, cx0, cx1, touched_to)
-        _accumulate(arow, trow, wx, a, cx1, length, touched_to)
-    else:
-        _accumulate(arow, trow, wx, a, 0, length, touched_to)
-
-
-@njit
+@njit(inline="always")
 def _planes(array, h, length):
     """A C-contiguous (H, W, C), (C, H, W) or (H, W) array as planes (P, h, length)."""
     return array.reshape((array.size // (h * length), h, length))
 
 
-@njit
-def _prepare(tile, weights_y, weights_x, steps, k, group):
+@njit(inline="always")
+def _prepare(tile, weights_y, weights_x, steps, k, group, cap):
     """Everything the rows of step k share: the tile as planes, its weights, and the step's integers
-    (see `Plan.steps`), column offsets scaled to elements of a plane row."""
+    (see `Plan.steps`), column offsets scaled to elements of a plane row, the first row's buffer row."""
     s = steps[k]
     h, length = s[2], s[3] * group
     tile = _planes(tile, h, length)
     wy, wx = weights_y[s[11]:s[11] + h], weights_x[s[12] * group:s[12] * group + length]
-    # y0, x0, first, h, fy, fx, cy0, cy1, cx0, cx1
-    ints = (s[0], s[1] * group, s[4], h, s[5], s[6] * group, s[7], s[8], s[9] * group, s[10] * group)
+    # y0, x0, first, h, fy, fx, cy0, cy1, cx0, cx1, buffer row of row `first`
+    ints = (s[0], s[1] * group, s[4], h, s[5], s[6] * group, s[7], s[8], s[9] * group, s[10] * group,
+            (s[0] + s[4]) % cap)
     return tile, wy, wx, ints
 
 
-@njit
-def _values_row(acc, tile, wy, wx, ints, out, i):
-    y0, x0, first, h, fy, fx, cy0, cy1, cx0, cx1 = ints
-    in_cell = cy0 <= i < cy1
-    r = (y0 + i) % acc.shape[1]
-    for p in range(tile.shape[0]):
-        orow = out[p, i - cy0] if in_cell else out[p, 0]
-        _blend_row(acc[p, r, x0:], tile[p, i], wx, wy[i], i >= fy, fx, in_cell, cx0, cx1, orow)
+@njit(inline="always")
+def _row(ints, cap, length, i):
+    """Tile row i's buffer row and tile row (unsigned) and the element from which no earlier tile reached."""
+    r = ints[10] + i - ints[2]
+    r = r - cap if r >= cap else r  # a tile's rows span at most one turn of the ring
+    return np.uint64(r), np.uint64(i), ints[5] if i >= ints[4] else length
+
+
+@njit(inline="always")
+def _buffer_row(acc, tile, wy, wx, ints, i):
+    """Tile row i, every plane, into the buffer, all but its cell part (which no later tile needs)."""
+    x0, cy0, cy1, cx0, cx1 = ints[1], ints[6], ints[7], ints[8], ints[9]
+    length = tile.shape[2]
+    r, t, touched_to = _row(ints, acc.shape[1], length, i)
+    k0, k1 = (cx0, cx1) if cy0 <= i < cy1 else (length, length)
+    for plane in range(tile.shape[0]):
+        p = np.uint64(plane)
+        _accumulate(acc, r, x0, tile, p, t, wx, wy[t], 0, k0, touched_to)
+        _accumulate(acc, r, x0, tile, p, t, wx, wy[t], k1, length, touched_to)
+
+
+@njit(inline="always")
+def _cell_row(acc, tile, wy, wx, ints, out, o, ox, i):
+    """The cell part of tile row i, final, to out[p, o, ox:] for every plane p."""
+    x0, cx0, cx1 = ints[1], ints[8], ints[9]
+    r, t, touched_to = _row(ints, acc.shape[1], tile.shape[2], i)
+    for plane in range(tile.shape[0]):
+        _finish(out, o, ox, acc, r, x0, tile, np.uint64(plane), t, wx, wy[t], cx0, cx1, touched_to)
 
 
 @njit
-def _labels_row(acc, tile, wy, wx, ints, group, scratch, top, label, out, i):
-    y0, x0, first, h, fy, fx, cy0, cy1, cx0, cx1 = ints
-    in_cell = cy0 <= i < cy1
-    r = (y0 + i) % acc.shape[1]
-    rows = scratch[i - cy0] if in_cell else scratch[0]
-    for p in range(tile.shape[0]):
-        _blend_row(acc[p, r, x0:], tile[p, i], wx, wy[i], i >= fy, fx, in_cell, cx0, cx1, rows[p])
-    if in_cell:
-        argmax_row(rows, group, out[i - cy0], top[i - cy0], label[i - cy0])
+def _values_rows(acc, tile, wy, wx, ints, out, oy, ox, lo, hi):
+    """Tile rows [lo, hi) of a step (see `_prepare`): cell parts to out[p, oy + cell row, ox:], the rest
+    into the buffer."""
+    cy0, cy1 = ints[6], ints[7]
+    for i in range(lo, hi):
+        _buffer_row(acc, tile, wy, wx, ints, i)
+        if cy0 <= i < cy1:
+            _cell_row(acc, tile, wy, wx, ints, out, np.uint64(oy + i - cy0), ox, i)
+
+
+@njit(inline="always")
+def _chunk(ints, c, n):
+    """Rows [lo, hi) of chunk c of n of a step's rows [first, h)."""
+    first, rows = ints[2], ints[3] - ints[2]
+    return first + rows * c // n, first + rows * (c + 1) // n
 
 
 @njit
-def blend_values(acc, tile, weights_y, weights_x, steps, k, group, out):
+def blend_values(acc, tile, weights_y, weights_x, steps, k, group, out, oy=0, ox=0):
     """Blend the tile of step k; write its finished cell into `out`.
 
     acc: (P, cap, L) ring buffer; tile: C-contiguous (h, w, C), (C, h, w) or
     (h, w), with `group` elements per pixel in a plane row (C, 1 or 1);
     weights_y: the plan's flat weights; weights_x: the same repeated `group`
-    times; out: planes (P, cell height, cell elements) the finished cell goes
-    to (any (P, 1, 1) array when the step finishes no cell).
+    times; out: planes (P, rows, elements) the finished cell goes to, its
+    first row at row oy from element ox (any (P, 1, 1) array when the step
+    finishes no cell).
     """
-    tile, wy, wx, ints = _prepare(tile, weights_y, weights_x, steps, k, group)
-    for i in range(ints[2], ints[3]):
-        _values_row(acc, tile, wy, wx, ints, out, i)
+    tile, wy, wx, ints = _prepare(tile, weights_y, weights_x, steps, k, group, acc.shape[1])
+    _values_rows(acc, tile, wy, wx, ints, out, oy, ox, ints[2], ints[3])
 
+
+# The parallel kernels hand each of `chunks` threads a block of rows done by the
+# serial code: a loop body that small keeps numba's parallel compilation short.
 
 @njit(parallel=True)
-def blend_values_parallel(acc, tile, weights_y, weights_x, steps, k, group, out):
-    """:func:`blend_values` with the tile's rows split over numba's threads."""
-    tile, wy, wx, ints = _prepare(tile, weights_y, weights_x, steps, k, group)
-    for i in prange(ints[2], ints[3]):
-        _values_row(acc, tile, wy, wx, ints, out, i)
+def blend_values_parallel(acc, tile, weights_y, weights_x, steps, k, group, out, oy, ox, chunks):
+    """:func:`blend_values` with the tile's rows split into `chunks` blocks over numba's threads."""
+    tile, wy, wx, ints = _prepare(tile, weights_y, weights_x, steps, k, group, acc.shape[1])
+    for c in prange(chunks):
+        lo, hi = _chunk(ints, np.int64(c), chunks)
+        _values_rows(acc, tile, wy, wx, ints, out, oy, ox, lo, hi)
+
+
+@njit(inline="always")
+def _takes(v, best):
+    """Whether channel value v replaces the running maximum: larger, or the first NaN (as np.argmax).
+    Written as "not v <= best" (true also when v is NaN) and "best is not NaN": two compares."""
+    return (not v <= best) & (best == best)
+
+
+@njit(inline="always")
+def _argmax_planes(values, row0, rows, pixels, top, label, out, o0, ox):
+    """Channel planes: the planes are the outer loop so that the pixel loop vectorises, the running
+    maximum and label wait in the scratch rows top[s] and label[s]."""
+    for t in range(rows):
+        s, o = np.uint64(row0 + t), np.uint64(o0 + t)
+        for j in range(pixels):
+            u = np.uint64(j)
+            top[s, u] = values[0, s, u]
+            label[s, u] = 0
+        for plane in range(1, values.shape[0]):
+            p, channel = np.uint64(plane), top.dtype.type(plane)
+            for j in range(pixels):
+                u = np.uint64(j)
+                v, b = values[p, s, u], top[s, u]
+                take = _takes(v, b)
+                top[s, u] = v if take else b
+                label[s, u] = channel if take else label[s, u]
+        for j in range(pixels):
+            out[o, np.uint64(ox + j)] = label[s, np.uint64(j)]
+
+
+@njit(inline="always")
+def _argmax_interleaved(values, row0, rows, pixels, group, out, o0, ox):
+    """Interleaved channels: a pixel's channels stay in registers; a constant `group` gives LLVM the
+    constant stride it needs to vectorise over pixels."""
+    for t in range(rows):
+        s, o = np.uint64(row0 + t), np.uint64(o0 + t)
+        for j in range(pixels):
+            base = np.uint64(j * group)
+            b = values[0, s, base]
+            best = values.dtype.type(0)
+            for c in range(1, group):
+                v = values[0, s, base + np.uint64(c)]
+                take = _takes(v, b)
+                b = v if take else b
+                best = values.dtype.type(c) if take else best
+            out[o, np.uint64(ox + j)] = best
 
 
 @njit
-def blend_labels(acc, tile, weights_y, weights_x, steps, k, group, scratch, top, label, out):
+def argmax_rows(values, row0, rows, pixels, group, top, label, out, o0, ox):
+    """out[o0 + t, ox:ox + pixels] = arg-max over the channels of each pixel in row row0 + t of values,
+    t < rows: the first maximum, and the first NaN wins as in numpy.
+
+    values: (P, rows, pixels * group) holding one plane of interleaved
+    channels (P = 1) or channel planes (group = 1); top, label: scratch rows of
+    the values' dtype, as many as values has. Every select has one width (the
+    running label is a float) so LLVM vectorises the pixel loop; the usual
+    channel counts get a constant `group`.
+    """
+    if values.shape[0] > 1:
+        _argmax_planes(values, row0, rows, pixels, top, label, out, o0, ox)
+    elif group == 2:
+        _argmax_interleaved(values, row0, rows, pixels, 2, out, o0, ox)
+    elif group == 3:
+        _argmax_interleaved(values, row0, rows, pixels, 3, out, o0, ox)
+    elif group == 4:
+        _argmax_interleaved(values, row0, rows, pixels, 4, out, o0, ox)
+    elif group == 5:
+        _argmax_interleaved(values, row0, rows, pixels, 5, out, o0, ox)
+    elif group == 6:
+        _argmax_interleaved(values, row0, rows, pixels, 6, out, o0, ox)
+    elif group == 8:
+        _argmax_interleaved(values, row0, rows, pixels, 8, out, o0, ox)
+    else:
+        _argmax_interleaved(values, row0, rows, pixels, group, out, o0, ox)
+
+
+@njit
+def _labels_rows(acc, tile, wy, wx, ints, group, scratch, s0, block, top, label, out, oy, ox, lo, hi):
+    """As `_values_rows`, but the cell parts leave as labels, the arg-max over channels, to
+    out[oy + cell row, ox:].
+
+    A block of rows at a time: their cell parts are finished into scratch rows
+    [s0, s0 + block), which stay in cache, then turned into labels.
+    """
+    cy0, cy1, pixels = ints[6], ints[7], (ints[9] - ints[8]) // group
+    for b0 in range(lo, hi, block):
+        b1 = min(b0 + block, hi)
+        for i in range(b0, b1):
+            _buffer_row(acc, tile, wy, wx, ints, i)
+            if cy0 <= i < cy1:
+                _cell_row(acc, tile, wy, wx, ints, scratch, np.uint64(s0 + i - b0), 0, i)
+        c0, c1 = max(b0, cy0), min(b1, cy1)
+        if c1 > c0:
+            argmax_rows(scratch, s0 + c0 - b0, c1 - c0, pixels, group, top, label, out, oy + c0 - cy0, ox)
+
+
+@njit
+def blend_labels(acc, tile, weights_y, weights_x, steps, k, group, scratch, top, label, out, oy, ox):
     """As :func:`blend_values`, but the cell leaves as labels, the arg-max over channels.
 
-    scratch: (cell height, P, cell elements) floats; top, label: (cell
-    height, cell width) floats; out: (cell height, cell width).
+    scratch: (P, rows, cell elements) floats; top, label: (rows, cell width)
+    floats; out: (rows, columns) labels, the cell's first at row oy, column ox.
     """
-    tile, wy, wx, ints = _prepare(tile, weights_y, weights_x, steps, k, group)
-    for i in range(ints[2], ints[3]):
-        _labels_row(acc, tile, wy, wx, ints, group, scratch, top, label, out, i)
+    tile, wy, wx, ints = _prepare(tile, weights_y, weights_x, steps, k, group, acc.shape[1])
+    _labels_rows(acc, tile, wy, wx, ints, group, scratch, np.int64(0), scratch.shape[1], top, label, out, oy, ox,
+                 ints[2], ints[3])
 
 
 @njit(parallel=True)
-def blend_labels_parallel(acc, tile, weights_y, weights_x, steps, k, group, scratch, top, label, out):
-    """:func:`blend_labels` with the tile's rows split over numba's threads."""
-    tile, wy, wx, ints = _prepare(tile, weights_y, weights_x, steps, k, group)
-    for i in prange(ints[2], ints[3]):
-        _labels_row(acc, tile, wy, wx, ints, group, scratch, top, label, out, i)
+def blend_labels_parallel(acc, tile, weights_y, weights_x, steps, k, group, scratch, top, label, out, oy, ox,
+                          chunks):
+    """:func:`blend_labels` with the tile's rows split into `chunks` blocks over numba's threads, each
+    with its share of the scratch rows."""
+    tile, wy, wx, ints = _prepare(tile, weights_y, weights_x, steps, k, group, acc.shape[1])
+    n = min(chunks, scratch.shape[1])
+    block = scratch.shape[1] // n
+    for c in prange(n):
+        s = np.int64(c)  # prange's index is unsigned: one type for the serial and the parallel callers
+        lo, hi = _chunk(ints, s, n)
+        _labels_rows(acc, tile, wy, wx, ints, group, scratch, s * block, block, top, label, out, oy, ox, lo, hi)
 
 
 @njit
-def _cell_box(steps, k, x_origin):
-    """Image box (ylo, xlo, yhi, xhi) of the cell step k finishes (empty when it finishes none)."""
+def _cell_origin(steps, k, x_origin):
+    """Image row and column of the first pixel of the cell step k finishes."""
     s = steps[k]
-    ylo, xlo = s[0] + s[7], s[1] + x_origin + s[9]
-    return ylo, xlo, ylo + s[8] - s[7], xlo + s[10] - s[9]
+    return s[0] + s[7], s[1] + x_origin + s[9]
 
 
 @njit
-def blend_values_batch(acc, tiles, weights_y, weights_x, steps, k0, group, out, x_origin, no_cell):
+def blend_values_batch(acc, tiles, weights_y, weights_x, steps, k0, group, out, x_origin):
     """:func:`blend_values` for steps k0, k0 + 1, ... of a batch, each cell written into `out`.
 
     tiles: (B, ...) tiles of one shape; out: the full image as planes
     (P, H, W * group); x_origin: image column of buffer column 0.
     """
     for b in range(tiles.shape[0]):
-        ylo, xlo, yhi, xhi = _cell_box(steps, k0 + b, x_origin)
-        if yhi > ylo:
-            target = out[:, ylo:yhi, xlo * group:xhi * group]
-            blend_values(acc, tiles[b], weights_y, weights_x, steps, k0 + b, group, target)
-        else:
-            blend_values(acc, tiles[b], weights_y, weights_x, steps, k0 + b, group, no_cell)
+        ylo, xlo = _cell_origin(steps, k0 + b, x_origin)
+        blend_values(acc, tiles[b], weights_y, weights_x, steps, k0 + b, group, out, ylo, xlo * group)
 
 
 @njit
 def blend_labels_batch(acc, tiles, weights_y, weights_x, steps, k0, group, scratch, top, label, out, x_origin):
     """:func:`blend_labels` for the steps of a batch, each cell's labels written into the (H, W) `out`."""
     for b in range(tiles.shape[0]):
-        ylo, xlo, yhi, xhi = _cell_box(steps, k0 + b, x_origin)
-        blend_labels(acc, tiles[b], weights_y, weights_x, steps, k0 + b, group, scratch, top, label,
-                     out[ylo:max(yhi, ylo + 1), xlo:max(xhi, xlo + 1)])
-
-
-@njit
-def _argmax_planes(values, labels, top, label):
-    """Channel planes (P, pixels): channels are the outer loop, the pixel loop vectorises."""
-    pixels = labels.shape[0]
-    for j in range(pixels):
-        u = np.uint64(j)
-        top[u] = values[0, u]
-        label[u] = 0
-    for ch in range(1, values.shape[0]):
-        row, channel = values[ch], top.dtype.type(ch)
-        for j in range(pixels):
-            u = np.uint64(j)
-            v = row[u]
-            b = top[u]
-            take = (v > b) | ((v != v) & (b == b))
-            top[u] = v if take else b
-            label[u] = channel if take else label[u]
-    for j in range(pixels):
-        u = np.uint64(j)
-        labels[u] = label[u]
-
-
-@njit
-def _argmax_interleaved(row, group, labels):
-    """Interleaved channels (pixels * group,): a pixel's channels stay in registers."""
-    for j in range(labels.shape[0]):
-        base = np.uint64(j * group)
-        b = row[base]
-        best = row.dtype.type(0)
-        for c in range(1, group):
-            v = row[base + np.uint64(c)]
-            take = (v > b) | ((v != v) & (b == b))
-            b = v if take else b
-            best = row.dtype.type(c) if take else best
-        labels[np.uint64(j)] = best
-
-
-@njit
-def argmax_row(values, group, labels, top, label):
-    """labels[j] = arg-max over the channels of pixel j: the first maximum, and the first NaN wins as in numpy.
-
-    values: (P, pixels * group) with channel ``p * group + e % group`` at
-    element (p, e): one row of interleaved channels (P = 1) or channel planes
-    (group = 1); top, label: scratch rows of the values' dtype. Every select
-    has one width (the running label is a float) so LLVM vectorises the
-    pixel loop; the usual channel counts get a constant stride, which it needs.
-    """
-    if values.shape[0] > 1:
-        _argmax_planes(values, labels, top, label)
-    elif group == 2:
-        _argmax_interleaved(values[0], 2, labels)
-    elif group == 3:
-        _argmax_interleaved(values[0], 3, labels)
-    elif group == 4:
-        _argmax_interleaved(values[0], 4, labels)
-    elif group == 5:
-        _argmax_interleaved(values[0], 5, labels)
-    elif group == 6:
-        _argmax_interleaved(values[0], 6, labels)
-    elif group == 8:
-        _argmax_interleaved(values[0], 8, labels)
-    else:
-        _argmax_interleaved(values[0], group, labels)
+        ylo, xlo = _cell_origin(steps, k0 + b, x_origin)
+        blend_labels(acc, tiles[b], weights_y, weights_x, steps, k0 + b, group, scratch, top, label, out, ylo, xlo)
 
 
 @njit
@@ -308,13 +360,17 @@ def emit_weighted(acc, wsum, y0, cap, x0, out):
 
 @njit
 def emit_weighted_labels(acc, y0, cap, x0, scratch, group, top, label, out):
-    """Labels of a cell of the general path (the weight sum is a common positive factor)."""
-    for i in range(out.shape[0]):
-        r = (y0 + i) % cap
-        for p in range(acc.shape[0]):
-            for k in range(scratch.shape[1]):
-                scratch[p, k] = acc[p, r, x0 + k]
-        argmax_row(scratch, group, out[i], top, label)
+    """Labels of a cell of the general path (the weight sum is a common positive factor), through
+    scratch (P, rows, cell elements) and top, label (rows, cell width)."""
+    block = scratch.shape[1]
+    for i0 in range(0, out.shape[0], block):
+        rows = min(block, out.shape[0] - i0)
+        for t in range(rows):
+            r = (y0 + i0 + t) % cap
+            for p in range(acc.shape[0]):
+                for k in range(out.shape[1] * group):
+                    scratch[p, t, k] = acc[p, r, x0 + k]
+        argmax_rows(scratch, 0, rows, out.shape[1], group, top, label, out, i0, 0)
 
 
 @njit

@@ -18,11 +18,13 @@ being averaged away. ``check_finite=True`` rejects such a tile with an error
 naming it instead (costs one extra pass over each tile).
 """
 
+import functools
 import itertools
 import os
 import tempfile
 from typing import NamedTuple
 
+import numba
 import numpy as np
 
 from . import _kernels
@@ -30,13 +32,19 @@ from ._jit import parallel_is_safe
 from ._seams import SeamFiles
 from ._validate import check_bool
 from .geometry import box_to_geom
-from .plan import Plan
+from .plan import STEP_COLUMNS, Plan
 from .windows import window_2d
 
 __all__ = ["Blender", "OutputCell", "blend", "accumulator_dtype", "label_dtype"]
 
 # Below this many elements per tile, splitting rows over threads costs more than it saves.
 PARALLEL_MIN_ELEMENTS = 1 << 15
+# Bytes of scratch rows a labels kernel's thread works through, to stay in the L1 cache.
+SCRATCH_BYTES = 1 << 15
+# Steps whose Python records (see `_step_records`) are made at once: few enough for flat memory in any plan.
+RECORDS_AT_ONCE = 256
+
+_COL = {name: n for n, name in enumerate(STEP_COLUMNS)}
 
 
 class OutputCell(NamedTuple):
@@ -55,6 +63,10 @@ class OutputCell(NamedTuple):
     def slices(self):
         """``(slice(ylo, yhi), slice(xlo, xhi))`` into the full image."""
         return slice(self.box[0], self.box[2]), slice(self.box[1], self.box[3])
+
+
+# OutputCell((index, box, data)) without the Python-level __new__ of a named tuple, for the push path
+_new_cell = functools.partial(tuple.__new__, OutputCell)
 
 
 def accumulator_dtype(tile_dtype):
@@ -155,8 +167,8 @@ class Blender:
         self._live = 0
         self._emit_bounds = np.searchsorted(plan.emit_after, np.arange(plan.n_loads + 1), side="left")
         # plain Python copies of what every push reads, to keep its overhead low
-        self._steps, self._n_loads, self._cols = plan.steps, plan.n_loads, plan.grid_shape[1]
-        self._stripe_x0 = plan.stripes[:, 0].tolist()
+        self._n_loads, self._normalised = plan.n_loads, plan.normalised
+        self._records, self._records_from = [], 0
         self._weight_maps = {}
         self._closed = False
 
@@ -185,8 +197,7 @@ class Blender:
         if self._closed or k >= self._n_loads:
             self._check_open()
             self._check_not_done()
-        row = self._steps[k].tolist()
-        h, w = row[2], row[3]
+        h, w, cell, index, box = self._record(k)
         if (type(tile) is np.ndarray and tile.dtype is self._dtype and tile.shape == self._tile_shape(h, w)
                 and tile.flags.c_contiguous and not self.check_finite):
             planes = tile  # the common case, checked in full below otherwise
@@ -194,12 +205,19 @@ class Blender:
             planes, ndim, channels = self._checked_tile(tile, h, w)
             if self._acc is None:
                 self._allocate(planes, ndim, channels)
-        if self.plan.normalised:
-            cells = self._push_fast(planes, row, k)
+        if self._normalised:
+            cells = self._push_fast(planes, k, cell, index, box)
         else:
-            cells = self._push_general(planes, row, k)
+            cells = self._push_general(planes, k)
         self.step = k + 1
         return cells
+
+    def _record(self, k):
+        """(h, w, cell, cell's grid index, cell box) of step k (see `_step_records`)."""
+        i = k - self._records_from
+        if not 0 <= i < len(self._records):
+            self._records, self._records_from, i = _step_records(self.plan, k, RECORDS_AT_ONCE), k, 0
+        return self._records[i]
 
     def push_batch(self, tiles):
         """Push several tiles (a sequence, or an array with a leading batch axis); return all finished cells.
@@ -233,17 +251,10 @@ class Blender:
                                         self._top, self._label, self.out, x_origin)
         else:
             _kernels.blend_values_batch(self._acc, tiles, self._wy, self._wx, plan.steps, k, g, self._out_planes,
-                                        x_origin, self._no_cell)
+                                        x_origin)
         self.step = k + len(tiles)
-        cells = []
-        cols = plan.grid_shape[1]
-        for row in plan.steps[k:self.step].tolist():
-            cy0, cy1, cx0, cx1, cell = row[7], row[8], row[9], row[10], row[13]
-            if cell >= 0:
-                ylo, xlo = row[0] + cy0, row[1] + x_origin + cx0
-                data = self._cell_output(ylo, xlo, cy1 - cy0, cx1 - cx0)[0]
-                cells.append(OutputCell(divmod(cell, cols), (ylo, xlo, ylo + cy1 - cy0, xlo + cx1 - cx0), data))
-        return cells
+        return [_new_cell((index, box, self._cell_output(box)[0]))
+                for _, _, cell, index, box in _step_records(plan, k, len(tiles)) if cell >= 0]
 
     def close(self):
         """Release the buffer (and remove its cache file). Raises if tiles are still missing."""
@@ -356,14 +367,26 @@ class Blender:
         self._wy = plan.weights.astype(dtype)
         self._wx = np.repeat(self._wy, self._group)  # x weights per element of a plane row
         cells = plan.cell_boxes[plan.write_cells]
-        cell_height, cell_width = (cells[:, 2:] - cells[:, :2]).max(axis=0, initial=1).tolist()
-        self._scratch = np.empty((cell_height, planes.shape[0], cell_width * self._group), dtype)
-        self._top = np.empty((cell_height, cell_width), dtype)
-        self._label = np.empty((cell_height, cell_width), dtype)
-        self._no_cell = np.empty((planes.shape[0], 1, 1), dtype)
+        cell_width = int((cells[:, 3] - cells[:, 1]).max(initial=1))
+        # Labels go through scratch rows, a block that fits in the L1 cache for each of the parallel
+        # kernels' chunks (one a thread).
+        self._chunks = numba.get_num_threads() if self._parallel else 1
+        row_bytes = planes.shape[0] * cell_width * self._group * dtype.itemsize
+        rows = self._chunks * max(1, SCRATCH_BYTES // row_bytes)
+        self._scratch = np.empty((planes.shape[0], rows, cell_width * self._group), dtype)
+        self._top = np.empty((rows, cell_width), dtype)
+        self._label = np.empty((rows, cell_width), dtype)
+        self._labels_dtype = label_dtype(c)
         if self.out is not None:
             self._out_planes = _output_planes(self.out, ndim, self.labels, self.channel_first, c, dtype,
-                                              label_dtype(c))
+                                              self._labels_dtype)
+        # where a step that finishes no cell "writes" (nothing): of the cells' type, so no kernel is compiled for it
+        if self.out is not None:
+            self._no_cell = self._out_planes
+        elif self.labels:
+            self._no_cell = np.empty((1, 1), self._labels_dtype)
+        else:
+            self._no_cell = np.empty((planes.shape[0], 1, 1), dtype)
 
     def _buffer(self, shape, dtype):
         if not self.buffer_on_disk:
@@ -373,48 +396,60 @@ class Blender:
         self._files.append(path)
         return np.memmap(path, dtype=dtype, mode="w+", shape=shape)
 
-    def _cell_output(self, ylo, xlo, h, w):
-        """Where a cell's values go: (the array the caller gets, its planes view the kernels write)."""
+    def _cell_output(self, box):
+        """Where the values of the cell in `box` go: (the array the caller gets, the array the kernels
+        write, row and element there of the cell's first value). The kernels get the whole output, not a
+        view of the cell: numba vectorises writes to a C-contiguous array only."""
+        ylo, xlo, yhi, xhi = box
         if self.out is not None:
-            if self.labels or self._ndim == 2:
-                view = self.out[ylo:ylo + h, xlo:xlo + w]
-                return view, view if self.labels else view[None]
-            g = self._group
-            data = self.out[:, ylo:ylo + h, xlo:xlo + w] if self.channel_first else self.out[ylo:ylo + h, xlo:xlo + w]
-            return data, self._out_planes[:, ylo:ylo + h, xlo * g:(xlo + w) * g]
+            if self.labels:
+                return self.out[ylo:yhi, xlo:xhi], self.out, ylo, xlo
+            data = self.out[:, ylo:yhi, xlo:xhi] if self.channel_first else self.out[ylo:yhi, xlo:xhi]
+            return data, self._out_planes, ylo, xlo * self._group
+        h, w = yhi - ylo, xhi - xlo
         if self.labels:
-            data = np.empty((h, w), label_dtype(self.channels))
-            return data, data
+            data = np.empty((h, w), self._labels_dtype)
+            return data, data, 0, 0
         data = np.empty(self._tile_shape(h, w), self._dtype)
-        return data, data.reshape((-1, h, w * self._group))
+        return data, data.reshape((-1, h, w * self._group)), 0, 0
 
     # -- the two paths -------------------------------------------------------
-    def _push_fast(self, planes, row, k):
-        h, w, cy0, cy1, cx0, cx1, cell, stripe = row[2], row[3], row[7], row[8], row[9], row[10], row[13], row[15]
-        ylo, xlo = row[0] + cy0, row[1] + self._stripe_x0[stripe] + cx0
-        if self._seams is not None and stripe > 0 and row[17] > row[16]:
-            self._seams.load(stripe - 1, self._acc, row[16], row[17])
+    def _push_fast(self, planes, k, cell, index, box):
+        if self._seams is not None:
+            self._load_seam(k)
         if cell < 0:
-            out, view = None, self._no_cell
+            out, target, oy, ox = None, self._no_cell, 0, 0
         else:
-            out, view = self._cell_output(ylo, xlo, cy1 - cy0, cx1 - cx0)
+            out, target, oy, ox = self._cell_output(box)
         parallel = self._parallel and planes.size >= PARALLEL_MIN_ELEMENTS
-        if self.labels:
-            kernel = _kernels.blend_labels_parallel if parallel else _kernels.blend_labels
-            kernel(self._acc, planes, self._wy, self._wx, self._steps, k, self._group, self._scratch,
-                   self._top, self._label, view)
+        args = self._acc, planes, self._wy, self._wx, self.plan.steps, k, self._group
+        if self.labels and parallel:
+            _kernels.blend_labels_parallel(*args, self._scratch, self._top, self._label, target, oy, ox, self._chunks)
+        elif self.labels:
+            _kernels.blend_labels(*args, self._scratch, self._top, self._label, target, oy, ox)
+        elif parallel:
+            _kernels.blend_values_parallel(*args, target, oy, ox, self._chunks)
         else:
-            kernel = _kernels.blend_values_parallel if parallel else _kernels.blend_values
-            kernel(self._acc, planes, self._wy, self._wx, self._steps, k, self._group, view)
-        if self._seams is not None and stripe < len(self.plan.seams) and row[19] > row[18]:
-            self._seams.spill(stripe, self._acc, row[18], row[19])
-        if out is None:
-            return []
-        return [OutputCell(divmod(cell, self._cols), (ylo, xlo, ylo + cy1 - cy0, xlo + cx1 - cx0), out)]
+            _kernels.blend_values(*args, target, oy, ox)
+        if self._seams is not None:
+            self._spill_seam(k)
+        return [] if out is None else [_new_cell((index, box, out))]
 
-    def _push_general(self, planes, row, k):
+    def _load_seam(self, k):
+        """Before step k: the partial sums of the rows entering the buffer, from the seam on the stripe's left."""
+        stripe, lo, hi = self.plan.steps[k, [_COL["stripe"], _COL["enter_lo"], _COL["enter_hi"]]].tolist()
+        if stripe > 0 and hi > lo:
+            self._seams.load(stripe - 1, self._acc, lo, hi)
+
+    def _spill_seam(self, k):
+        """After step k: the partial sums of the rows leaving the buffer, to the seam on the stripe's right."""
+        stripe, lo, hi = self.plan.steps[k, [_COL["stripe"], _COL["leave_lo"], _COL["leave_hi"]]].tolist()
+        if stripe < len(self.plan.seams) and hi > lo:
+            self._seams.spill(stripe, self._acc, lo, hi)
+
+    def _push_general(self, planes, k):
         plan = self.plan
-        y0, x0, h, w, first = row[:5]
+        y0, x0, h, w, first = plan.steps[k, :5].tolist()
         planes = planes.reshape((-1, h, w * self._group))
         cap = plan.buffer_rows
         live = int(plan.live_from[k])
@@ -434,15 +469,30 @@ class Blender:
     def _emit_general(self, c):
         plan, g = self.plan, self._group
         ylo, xlo, yhi, xhi = plan.cell_boxes[c].tolist()
-        data, view = self._cell_output(ylo, xlo, yhi - ylo, xhi - xlo)
+        data, target, oy, ox = self._cell_output((ylo, xlo, yhi, xhi))
         x0 = (xlo - plan.buffer_cols[0]) * g
         if self.labels:
-            scratch = self._scratch[0, :, :(xhi - xlo) * g]
-            _kernels.emit_weighted_labels(self._acc, ylo, plan.buffer_rows, x0, scratch, g, self._top[0],
-                                          self._label[0], view)
+            _kernels.emit_weighted_labels(self._acc, ylo, plan.buffer_rows, x0, self._scratch, g, self._top,
+                                          self._label, target[oy:oy + yhi - ylo, ox:ox + xhi - xlo])
         else:
+            view = target[:, oy:oy + yhi - ylo, ox:ox + (xhi - xlo) * g]
             _kernels.emit_weighted(self._acc, self._wsum[0], ylo, plan.buffer_rows, x0, view)
         return OutputCell(plan.grid_index(c), (ylo, xlo, yhi, xhi), data)
+
+
+def _step_records(plan, k, n):
+    """Python tuples (h, w, cell, cell's grid index, cell's image box) of steps [k, k + n): what a push
+    reads, made with numpy for many steps at once."""
+    steps = plan.steps[k:k + n]
+    ylo = steps[:, _COL["y0"]] + steps[:, _COL["cy0"]]
+    xlo = steps[:, _COL["x0"]] + plan.stripes[steps[:, _COL["stripe"]], 0] + steps[:, _COL["cx0"]]
+    yhi = ylo + steps[:, _COL["cy1"]] - steps[:, _COL["cy0"]]
+    xhi = xlo + steps[:, _COL["cx1"]] - steps[:, _COL["cx0"]]
+    cell = steps[:, _COL["cell"]]
+    i, j = np.divmod(cell, plan.grid_shape[1])
+    boxes = zip(ylo.tolist(), xlo.tolist(), yhi.tolist(), xhi.tolist())
+    return list(zip(steps[:, _COL["h"]].tolist(), steps[:, _COL["w"]].tolist(), cell.tolist(),
+                    zip(i.tolist(), j.tolist()), boxes))
 
 
 def blend(plan, tiles, *, out=None, labels=False, channel_first=False, dtype=None, check_finite=False,

@@ -73,6 +73,35 @@ def test_labels_against_reference(layout):
     check_against_reference(plan, tiles, layout=layout, labels=True)
 
 
+@pytest.mark.parametrize("channels", [2, 3, 7, 8])
+@pytest.mark.parametrize("layout", ["hwc", "chw"])
+def test_labels_are_the_argmax_of_the_values(channels, layout):
+    """Labels equal np.argmax of the blended values exactly (first maximum, first NaN), and the parallel
+    kernels (tiles this large) equal the serial ones bit for bit, into an output or as fresh cells."""
+    plan, _ = sf.plan_regular_grid((300, 270), 128, 40)
+    rng = np.random.default_rng(channels)
+    tiles = random_tiles(plan, rng, channels, np.float32)
+    for tile in tiles:
+        tie = rng.random(tile.shape[:2]) < 0.1
+        tile[tie, 1] = tile[tie, 0]
+        tile[rng.random(tile.shape) < 1e-4] = np.nan
+    chw = layout == "chw"
+    given = [np.ascontiguousarray(tiles[t].transpose(2, 0, 1)) if chw else tiles[t] for t in plan.load_order]
+    values = sf.blend(plan, given, channel_first=chw, parallel=False)
+    assert np.isnan(values).any()
+    expected = np.argmax(values, axis=0 if chw else -1)
+    for parallel in (False, True):
+        np.testing.assert_array_equal(sf.blend(plan, given, channel_first=chw, parallel=parallel), values)
+        np.testing.assert_array_equal(sf.blend(plan, given, channel_first=chw, labels=True, parallel=parallel),
+                                      expected)
+        for labels, want in ((False, values), (True, expected)):
+            with sf.Blender(plan, channel_first=chw, labels=labels, parallel=parallel) as blender:
+                for tile in given:
+                    for cell in blender.push(tile):
+                        where = (slice(None),) + cell.slices if chw and not labels else cell.slices
+                        np.testing.assert_array_equal(cell.data, want[where])
+
+
 def _rectilinear_irregular_grid(rng, size):
     """Random tile extents per axis: varying lengths and overlaps, ordered, covering [0, size)."""
     def axis():
