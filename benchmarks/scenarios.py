@@ -85,8 +85,6 @@ class Scenario:
         values /= weights[:, :, None]
 
 
-
-
 def run(benchmark, function, *args, setup=None, **kwargs):
     """Time `function` (warm-up call first, so compilation is not timed)."""
     if setup is not None:

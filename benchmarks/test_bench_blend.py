@@ -39,8 +39,8 @@ CASES = {
 
 
 def _skip_reason(case, name, s):
-    if "labels" in case and name not in ("canonical", "channels8"):
-        return "labels are measured on the canonical and 8-channel scenarios"
+    if "labels" in case and name not in ("canonical", "channels8", "channel_first"):
+        return "labels are measured on the canonical, 8-channel and channel-first scenarios"
     if case in ("copyto_image", "numpy_reference") and s.layout == "chw":
         return "this baseline takes (H, W, C) tiles"
     return None
