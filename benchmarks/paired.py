@@ -1,0 +1,81 @@
+"""Paired ratios: two cases timed alternately, round after round, and the median of their ratios.
+
+    python benchmarks/paired.py [--rounds 31] [--pairs canonical:blend_labels:blend ...]
+
+On a shared machine the speed drifts within seconds, so "fastest of N rounds"
+of two cases timed minutes apart can differ by 30 % or more. Here case A and
+case B run back to back (in the order AB, then BA, and so on) and each round
+gives one ratio A / B; the median and the quartiles of those ratios say how
+A compares with B under the same conditions. The cases and scenarios are the
+benchmark suite's (`test_bench_blend.py`).
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from scenarios import Scenario  # noqa: E402
+from test_bench_blend import CASES, SCENARIOS  # noqa: E402
+
+DEFAULT_PAIRS = [
+    f"{scenario}:{a}:{b}"
+    for scenario in ("canonical", "channel_first", "channels8")
+    for a, b in (("blend", "copyto_hot"), ("blend_labels", "blend"), ("blend_labels_into_image", "blend_into_image"))
+]
+
+
+def case_runner(scenario, case):
+    """A function running `case` once on `scenario` (its full-size output prepared outside the timing)."""
+    method, kwargs, needs_image = CASES[case]
+    run = getattr(scenario, method)
+    labels = kwargs.get("labels", False)
+
+    def timed():
+        if needs_image:
+            scenario.prepare_image(labels=labels)
+        start = time.perf_counter()
+        run(**kwargs)
+        return time.perf_counter() - start
+    return timed
+
+
+def paired(scenario, a, b, rounds):
+    """Times of a and b (seconds per run) in alternating order, `rounds` each, after a warm-up of both."""
+    run_a, run_b = case_runner(scenario, a), case_runner(scenario, b)
+    run_a(), run_b()
+    times_a, times_b = [], []
+    for r in range(rounds):
+        if r % 2:
+            times_b.append(run_b()), times_a.append(run_a())
+        else:
+            times_a.append(run_a()), times_b.append(run_b())
+    return times_a, times_b
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=31)
+    parser.add_argument("--pairs", nargs="+", default=DEFAULT_PAIRS, metavar="SCENARIO:A:B")
+    args = parser.parse_args()
+    scenarios = {}
+    print(f"{'scenario':<14} {'A':<24} {'B':<18} {'A / B median':>12} {'quartiles':>13}"
+          f" {'A us/tile':>10} {'B us/tile':>10}")
+    for pair in args.pairs:
+        name, a, b = pair.split(":")
+        if name not in scenarios:
+            scenarios[name] = Scenario(**SCENARIOS[name])
+        scenario = scenarios[name]
+        times_a, times_b = paired(scenario, a, b, args.rounds)
+        ratios = [ta / tb for ta, tb in zip(times_a, times_b)]
+        q1, median, q3 = statistics.quantiles(ratios, n=4)
+        per_tile = 1e6 / scenario.n_tiles
+        print(f"{name:<14} {a:<24} {b:<18} {median:>12.2f} {q1:>6.2f}-{q3:<6.2f}"
+              f" {min(times_a) * per_tile:>10.1f} {min(times_b) * per_tile:>10.1f}")
+
+
+if __name__ == "__main__":
+    main()
