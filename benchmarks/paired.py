@@ -1,6 +1,6 @@
 """Paired ratios: two cases timed alternately, round after round, and the median of their ratios.
 
-    python benchmarks/paired.py [--rounds 31] [--pairs canonical:blend_labels:blend ...]
+    python benchmarks/paired.py [--rounds 51] [--pairs canonical:blend_labels:blend ...]
 
 On a shared machine the speed drifts within seconds, so "fastest of N rounds"
 of two cases timed minutes apart can differ by 30 % or more. Here case A and
@@ -45,22 +45,23 @@ def case_runner(scenario, case):
 
 def paired(scenario, a, b, rounds):
     """Times of a and b (seconds per run) in alternating order, `rounds` each, after a warm-up of both."""
-    run_a, run_b = case_runner(scenario, a), case_runner(scenario, b)
-    run_a(), run_b()
     times_a, times_b = [], []
+    runs = [(case_runner(scenario, a), times_a), (case_runner(scenario, b), times_b)]
+    for run, _ in runs:
+        run()
     for r in range(rounds):
-        if r % 2:
-            times_b.append(run_b()), times_a.append(run_a())
-        else:
-            times_a.append(run_a()), times_b.append(run_b())
+        for run, times in runs if r % 2 == 0 else runs[::-1]:
+            times.append(run())
     return times_a, times_b
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=31)
+    parser.add_argument("--rounds", type=int, default=51)
     parser.add_argument("--pairs", nargs="+", default=DEFAULT_PAIRS, metavar="SCENARIO:A:B")
     args = parser.parse_args()
+    if args.rounds < 2:
+        parser.error(f"--rounds must be at least 2 (quartiles need two ratios), got {args.rounds}")
     scenarios = {}
     print(f"{'scenario':<14} {'A':<24} {'B':<18} {'A / B median':>12} {'quartiles':>13}"
           f" {'A us/tile':>10} {'B us/tile':>10}")

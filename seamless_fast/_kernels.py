@@ -169,8 +169,8 @@ def _takes(v, best):
 
 @njit(inline="always")
 def _argmax_planes(values, row0, rows, pixels, top, label, out, o0, ox):
-    """Channel planes, any count: the planes are the outer loop so that the pixel loop vectorises, the running
-    maximum and label wait in the scratch rows top[s] and label[s]."""
+    """Channel planes, any count: the planes are the outer loop so that the pixel loop vectorises,
+    the running maximum and label wait in the scratch rows top[s] and label[s]."""
     for t in range(rows):
         s, o = np.uint64(row0 + t), np.uint64(o0 + t)
         for j in range(pixels):
@@ -212,7 +212,7 @@ def _argmax_constant(values, row0, rows, pixels, n, out, o0, ox):
     """`_argmax_pixels` compiled for each constant n it is called with, planar when values has more
     than one plane: LLVM then unrolls the channel loop and vectorises over pixels (planar: plain
     loads; interleaved: loads with a constant stride). A kernel of its own rather than inlined
-    copies: numba's inlining of a dozen copies into one function took 40 s to compile."""
+    copies: with a dozen copies inlined by numba, the first labels blend took 50 s to compile."""
     numba.literally(n)
     _argmax_pixels(values, row0, rows, pixels, n, values.shape[0] > 1, out, o0, ox)
 
