@@ -377,11 +377,10 @@ class Blender:
         self._top = np.empty((rows, cell_width), dtype)
         self._label = np.empty((rows, cell_width), dtype)
         self._labels_dtype = label_dtype(c)
+        # where a step that finishes no cell "writes" (nothing): of the cells' type, so no kernel is compiled for it
         if self.out is not None:
             self._out_planes = _output_planes(self.out, ndim, self.labels, self.channel_first, c, dtype,
                                               self._labels_dtype)
-        # where a step that finishes no cell "writes" (nothing): of the cells' type, so no kernel is compiled for it
-        if self.out is not None:
             self._no_cell = self._out_planes
         elif self.labels:
             self._no_cell = np.empty((1, 1), self._labels_dtype)
