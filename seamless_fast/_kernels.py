@@ -19,6 +19,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import njit
+from ._simd import LANES, argmax8_blocks
 
 
 # The fast-path helpers are inlined (see `njit`) and index whole arrays:
@@ -190,12 +191,12 @@ def _argmax_planes(values, row0, rows, pixels, top, label, out, o0, ox):
 
 
 @njit(inline="always")
-def _argmax_pixels(values, row0, rows, pixels, n, planar, out, o0, ox):
-    """A pixel's n channels stay in registers: channel c of pixel j is values[c, s, j] (planar) or
-    values[0, s, j * n + c]."""
+def _argmax_pixels(values, row0, rows, j0, j1, n, planar, out, o0, ox):
+    """Pixels [j0, j1): a pixel's n channels stay in registers; channel c of pixel j is values[c, s, j]
+    (planar) or values[0, s, j * n + c]."""
     for t in range(rows):
         s, o = np.uint64(row0 + t), np.uint64(o0 + t)
-        for j in range(pixels):
+        for j in range(j0, j1):
             base = np.uint64(j if planar else j * n)
             b = values[0, s, base]
             best = values.dtype.type(0)
@@ -214,7 +215,24 @@ def _argmax_constant(values, row0, rows, pixels, n, out, o0, ox):
     loads; interleaved: loads with a constant stride). A kernel of its own rather than inlined
     copies: with a dozen copies inlined by numba, the first labels blend took 50 s to compile."""
     numba.literally(n)
-    _argmax_pixels(values, row0, rows, pixels, n, values.shape[0] > 1, out, o0, ox)
+    _argmax_pixels(values, row0, rows, 0, pixels, n, values.shape[0] > 1, out, o0, ox)
+
+
+@njit
+def _argmax8_interleaved(values, row0, rows, pixels, label, out, o0, ox):
+    """8 interleaved channels: blocks of 8 pixels through `argmax8_blocks` into the scratch rows `label`
+    (transposed in registers, see `_simd`), then to out; the last pixels % 8 one by one."""
+    blocks = pixels // LANES
+    if (row0 < 0 or row0 + rows > min(values.shape[1], label.shape[0]) or blocks * LANES > label.shape[1]
+            or blocks * LANES * LANES > values.shape[2]):
+        raise IndexError("argmax rows or pixels outside the scratch rows")
+    for t in range(rows):
+        s, o = np.uint64(row0 + t), np.uint64(o0 + t)
+        argmax8_blocks(values, s, blocks, label)
+        for j in range(blocks * LANES):
+            u = np.uint64(j)
+            out[o, np.uint64(ox + j)] = label[s, u]
+    _argmax_pixels(values, row0, rows, blocks * LANES, pixels, LANES, False, out, o0, ox)
 
 
 @njit
@@ -242,12 +260,14 @@ def argmax_rows(values, row0, rows, pixels, group, top, label, out, o0, ox):
         _argmax_constant(values, row0, rows, pixels, 5, out, o0, ox)
     elif n == 6:
         _argmax_constant(values, row0, rows, pixels, 6, out, o0, ox)
+    elif n == 8 and not planar:
+        _argmax8_interleaved(values, row0, rows, pixels, label, out, o0, ox)
     elif n == 8:
         _argmax_constant(values, row0, rows, pixels, 8, out, o0, ox)
     elif planar:
         _argmax_planes(values, row0, rows, pixels, top, label, out, o0, ox)
     else:
-        _argmax_pixels(values, row0, rows, pixels, n, False, out, o0, ox)
+        _argmax_pixels(values, row0, rows, 0, pixels, n, False, out, o0, ox)
 
 
 @njit

@@ -1,0 +1,45 @@
+"""The quick profiling scripts run end to end on small cases and print what their docstrings promise."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+PROFILING = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "profiling")
+
+
+def run_script(name, *args):
+    out = subprocess.run([sys.executable, os.path.join(PROFILING, name), *args], capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.splitlines()
+
+
+def numbers(line):
+    return [float(field.rstrip("us")) for field in line.split()[-3:]]
+
+
+@pytest.mark.parametrize("layout", [[], ["--channel-first"]])
+@pytest.mark.parametrize("channels", ["3", "8"])
+def test_labels_cost_times_three_calls(layout, channels):
+    lines = run_script("labels_cost.py", "--tile", "64", "--overlap", "16", "--channels", channels, "--rounds", "3",
+                       *layout)
+    assert f"C = {channels}" in lines[0] and "cell of 2304 pixels" in lines[0]
+    rows = {line[:16].strip(): numbers(line) for line in lines[2:5]}
+    assert list(rows) == ["values kernel", "labels kernel", "arg-max alone"]
+    assert all(value > 0 for row in rows.values() for value in row)
+    assert lines[5].startswith("labels - values")
+
+
+@pytest.mark.parametrize("labels", [False, True])
+def test_profile_run_splits_the_run_into_kernels_and_python(labels):
+    lines = run_script("profile_run.py", "--size", "512", "--tile", "128", "--overlap", "32",
+                       *(["--labels"] if labels else []))
+    assert lines[0].startswith("512 x 512, tile 128") and "25 tiles" in lines[0]
+    total_ms = float(lines[2].split()[1])
+    parts = {line.split()[0]: float(line.split()[1]) for line in lines[3:-1]}
+    kernel = "blend_labels" if labels else "blend_values"
+    assert parts and all(name.startswith(kernel) for name in parts)
+    python_ms = float(lines[-1].split()[-6])
+    assert sum(parts.values()) + python_ms == pytest.approx(total_ms, abs=0.05)
