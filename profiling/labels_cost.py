@@ -27,11 +27,11 @@ from seamless_fast.plan import STEP_COLUMNS
 
 
 @numba.njit
-def argmax_cell(block_values, h, w, group, top, label, out):
+def argmax_cell(block_values, h, w, group, label, out):
     """Labels for the h rows of a cell from one block of values: the labels kernel's arg-max calls, in one call."""
     block = block_values.shape[1]
     for row in range(0, h, block):
-        _kernels.argmax_rows(block_values, 0, min(block, h - row), w, group, top, label, out, row, 0)
+        _kernels.argmax_rows(block_values, 0, min(block, h - row), w, group, label, out, row, 0)
 
 
 def interior_step(plan):
@@ -49,17 +49,17 @@ def kernel_calls(blender, tile, k, channel_first):
     values_out = np.empty((c if channel_first else 1, h, w * group), tile.dtype)
     labels_out = np.empty((h, w), blender._labels_dtype)
     args = blender._acc, tile, blender._wy, blender._wx, plan.steps, k, group
-    scratch, top, label = blender._scratch, blender._top, blender._label
+    scratch, label = blender._scratch, blender._label
     block_values = np.random.default_rng(2).random(scratch.shape).astype(tile.dtype)
 
     def values():
         _kernels.blend_values(*args, values_out, 0, 0)
 
     def labels():
-        _kernels.blend_labels(*args, scratch, top, label, labels_out, 0, 0)
+        _kernels.blend_labels(*args, scratch, label, labels_out, 0, 0)
 
     def argmax():
-        argmax_cell(block_values, h, w, group, top, label, labels_out)
+        argmax_cell(block_values, h, w, group, label, labels_out)
 
     return {"values kernel": values, "labels kernel": labels, "arg-max alone": argmax}, h * w, c
 

@@ -19,7 +19,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import njit
-from ._simd import LANES, argmax8_blocks
+from ._simd import LANES, argmax_interleaved_blocks, argmax_planes_blocks
 
 
 # The fast-path helpers are inlined (see `njit`) and index whole arrays:
@@ -169,28 +169,6 @@ def _takes(v, best):
 
 
 @njit(inline="always")
-def _argmax_planes(values, row0, rows, pixels, top, label, out, o0, ox):
-    """Channel planes, any count: the planes are the outer loop so that the pixel loop vectorises,
-    the running maximum and label wait in the scratch rows top[s] and label[s]."""
-    for t in range(rows):
-        s, o = np.uint64(row0 + t), np.uint64(o0 + t)
-        for j in range(pixels):
-            u = np.uint64(j)
-            top[s, u] = values[0, s, u]
-            label[s, u] = 0
-        for plane in range(1, values.shape[0]):
-            p, channel = np.uint64(plane), top.dtype.type(plane)
-            for j in range(pixels):
-                u = np.uint64(j)
-                v, b = values[p, s, u], top[s, u]
-                take = _takes(v, b)
-                top[s, u] = v if take else b
-                label[s, u] = channel if take else label[s, u]
-        for j in range(pixels):
-            out[o, np.uint64(ox + j)] = label[s, np.uint64(j)]
-
-
-@njit(inline="always")
 def _argmax_pixels(values, row0, rows, j0, j1, n, planar, out, o0, ox):
     """Pixels [j0, j1): a pixel's n channels stay in registers; channel c of pixel j is values[c, s, j]
     (planar) or values[0, s, j * n + c]."""
@@ -219,35 +197,40 @@ def _argmax_constant(values, row0, rows, pixels, n, out, o0, ox):
 
 
 @njit
-def _argmax8_interleaved(values, row0, rows, pixels, label, out, o0, ox):
-    """8 interleaved channels: blocks of 8 pixels through `argmax8_blocks` into the scratch rows `label`
-    (transposed in registers, see `_simd`), then to out; the last pixels % 8 one by one."""
-    blocks = pixels // LANES
+def _argmax_vector(values, row0, rows, pixels, n, planar, label, out, o0, ox):
+    """Blocks of 8 pixels through the vector code of `_simd` into the scratch rows `label`, then to out;
+    the pixels after the last whole block one by one."""
+    if planar:
+        blocks, elements = pixels // LANES, pixels
+    else:  # a block's loads run max(n, 8) elements from its last pixel's first
+        blocks, elements = max(0, pixels * n + n - max(n, LANES)) // (LANES * n), pixels * n
     if (row0 < 0 or row0 + rows > min(values.shape[1], label.shape[0]) or blocks * LANES > label.shape[1]
-            or blocks * LANES * LANES > values.shape[2]):
+            or elements > values.shape[2]):
         raise IndexError("argmax rows or pixels outside the scratch rows")
     for t in range(rows):
         s, o = np.uint64(row0 + t), np.uint64(o0 + t)
-        argmax8_blocks(values, s, blocks, label)
+        if planar:
+            argmax_planes_blocks(values, s, blocks, label)
+        else:
+            argmax_interleaved_blocks(values, s, blocks, n, label)
         for j in range(blocks * LANES):
-            u = np.uint64(j)
-            out[o, np.uint64(ox + j)] = label[s, u]
-    _argmax_pixels(values, row0, rows, blocks * LANES, pixels, LANES, False, out, o0, ox)
+            out[o, np.uint64(ox + j)] = label[s, np.uint64(j)]
+    _argmax_pixels(values, row0, rows, blocks * LANES, pixels, n, planar, out, o0, ox)
 
 
 @njit
-def argmax_rows(values, row0, rows, pixels, group, top, label, out, o0, ox):
+def argmax_rows(values, row0, rows, pixels, group, label, out, o0, ox):
     """out[o0 + t, ox:ox + pixels] = arg-max over the channels of each pixel in row row0 + t of values,
     t < rows: the first maximum, and the first NaN wins as in numpy.
 
     values: (P, rows, pixels * group) holding one plane of interleaved
-    channels (P = 1) or channel planes (group = 1); top, label: scratch rows of
-    the values' dtype, as many as values has. Every select has one width (the
-    running label is a float) so LLVM vectorises the pixel loop. The usual
-    channel counts (2 to 6 and 8) get a kernel compiled for that count
-    (measured 4 x faster for three planes); 8 interleaved channels go through
-    the transpose in `_simd` (2.4 x faster than that kernel); other counts of
-    planes keep the running maximum in `top` and `label`.
+    channels (P = 1) or channel planes (group = 1); label: scratch rows of the
+    values' dtype, as many as values has, at least `pixels` wide. Two ways,
+    chosen per channel count and layout by measurement (one thread, rows in
+    cache): a kernel compiled for the count, where LLVM unrolls the channel
+    loop and vectorises over pixels (2 to 5 channels, and 6 or 8 planes: 0.25
+    to 1 ns a pixel), and the vector code of `_simd` for the rest (1.2 ns a
+    pixel for 8 interleaved channels, 3 ns for 16).
     """
     planar = values.shape[0] > 1
     n = values.shape[0] if planar else group
@@ -259,20 +242,16 @@ def argmax_rows(values, row0, rows, pixels, group, top, label, out, o0, ox):
         _argmax_constant(values, row0, rows, pixels, 4, out, o0, ox)
     elif n == 5:
         _argmax_constant(values, row0, rows, pixels, 5, out, o0, ox)
-    elif n == 6:
+    elif n == 6 and planar:
         _argmax_constant(values, row0, rows, pixels, 6, out, o0, ox)
-    elif n == 8 and not planar:
-        _argmax8_interleaved(values, row0, rows, pixels, label, out, o0, ox)
-    elif n == 8:
+    elif n == 8 and planar:
         _argmax_constant(values, row0, rows, pixels, 8, out, o0, ox)
-    elif planar:
-        _argmax_planes(values, row0, rows, pixels, top, label, out, o0, ox)
     else:
-        _argmax_pixels(values, row0, rows, 0, pixels, n, False, out, o0, ox)
+        _argmax_vector(values, row0, rows, pixels, n, planar, label, out, o0, ox)
 
 
 @njit
-def _labels_rows(acc, tile, wy, wx, ints, group, scratch, s0, block, top, label, out, oy, ox, lo, hi):
+def _labels_rows(acc, tile, wy, wx, ints, group, scratch, s0, block, label, out, oy, ox, lo, hi):
     """As `_values_rows`, but the cell parts leave as labels, the arg-max over channels, to
     out[oy + cell row, ox:].
 
@@ -288,23 +267,23 @@ def _labels_rows(acc, tile, wy, wx, ints, group, scratch, s0, block, top, label,
                 _cell_row(acc, tile, wy, wx, ints, scratch, np.uint64(s0 + i - b0), 0, i)
         c0, c1 = max(b0, cy0), min(b1, cy1)
         if c1 > c0:
-            argmax_rows(scratch, s0 + c0 - b0, c1 - c0, pixels, group, top, label, out, oy + c0 - cy0, ox)
+            argmax_rows(scratch, s0 + c0 - b0, c1 - c0, pixels, group, label, out, oy + c0 - cy0, ox)
 
 
 @njit
-def blend_labels(acc, tile, weights_y, weights_x, steps, k, group, scratch, top, label, out, oy, ox):
+def blend_labels(acc, tile, weights_y, weights_x, steps, k, group, scratch, label, out, oy, ox):
     """As :func:`blend_values`, but the cell leaves as labels, the arg-max over channels.
 
-    scratch: (P, rows, cell elements) floats; top, label: (rows, cell width)
+    scratch: (P, rows, cell elements) floats; label: (rows, cell width)
     floats; out: (rows, columns) labels, the cell's first at row oy, column ox.
     """
     tile, wy, wx, ints = _prepare(tile, weights_y, weights_x, steps, k, group, acc.shape[1])
-    _labels_rows(acc, tile, wy, wx, ints, group, scratch, np.int64(0), scratch.shape[1], top, label, out, oy, ox,
+    _labels_rows(acc, tile, wy, wx, ints, group, scratch, np.int64(0), scratch.shape[1], label, out, oy, ox,
                  ints[2], ints[3])
 
 
 @njit(parallel=True)
-def blend_labels_parallel(acc, tile, weights_y, weights_x, steps, k, group, scratch, top, label, out, oy, ox,
+def blend_labels_parallel(acc, tile, weights_y, weights_x, steps, k, group, scratch, label, out, oy, ox,
                           chunks):
     """:func:`blend_labels` with the tile's rows split into `chunks` blocks over numba's threads, each
     with its share of the scratch rows."""
@@ -314,7 +293,7 @@ def blend_labels_parallel(acc, tile, weights_y, weights_x, steps, k, group, scra
     for c in prange(n):
         s = np.int64(c)  # prange's index is unsigned: one type for the serial and the parallel callers
         lo, hi = _chunk(ints, s, n)
-        _labels_rows(acc, tile, wy, wx, ints, group, scratch, s * block, block, top, label, out, oy, ox, lo, hi)
+        _labels_rows(acc, tile, wy, wx, ints, group, scratch, s * block, block, label, out, oy, ox, lo, hi)
 
 
 @njit
@@ -337,11 +316,11 @@ def blend_values_batch(acc, tiles, weights_y, weights_x, steps, k0, group, out, 
 
 
 @njit
-def blend_labels_batch(acc, tiles, weights_y, weights_x, steps, k0, group, scratch, top, label, out, x_origin):
+def blend_labels_batch(acc, tiles, weights_y, weights_x, steps, k0, group, scratch, label, out, x_origin):
     """:func:`blend_labels` for the steps of a batch, each cell's labels written into the (H, W) `out`."""
     for b in range(tiles.shape[0]):
         ylo, xlo = _cell_origin(steps, k0 + b, x_origin)
-        blend_labels(acc, tiles[b], weights_y, weights_x, steps, k0 + b, group, scratch, top, label, out, ylo, xlo)
+        blend_labels(acc, tiles[b], weights_y, weights_x, steps, k0 + b, group, scratch, label, out, ylo, xlo)
 
 
 @njit
@@ -395,9 +374,9 @@ def emit_weighted(acc, wsum, y0, cap, x0, out):
 
 
 @njit
-def emit_weighted_labels(acc, y0, cap, x0, scratch, group, top, label, out):
+def emit_weighted_labels(acc, y0, cap, x0, scratch, group, label, out):
     """Labels of a cell of the general path (the weight sum is a common positive factor), through
-    scratch (P, rows, cell elements) and top, label (rows, cell width)."""
+    scratch (P, rows, cell elements) and label (rows, cell width)."""
     block = scratch.shape[1]
     for i0 in range(0, out.shape[0], block):
         rows = min(block, out.shape[0] - i0)
@@ -406,7 +385,7 @@ def emit_weighted_labels(acc, y0, cap, x0, scratch, group, top, label, out):
             for p in range(acc.shape[0]):
                 for k in range(out.shape[1] * group):
                     scratch[p, t, k] = acc[p, r, x0 + k]
-        argmax_rows(scratch, 0, rows, out.shape[1], group, top, label, out, i0, 0)
+        argmax_rows(scratch, 0, rows, out.shape[1], group, label, out, i0, 0)
 
 
 @njit

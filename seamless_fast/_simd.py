@@ -1,96 +1,201 @@
-"""Vector code numba's loops do not lead LLVM to: the arg-max over 8 interleaved channels.
+"""Vector code that numba's loops do not lead LLVM to: the arg-max over channels, 8 pixels at a time.
 
-For pixels whose 8 channels sit next to each other, numba's loop over the
-channels of one pixel is vectorised by LLVM with a de-interleave it builds
-lane by lane (2 ns a pixel here). Written out as the usual 8 x 8 transpose
-(unpack, shuffle, swap halves: 24 shuffles for 8 pixels) and a tournament
-over the channels (3 rounds instead of 7 dependent steps), the same arg-max
-takes 1 ns a pixel. The shuffles are LLVM ``shufflevector`` instructions, so
-the code is portable; on AVX it becomes vunpcklps/vshufps/vperm2f128.
+Two numba loops behind the arg-max came out slow. With interleaved
+channels, LLVM de-interleaves a pixel's channels lane by lane (2 ns a pixel
+for 8 channels here) or, for a channel count known only at run time, not at
+all. With channel planes and a running maximum kept in scratch rows, it
+turns "store the old value back unless the new one wins" into masked stores,
+which AMD processors run as microcode (0.5 ns per pixel and channel).
+
+Here the loops are written as LLVM vector instructions: 8 pixels' channels are
+loaded (one vector a plane, or one vector a pixel and the usual 8 x 8
+transpose: unpack, shuffle, swap halves), reduced by a tournament (3 rounds,
+not 7 dependent steps) and the running (maximum, label) of 8 pixels stays in
+registers. ``shufflevector`` is portable; on AVX it becomes
+vunpcklps/vshufps/vperm2f128.
+
+Ties and NaN follow np.argmax: in each comparison the later channel wins only
+where it is larger than the running maximum, or NaN where that is not.
 """
+
+import math
 
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.core.extending import intrinsic
 
-LANES = 8  # pixels per block, and channels
+LANES = 8  # pixels per block, and channels per interleaved group
 
 _UNPACK = ([0, 8, 1, 9, 4, 12, 5, 13], [2, 10, 3, 11, 6, 14, 7, 15])
 _PAIRS = ([0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15])
 _HALVES = ([0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15])
+_FLOATS = (types.float32, types.float64)
+
+
+def _shuffle(builder, a, b, mask):
+    return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(ir.IntType(32), LANES), mask))
 
 
 def _transpose(builder, rows):
-    """Eight <8 x float> rows (one pixel's channels each) to eight channel vectors (one lane a pixel)."""
-    def shuffle(a, b, mask):
-        return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(ir.IntType(32), LANES), mask))
-
-    unpacked = [shuffle(rows[q], rows[q + 1], mask) for q in range(0, LANES, 2) for mask in _UNPACK]
-    # unpacked[2 m + h]: rows 2m, 2m+1 interleaved, channels {0, 1, 4, 5} (h = 0) or {2, 3, 6, 7} (h = 1)
-    quads = []
-    for q in (0, 4):
-        for h in (0, 1):
-            quads += [shuffle(unpacked[q + h], unpacked[q + h + 2], mask) for mask in _PAIRS]
-    # quads[4 g + c]: channels c and c + 4 of pixels 4g .. 4g + 3, for c < 4
-    low = [shuffle(quads[c], quads[c + 4], _HALVES[0]) for c in range(4)]
-    high = [shuffle(quads[c], quads[c + 4], _HALVES[1]) for c in range(4)]
-    return low + high
+    """Eight vectors, one pixel's 8 channels each, to eight channel vectors, one lane a pixel."""
+    unpacked = [_shuffle(builder, rows[q], rows[q + 1], mask) for q in range(0, LANES, 2) for mask in _UNPACK]
+    # unpacked[2 m + h]: pixels 2m, 2m + 1 interleaved, channels {0, 1, 4, 5} (h = 0) or {2, 3, 6, 7} (h = 1)
+    quads = [_shuffle(builder, unpacked[q + h], unpacked[q + h + 2], mask)
+             for q in (0, 4) for h in (0, 1) for mask in _PAIRS]
+    # quads[4 g + c]: channels c and c + 4 of pixels 4g .. 4g + 3
+    return ([_shuffle(builder, quads[c], quads[c + 4], _HALVES[0]) for c in range(4)]
+            + [_shuffle(builder, quads[c], quads[c + 4], _HALVES[1]) for c in range(4)])
 
 
-def _tournament(builder, channels, vector):
-    """Running (maximum, label) over the channel vectors, pairwise: in each pair the later channel wins
-    where it is larger or the first NaN (v > best unordered, best not NaN), as np.argmax."""
-    contenders = [(v, ir.Constant(vector, [float(c)] * LANES)) for c, v in enumerate(channels)]
+def _takes(builder, v, best):
+    """Lanes where v replaces the running maximum: larger, or NaN where the maximum is not."""
+    return builder.and_(builder.fcmp_unordered(">", v, best), builder.fcmp_ordered("ord", best, best))
+
+
+def _merge(builder, running, challenger):
+    (best, label), (v, v_label) = running, challenger
+    takes = _takes(builder, v, best)
+    return builder.select(takes, v, best), builder.select(takes, v_label, label)
+
+
+def _tournament(builder, contenders):
+    """(maximum, label) of (value, label) vectors in channel order, pairwise in rounds."""
     while len(contenders) > 1:
-        winners = []
-        for (best, label), (v, v_label) in zip(contenders[::2], contenders[1::2]):
-            takes = builder.and_(builder.fcmp_unordered(">", v, best), builder.fcmp_ordered("ord", best, best))
-            winners.append((builder.select(takes, v, best), builder.select(takes, v_label, label)))
-        contenders = winners
-    return contenders[0][1]
+        merged = [_merge(builder, a, b) for a, b in zip(contenders[::2], contenders[1::2])]
+        contenders = merged + contenders[len(merged) * 2:]
+    return contenders[0]
+
+
+def _splat(builder, vector, scalar):
+    one = builder.insert_element(ir.Constant(vector, ir.Undefined), scalar, ir.Constant(ir.IntType(32), 0))
+    return _shuffle(builder, one, ir.Constant(vector, ir.Undefined), [0] * LANES)
+
+
+class _Kernel:
+    """What both intrinsics share: types, the rows of values and labels, the block loop, the store."""
+
+    def __init__(self, context, builder, sig, args):
+        values_ty, label_ty = sig.args[0], sig.args[-1]
+        self.builder = builder
+        self.intp = context.get_value_type(types.intp)
+        self.element = context.get_value_type(values_ty.dtype)
+        self.vector = ir.VectorType(self.element, LANES)
+        values = context.make_array(values_ty)(context, builder, args[0])
+        label = context.make_array(label_ty)(context, builder, args[-1])
+        self.shape = cgutils.unpack_tuple(builder, values.shape)
+        row = context.cast(builder, args[1], sig.args[1], types.intp)
+        self.blocks = context.cast(builder, args[2], sig.args[2], types.intp)
+        # C-contiguous: row `row` of plane p starts at (p x rows + row) x elements
+        self.plane_elements = builder.mul(self.shape[1], self.shape[2])
+        self.values_row = builder.gep(values.data, [builder.mul(row, self.shape[2])])
+        label_width = cgutils.unpack_tuple(builder, label.shape)[1]
+        self.label_row = builder.gep(label.data, [builder.mul(row, label_width)])
+
+    def const(self, value):
+        return ir.Constant(self.intp, value)
+
+    def load(self, offset):
+        pointer = self.builder.gep(self.values_row, [offset])
+        return self.builder.load(self.builder.bitcast(pointer, self.vector.as_pointer()), align=1)
+
+    def label_vector(self, channel):
+        """The label vector of a channel number given as an intp value."""
+        return _splat(self.builder, self.vector, self.builder.sitofp(channel, self.element))
+
+    def store(self, block, labels):
+        pointer = self.builder.gep(self.label_row, [self.builder.mul(block, self.const(LANES))])
+        self.builder.store(labels, self.builder.bitcast(pointer, self.vector.as_pointer()), align=1)
+
+    def running(self):
+        """Allocas for the running (maximum, label) vectors (LLVM keeps them in registers)."""
+        return cgutils.alloca_once(self.builder, self.vector), cgutils.alloca_once(self.builder, self.vector)
+
+
+def _typed(values, row, blocks, label, *counts):
+    return (isinstance(values, types.Array) and values.ndim == 3 and values.layout == "C"
+            and values.dtype in _FLOATS and isinstance(label, types.Array) and label.ndim == 2
+            and label.layout == "C" and label.dtype == values.dtype
+            and all(isinstance(i, types.Integer) for i in (row, blocks) + counts))
 
 
 @intrinsic
-def argmax8_blocks(typingctx, values, row, blocks, label):
-    """label[row, 8 b + j] = arg-max over channels of pixel 8 b + j of values[0, row], for b < blocks.
+def argmax_planes_blocks(typingctx, values, row, blocks, label):
+    """label[row, 8 b + j] = arg-max over the planes of values[:, row, 8 b + j], for b < blocks, j < 8.
 
-    values: C-contiguous (P, rows, elements) floats with 8 channels a pixel;
-    label: C-contiguous (rows, pixels) of the same floats (labels as 0.0 .. 7.0).
-    No bounds are checked here: the caller makes sure that 64 x blocks
-    elements of values and 8 x blocks of label fit in their rows.
+    values: C-contiguous (planes, rows, elements) floats; label: C-contiguous
+    (rows, width) of the same floats, labels written as 0.0, 1.0, ... No bounds
+    are checked: the caller makes sure that 8 x blocks pixels fit in both rows.
     """
-    floats = (types.float32, types.float64)
-    if not (isinstance(values, types.Array) and values.ndim == 3 and values.layout == "C"
-            and values.dtype in floats and isinstance(label, types.Array) and label.ndim == 2
-            and label.layout == "C" and label.dtype == values.dtype
-            and isinstance(row, types.Integer) and isinstance(blocks, types.Integer)):
+    if not _typed(values, row, blocks, label):
         return None
-    signature = types.void(values, row, blocks, label)
 
     def codegen(context, builder, sig, args):
-        values_ty, row_ty, blocks_ty, label_ty = sig.args
-        intp = context.get_value_type(types.intp)
-        element = context.get_value_type(values_ty.dtype)
-        vector = ir.VectorType(element, LANES)
-        row_ = context.cast(builder, args[1], row_ty, types.intp)
-        blocks_ = context.cast(builder, args[2], blocks_ty, types.intp)
-        values_arr = context.make_array(values_ty)(context, builder, args[0])
-        label_arr = context.make_array(label_ty)(context, builder, args[3])
-        # C-contiguous: row `row` of plane 0 starts `row` x (last extent) elements in
-        values_row = builder.gep(values_arr.data, [builder.mul(row_, _last_extent(builder, values_arr))])
-        label_row = builder.gep(label_arr.data, [builder.mul(row_, _last_extent(builder, label_arr))])
-        with cgutils.for_range(builder, blocks_) as loop:
-            first = builder.mul(loop.index, ir.Constant(intp, LANES * LANES))
-            pixels = [builder.gep(values_row, [builder.add(first, ir.Constant(intp, LANES * q))]) for q in range(LANES)]
-            rows = [builder.load(builder.bitcast(pixel, vector.as_pointer()), align=1) for pixel in pixels]
-            labels = _tournament(builder, _transpose(builder, rows), vector)
-            target = builder.gep(label_row, [builder.mul(loop.index, ir.Constant(intp, LANES))])
-            builder.store(labels, builder.bitcast(target, vector.as_pointer()), align=1)
+        k = _Kernel(context, builder, sig, args)
+        best_slot, label_slot = k.running()
+        with cgutils.for_range(builder, k.blocks) as block_loop:
+            first = builder.mul(block_loop.index, k.const(LANES))
+            builder.store(k.load(first), best_slot)
+            builder.store(ir.Constant(k.vector, [0.0] * LANES), label_slot)
+            with cgutils.for_range_slice(builder, k.const(1), k.shape[0], k.const(1), intp=k.intp) as (plane, _):
+                v = k.load(builder.add(first, builder.mul(plane, k.plane_elements)))
+                running = builder.load(best_slot), builder.load(label_slot)
+                best, labels = _merge(builder, running, (v, k.label_vector(plane)))
+                builder.store(best, best_slot)
+                builder.store(labels, label_slot)
+            k.store(block_loop.index, builder.load(label_slot))
         return context.get_dummy_value()
 
-    return signature, codegen
+    return types.void(values, row, blocks, label), codegen
 
 
-def _last_extent(builder, array):
-    return cgutils.unpack_tuple(builder, array.shape)[-1]
+@intrinsic
+def argmax_interleaved_blocks(typingctx, values, row, blocks, n, label):
+    """label[row, 8 b + j] = arg-max over the n channels of pixel 8 b + j of values[0, row], for b < blocks.
+
+    Channels c of pixel j are values[0, row, j n + c]. Groups of 8 channels
+    are loaded as one vector a pixel and transposed; with fewer than 8
+    channels a pixel's vector runs into the next pixel's (those lanes are set
+    to -inf), and from 8 on the last group starts at channel n - 8 (channels
+    met twice change nothing). So the caller makes sure that the loads stay in
+    the row: (8 blocks - 1) n + max(n, 8) <= elements; and 8 x blocks <= the
+    label row's width.
+    """
+    if not _typed(values, row, blocks, label, n):
+        return None
+
+    def codegen(context, builder, sig, args):
+        k = _Kernel(context, builder, sig, args)
+        n_ = context.cast(builder, args[3], sig.args[3], types.intp)
+        groups = builder.udiv(builder.add(n_, k.const(LANES - 1)), k.const(LANES))
+        last_start = builder.sub(n_, k.const(LANES))
+        last_start = builder.select(builder.icmp_signed("<", last_start, k.const(0)), k.const(0), last_start)
+        minus_inf = ir.Constant(k.vector, [-math.inf] * LANES)
+
+        def group(first, g):
+            """(maximum, label) over the channels of group g of the block's pixels starting at element first."""
+            start = builder.mul(g, k.const(LANES))
+            start = builder.select(builder.icmp_signed("<", start, last_start), start, last_start)
+            pixels = [k.load(builder.add(first, builder.add(builder.mul(k.const(q), n_), start))) for q in range(LANES)]
+            contenders = []
+            for c, channel in enumerate(_transpose(builder, pixels)):
+                number = builder.add(start, k.const(c))
+                channel = builder.select(builder.icmp_signed("<", number, n_), channel, minus_inf)
+                contenders.append((channel, k.label_vector(number)))
+            return _tournament(builder, contenders)
+
+        best_slot, label_slot = k.running()
+        with cgutils.for_range(builder, k.blocks) as block_loop:
+            first = builder.mul(block_loop.index, builder.mul(n_, k.const(LANES)))
+            best, labels = group(first, k.const(0))
+            builder.store(best, best_slot)
+            builder.store(labels, label_slot)
+            with cgutils.for_range_slice(builder, k.const(1), groups, k.const(1), intp=k.intp) as (g, _):
+                running = builder.load(best_slot), builder.load(label_slot)
+                best, labels = _merge(builder, running, group(first, g))
+                builder.store(best, best_slot)
+                builder.store(labels, label_slot)
+            k.store(block_loop.index, builder.load(label_slot))
+        return context.get_dummy_value()
+
+    return types.void(values, row, blocks, n, label), codegen

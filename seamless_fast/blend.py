@@ -248,7 +248,7 @@ class Blender:
         x_origin = plan.buffer_cols[0]
         if self.labels:
             _kernels.blend_labels_batch(self._acc, tiles, self._wy, self._wx, plan.steps, k, g, self._scratch,
-                                        self._top, self._label, self.out, x_origin)
+                                        self._label, self.out, x_origin)
         else:
             _kernels.blend_values_batch(self._acc, tiles, self._wy, self._wx, plan.steps, k, g, self._out_planes,
                                         x_origin)
@@ -374,7 +374,6 @@ class Blender:
         row_bytes = planes.shape[0] * cell_width * self._group * dtype.itemsize
         rows = self._chunks * max(1, SCRATCH_BYTES // row_bytes)
         self._scratch = np.empty((planes.shape[0], rows, cell_width * self._group), dtype)
-        self._top = np.empty((rows, cell_width), dtype)
         self._label = np.empty((rows, cell_width), dtype)
         self._labels_dtype = label_dtype(c)
         # where a step that finishes no cell "writes" (nothing): of the cells' type, so no kernel is compiled for it
@@ -423,9 +422,9 @@ class Blender:
         parallel = self._parallel and planes.size >= PARALLEL_MIN_ELEMENTS
         args = self._acc, planes, self._wy, self._wx, self.plan.steps, k, self._group
         if self.labels and parallel:
-            _kernels.blend_labels_parallel(*args, self._scratch, self._top, self._label, target, oy, ox, self._chunks)
+            _kernels.blend_labels_parallel(*args, self._scratch, self._label, target, oy, ox, self._chunks)
         elif self.labels:
-            _kernels.blend_labels(*args, self._scratch, self._top, self._label, target, oy, ox)
+            _kernels.blend_labels(*args, self._scratch, self._label, target, oy, ox)
         elif parallel:
             _kernels.blend_values_parallel(*args, target, oy, ox, self._chunks)
         else:
@@ -471,7 +470,7 @@ class Blender:
         data, target, oy, ox = self._cell_output((ylo, xlo, yhi, xhi))
         x0 = (xlo - plan.buffer_cols[0]) * g
         if self.labels:
-            _kernels.emit_weighted_labels(self._acc, ylo, plan.buffer_rows, x0, self._scratch, g, self._top,
+            _kernels.emit_weighted_labels(self._acc, ylo, plan.buffer_rows, x0, self._scratch, g,
                                           self._label, target[oy:oy + yhi - ylo, ox:ox + xhi - xlo])
         else:
             view = target[:, oy:oy + yhi - ylo, ox:ox + (xhi - xlo) * g]

@@ -73,7 +73,7 @@ def test_labels_against_reference(layout):
     check_against_reference(plan, tiles, layout=layout, labels=True)
 
 
-@pytest.mark.parametrize("channels", [2, 3, 7, 8])
+@pytest.mark.parametrize("channels", [2, 3, 7, 8, 12, 21])
 @pytest.mark.parametrize("layout", ["hwc", "chw"])
 def test_labels_are_the_argmax_of_the_values(channels, layout):
     """Labels equal np.argmax of the blended values exactly (first maximum, first NaN), and the parallel
