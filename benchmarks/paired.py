@@ -23,7 +23,7 @@ from test_bench_blend import CASES, SCENARIOS  # noqa: E402
 
 DEFAULT_PAIRS = [
     f"{scenario}:{a}:{b}"
-    for scenario in ("canonical", "channel_first", "channels8")
+    for scenario in ("canonical", "channel_first", "channels8", "classes21")
     for a, b in (("blend", "copyto_hot"), ("blend_labels", "blend"), ("blend_labels_into_image", "blend_into_image"))
 ]
 
