@@ -228,24 +228,23 @@ def argmax_rows(values, row0, rows, pixels, group, label, out, o0, ox):
     values' dtype, as many as values has, at least `pixels` wide. Two ways,
     chosen per channel count and layout by measurement (one thread, rows in
     cache): a kernel compiled for the count, where LLVM unrolls the channel
-    loop and vectorises over pixels (2 to 5 channels, and 6 or 8 planes: 0.25
-    to 1 ns a pixel), and the vector code of `_simd` for the rest (1.2 ns a
-    pixel for 8 interleaved channels, 3 ns for 16).
+    loop and vectorises over pixels (2 or 3 interleaved channels, 3 to 6
+    planes: 0.25 to 0.7 ns a pixel), and the vector code of `_simd` for the
+    rest (about 1 ns a pixel for 4 to 8 channels, 0.45 ns for 2 planes, 2.3 ns
+    for 12 interleaved channels, 1.3 ns for 12 planes).
     """
     planar = values.shape[0] > 1
     n = values.shape[0] if planar else group
-    if n == 2:
+    if n == 2 and not planar:
         _argmax_constant(values, row0, rows, pixels, 2, out, o0, ox)
     elif n == 3:
         _argmax_constant(values, row0, rows, pixels, 3, out, o0, ox)
-    elif n == 4:
+    elif n == 4 and planar:
         _argmax_constant(values, row0, rows, pixels, 4, out, o0, ox)
-    elif n == 5:
+    elif n == 5 and planar:
         _argmax_constant(values, row0, rows, pixels, 5, out, o0, ox)
     elif n == 6 and planar:
         _argmax_constant(values, row0, rows, pixels, 6, out, o0, ox)
-    elif n == 8 and planar:
-        _argmax_constant(values, row0, rows, pixels, 8, out, o0, ox)
     else:
         _argmax_vector(values, row0, rows, pixels, n, planar, label, out, o0, ox)
 

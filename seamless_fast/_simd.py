@@ -16,6 +16,11 @@ vunpcklps/vshufps/vperm2f128.
 
 Ties and NaN follow np.argmax: in each comparison the later channel wins only
 where it is larger than the running maximum, or NaN where that is not.
+
+numba's on-disk cache of a kernel is keyed on the file that defines it, so the
+kernels of `_kernels` that use this code are not recompiled when only this
+file changes: touch `_kernels.py` after editing it (an installed release
+replaces both files).
 """
 
 import math
@@ -73,7 +78,7 @@ def _splat(builder, vector, scalar):
 
 
 class _Kernel:
-    """What both intrinsics share: types, the rows of values and labels, the block loop, the store."""
+    """What both intrinsics share: the vector type, the rows of values and labels, loads and stores."""
 
     def __init__(self, context, builder, sig, args):
         values_ty, label_ty = sig.args[0], sig.args[-1]
@@ -92,19 +97,23 @@ class _Kernel:
         label_width = cgutils.unpack_tuple(builder, label.shape)[1]
         self.label_row = builder.gep(label.data, [builder.mul(row, label_width)])
 
-    def const(self, value):
+    def integer(self, value):
         return ir.Constant(self.intp, value)
 
     def load(self, offset):
         pointer = self.builder.gep(self.values_row, [offset])
         return self.builder.load(self.builder.bitcast(pointer, self.vector.as_pointer()), align=1)
 
+    def splat(self, value):
+        """A vector of one constant."""
+        return ir.Constant(self.vector, [value] * LANES)
+
     def label_vector(self, channel):
         """The label vector of a channel number given as an intp value."""
         return _splat(self.builder, self.vector, self.builder.sitofp(channel, self.element))
 
     def store(self, block, labels):
-        pointer = self.builder.gep(self.label_row, [self.builder.mul(block, self.const(LANES))])
+        pointer = self.builder.gep(self.label_row, [self.builder.mul(block, self.integer(LANES))])
         self.builder.store(labels, self.builder.bitcast(pointer, self.vector.as_pointer()), align=1)
 
     def running(self):
@@ -133,14 +142,18 @@ def argmax_planes_blocks(typingctx, values, row, blocks, label):
     def codegen(context, builder, sig, args):
         k = _Kernel(context, builder, sig, args)
         best_slot, label_slot = k.running()
+        plane_label = cgutils.alloca_once(builder, k.vector)
         with cgutils.for_range(builder, k.blocks) as block_loop:
-            first = builder.mul(block_loop.index, k.const(LANES))
+            first = builder.mul(block_loop.index, k.integer(LANES))
             builder.store(k.load(first), best_slot)
-            builder.store(ir.Constant(k.vector, [0.0] * LANES), label_slot)
-            with cgutils.for_range_slice(builder, k.const(1), k.shape[0], k.const(1), intp=k.intp) as (plane, _):
+            builder.store(k.splat(0.0), label_slot)
+            builder.store(k.splat(0.0), plane_label)
+            with cgutils.for_range_slice(builder, k.integer(1), k.shape[0], k.integer(1), intp=k.intp) as (plane, _):
                 v = k.load(builder.add(first, builder.mul(plane, k.plane_elements)))
+                this_label = builder.fadd(builder.load(plane_label), k.splat(1.0))
+                builder.store(this_label, plane_label)
                 running = builder.load(best_slot), builder.load(label_slot)
-                best, labels = _merge(builder, running, (v, k.label_vector(plane)))
+                best, labels = _merge(builder, running, (v, this_label))
                 builder.store(best, best_slot)
                 builder.store(labels, label_slot)
             k.store(block_loop.index, builder.load(label_slot))
@@ -167,35 +180,43 @@ def argmax_interleaved_blocks(typingctx, values, row, blocks, n, label):
     def codegen(context, builder, sig, args):
         k = _Kernel(context, builder, sig, args)
         n_ = context.cast(builder, args[3], sig.args[3], types.intp)
-        groups = builder.udiv(builder.add(n_, k.const(LANES - 1)), k.const(LANES))
-        last_start = builder.sub(n_, k.const(LANES))
-        last_start = builder.select(builder.icmp_signed("<", last_start, k.const(0)), k.const(0), last_start)
-        minus_inf = ir.Constant(k.vector, [-math.inf] * LANES)
+        groups = builder.udiv(builder.add(n_, k.integer(LANES - 1)), k.integer(LANES))
+        last_start = builder.sub(n_, k.integer(LANES))
 
-        def group(first, g):
-            """(maximum, label) over the channels of group g of the block's pixels starting at element first."""
-            start = builder.mul(g, k.const(LANES))
-            start = builder.select(builder.icmp_signed("<", start, last_start), start, last_start)
-            pixels = [k.load(builder.add(first, builder.add(builder.mul(k.const(q), n_), start))) for q in range(LANES)]
-            contenders = []
-            for c, channel in enumerate(_transpose(builder, pixels)):
-                number = builder.add(start, k.const(c))
-                channel = builder.select(builder.icmp_signed("<", number, n_), channel, minus_inf)
-                contenders.append((channel, k.label_vector(number)))
-            return _tournament(builder, contenders)
+        def group(first, g, masked):
+            """(maximum, label) over the channels of group g of the block's pixels starting at element first;
+            with `masked` (fewer than 8 channels, one group) lanes from n on are -inf."""
+            start = builder.mul(g, k.integer(LANES))
+            start = k.integer(0) if masked else builder.select(builder.icmp_signed("<", start, last_start), start,
+                                                             last_start)
+            offsets = [builder.add(first, builder.add(builder.mul(k.integer(q), n_), start)) for q in range(LANES)]
+            channels = _transpose(builder, [k.load(offset) for offset in offsets])
+            if masked:
+                channels = [builder.select(builder.icmp_signed("<", k.integer(c), n_), channel, k.splat(-math.inf))
+                            for c, channel in enumerate(channels)]
+            best, local = _tournament(builder, [(channel, k.splat(float(c))) for c, channel in enumerate(channels)])
+            return best, builder.fadd(local, k.label_vector(start))
 
-        best_slot, label_slot = k.running()
-        with cgutils.for_range(builder, k.blocks) as block_loop:
-            first = builder.mul(block_loop.index, builder.mul(n_, k.const(LANES)))
-            best, labels = group(first, k.const(0))
-            builder.store(best, best_slot)
-            builder.store(labels, label_slot)
-            with cgutils.for_range_slice(builder, k.const(1), groups, k.const(1), intp=k.intp) as (g, _):
-                running = builder.load(best_slot), builder.load(label_slot)
-                best, labels = _merge(builder, running, group(first, g))
+        def blocks_loop(masked):
+            best_slot, label_slot = k.running()
+            with cgutils.for_range(builder, k.blocks) as block_loop:
+                first = builder.mul(block_loop.index, builder.mul(n_, k.integer(LANES)))
+                best, labels = group(first, k.integer(0), masked)
                 builder.store(best, best_slot)
                 builder.store(labels, label_slot)
-            k.store(block_loop.index, builder.load(label_slot))
+                if not masked:
+                    with cgutils.for_range_slice(builder, k.integer(1), groups, k.integer(1), intp=k.intp) as (g, _):
+                        running = builder.load(best_slot), builder.load(label_slot)
+                        best, labels = _merge(builder, running, group(first, g, masked))
+                        builder.store(best, best_slot)
+                        builder.store(labels, label_slot)
+                k.store(block_loop.index, builder.load(label_slot))
+
+        with builder.if_else(builder.icmp_signed("<", n_, k.integer(LANES))) as (fewer, more):
+            with fewer:
+                blocks_loop(masked=True)
+            with more:
+                blocks_loop(masked=False)
         return context.get_dummy_value()
 
     return types.void(values, row, blocks, n, label), codegen
