@@ -3,15 +3,14 @@
     python profiling/labels_cost.py [--tile 256] [--overlap 64] [--channels 3] [--channel-first] [--rounds 200]
 
 For one step whose tile lies inside the image, three things are timed in
-turn, round after round: the values kernel writing its cell into a
-hot array (what `Blender.push` does for fresh cells), the labels kernel
-writing the cell's labels, and the arg-max alone over the cell's finished
-values, in the same row blocks the labels kernel uses (one block of values,
-hot in cache as the labels kernel's scratch rows are, turned into each block
-of labels). The labels kernel is
-the values kernel with the arg-max in place of the float writes, so
-"labels - values" should come out close to "arg-max alone"; the arg-max is
-also given per pixel.
+turn, round after round: the values kernel writing its cell into a hot
+array (what `Blender.push` does for fresh cells), the labels kernel writing
+the cell's labels, and the arg-max alone over the cell's finished values, in
+the same row blocks the labels kernel uses (one block of values, hot in cache
+as the labels kernel's scratch rows are, turned into each block of labels).
+The labels kernel is the values kernel with the arg-max in place of the float
+writes, so "labels - values" should come out close to "arg-max alone"; the
+times are also given per pixel of the cell.
 """
 
 import argparse
