@@ -19,7 +19,7 @@ from seamless_fast import _kernels
 from seamless_fast._jit import parallel_is_safe
 
 KERNELS = ["blend_values", "blend_values_parallel", "blend_labels", "blend_labels_parallel", "blend_weighted",
-           "emit_weighted", "emit_weighted_labels", "clear_rows", "half_to_float"]
+           "emit_weighted", "emit_weighted_labels", "clear_rows", "half_to_float", "half_to_float_f16c"]
 
 
 def timed(counters, name, kernel):

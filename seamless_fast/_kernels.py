@@ -19,7 +19,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import njit
-from ._simd import LANES, argmax_interleaved_blocks, argmax_planes_blocks
+from ._simd import LANES, argmax_interleaved_blocks, argmax_planes_blocks, half_to_float_blocks
 
 
 # The fast-path helpers are inlined (see `njit`) and index whole arrays:
@@ -322,23 +322,41 @@ def blend_labels_batch(acc, tiles, weights_y, weights_x, steps, k0, group, scrat
         blend_labels(acc, tiles[b], weights_y, weights_x, steps, k0 + b, group, scratch, label, out, ylo, xlo)
 
 
-@njit
-def half_to_float(bits, out):
-    """float16 values given as their uint16 bits into float32 `out`, exactly (numba has no float16).
+@njit(inline="always")
+def _halves_to_floats(bits, out, k0, k1):
+    """out[k0:k1] = the float16 values whose uint16 bits are bits[k0:k1], exactly, in integer arithmetic.
 
     The half's exponent and mantissa are shifted into float32 position and the
     result scaled by 2**112 (which also turns half subnormals into the right
     float32 values); half inf and NaN get the float32 all-ones exponent first.
     """
     out_bits = out.view(np.uint32)
-    for k in range(bits.shape[0]):
+    for k in range(k0, k1):
         u = np.uint64(k)
         h = np.uint32(bits[u])
         infnan = np.uint32(0x7F800000) if (h & np.uint32(0x7C00)) == np.uint32(0x7C00) else np.uint32(0)
         out_bits[u] = ((h & np.uint32(0x7FFF)) << np.uint32(13)) | ((h & np.uint32(0x8000)) << np.uint32(16)) | infnan
     scale = np.float32(2.0**112)
-    for k in range(out.shape[0]):
+    for k in range(k0, k1):
         out[np.uint64(k)] *= scale
+
+
+@njit
+def half_to_float(bits, out):
+    """float16 values given as their uint16 bits into float32 `out`, exactly (numba has no float16)."""
+    _halves_to_floats(bits, out, 0, bits.shape[0])
+
+
+@njit
+def half_to_float_f16c(bits, out):
+    """:func:`half_to_float` by the processor's conversion instruction, 8 values at a time (3 x faster);
+    only where `_simd.HALF_IN_HARDWARE` says the compiled code gets that instruction."""
+    n = bits.shape[0]
+    if out.shape[0] < n:
+        raise IndexError("half_to_float_f16c: out is shorter than bits")
+    blocks = n // LANES
+    half_to_float_blocks(bits, out, blocks)
+    _halves_to_floats(bits, out, blocks * LANES, n)
 
 
 # -- general path: any grid, weight sum accumulated beside the values ---------

@@ -30,6 +30,7 @@ import numpy as np
 from . import _kernels
 from ._jit import parallel_is_safe
 from ._seams import SeamFiles
+from ._simd import HALF_IN_HARDWARE
 from ._validate import check_bool
 from .geometry import box_to_geom
 from .plan import STEP_COLUMNS, Plan
@@ -336,7 +337,8 @@ class Blender:
         if getattr(self, "_half", None) is None or self._half.size < arr.size:
             self._half = np.empty(arr.size, np.float32)
         out = self._half[:arr.size]
-        _kernels.half_to_float(np.ascontiguousarray(arr).reshape(-1).view(np.uint16), out)
+        convert = _kernels.half_to_float_f16c if HALF_IN_HARDWARE else _kernels.half_to_float
+        convert(np.ascontiguousarray(arr).reshape(-1).view(np.uint16), out)
         return out
 
     def _as_array(self, tile):

@@ -1,5 +1,7 @@
 """The blend equals the accumulate-then-divide definition, for every kind of plan and tile."""
 
+import importlib
+
 import numpy as np
 import pytest
 import shapely
@@ -9,6 +11,8 @@ from hypothesis import strategies as st
 import seamless_fast as sf
 
 from cases import check_against_reference, random_tiles, run_cells
+
+blend_module = importlib.import_module("seamless_fast.blend")  # the package exports the function blend
 
 DTYPES = [np.float16, np.float32, np.float64, np.uint8, np.int16, np.int32, np.bool_]
 
@@ -300,3 +304,18 @@ def test_random_jittered_grids(seed, rows, cols, tile, stride, jitter):
     stride = min(stride, tile)
     plan = sf.plan_from_grid(_jittered_grid(rng, rows, cols, tile, stride, min(jitter, stride)))
     check_against_reference(plan, random_tiles(plan, rng, 2, np.float32))
+
+
+@pytest.mark.parametrize("in_hardware", [False, True])
+def test_float16_tiles_blend_the_same_by_either_conversion(monkeypatch, in_hardware):
+    """The float16 tiles go through the software conversion or the F16C one (where numba's code has it):
+    the same blend either way, equal to the blend of the same values given as float32."""
+    if in_hardware and not blend_module.HALF_IN_HARDWARE:
+        pytest.skip("no F16C conversion in numba's code on this machine")
+    monkeypatch.setattr(blend_module, "HALF_IN_HARDWARE", in_hardware)
+    plan, _ = sf.plan_regular_grid((70, 90), 32, 10)
+    tiles = random_tiles(plan, np.random.default_rng(9), 3, np.float16)
+    tiles[0].flat[:4] = [np.inf, -np.inf, np.nan, np.float16(2**-24)]
+    given = [tiles[t] for t in plan.load_order]
+    as_float32 = sf.blend(plan, [tile.astype(np.float32) for tile in given])
+    np.testing.assert_array_equal(sf.blend(plan, given), as_float32)

@@ -3,14 +3,27 @@
 import numpy as np
 import pytest
 
-from seamless_fast import _kernels
+from seamless_fast import _kernels, _simd
 
 
-def test_half_to_float_is_exact_for_every_half():
-    halves = np.arange(1 << 16, dtype=np.uint16)
-    out = np.empty(halves.size, np.float32)
-    _kernels.half_to_float(halves, out)
-    np.testing.assert_array_equal(out, halves.view(np.float16).astype(np.float32))
+CONVERTERS = [_kernels.half_to_float,
+              pytest.param(_kernels.half_to_float_f16c, marks=pytest.mark.skipif(
+                  not _simd.HALF_IN_HARDWARE, reason="no F16C conversion in numba's code on this machine"))]
+
+
+@pytest.mark.parametrize("convert", CONVERTERS)
+@pytest.mark.parametrize("tail", [0, 1, 7])
+def test_half_to_float_is_exact_for_every_half(convert, tail):
+    halves = np.concatenate([np.arange(1 << 16, dtype=np.uint16), np.arange(tail, dtype=np.uint16) + 0x3C00])
+    out = np.full(halves.size + 3, -7.0, np.float32)
+    convert(halves, out)
+    np.testing.assert_array_equal(out[:halves.size], halves.view(np.float16).astype(np.float32))
+    assert (out[halves.size:] == -7.0).all()
+
+
+def test_half_to_float_f16c_refuses_a_short_out():
+    with pytest.raises(IndexError, match="shorter"):
+        _kernels.half_to_float_f16c(np.zeros(9, np.uint16), np.zeros(8, np.float32))
 
 
 COUNTS = [2, 3, 4, 5, 6, 7, 8, 9, 12, 16, 21]
