@@ -119,8 +119,26 @@ class _Kernel:
         self.builder.store(labels, self.builder.bitcast(pointer, self.vector.as_pointer()), align=1)
 
     def running(self):
-        """Allocas for the running (maximum, label) vectors (LLVM keeps them in registers)."""
-        return cgutils.alloca_once(self.builder, self.vector), cgutils.alloca_once(self.builder, self.vector)
+        return _Running(self.builder, self.vector)
+
+
+class _Running:
+    """The running (maximum, label) vectors of a block, in allocas (LLVM keeps them in registers)."""
+
+    def __init__(self, builder, vector):
+        self.builder = builder
+        self.slots = cgutils.alloca_once(builder, vector), cgutils.alloca_once(builder, vector)
+
+    def set(self, pair):
+        for value, slot in zip(pair, self.slots):
+            self.builder.store(value, slot)
+
+    def merge(self, challenger):
+        """The challenger (value, label) vectors, later in channel order, against the running ones."""
+        self.set(_merge(self.builder, tuple(self.builder.load(slot) for slot in self.slots), challenger))
+
+    def label(self):
+        return self.builder.load(self.slots[1])
 
 
 def _typed(values, row, blocks, label, *counts):
@@ -143,22 +161,18 @@ def argmax_planes_blocks(typingctx, values, row, blocks, label):
 
     def codegen(context, builder, sig, args):
         k = _Kernel(context, builder, sig, args)
-        best_slot, label_slot = k.running()
+        running = k.running()
         plane_label = cgutils.alloca_once(builder, k.vector)
         with cgutils.for_range(builder, k.blocks) as block_loop:
             first = builder.mul(block_loop.index, k.integer(LANES))
-            builder.store(k.load(first), best_slot)
-            builder.store(k.splat(0.0), label_slot)
+            running.set((k.load(first), k.splat(0.0)))
             builder.store(k.splat(0.0), plane_label)
             with cgutils.for_range_slice(builder, k.integer(1), k.shape[0], k.integer(1), intp=k.intp) as (plane, _):
                 v = k.load(builder.add(first, builder.mul(plane, k.plane_elements)))
                 this_label = builder.fadd(builder.load(plane_label), k.splat(1.0))
                 builder.store(this_label, plane_label)
-                running = builder.load(best_slot), builder.load(label_slot)
-                best, labels = _merge(builder, running, (v, this_label))
-                builder.store(best, best_slot)
-                builder.store(labels, label_slot)
-            k.store(block_loop.index, builder.load(label_slot))
+                running.merge((v, this_label))
+            k.store(block_loop.index, running.label())
         return context.get_dummy_value()
 
     return types.void(values, row, blocks, label), codegen
@@ -200,19 +214,14 @@ def argmax_interleaved_blocks(typingctx, values, row, blocks, n, label):
             return best, builder.fadd(local, k.label_vector(start))
 
         def blocks_loop(masked):
-            best_slot, label_slot = k.running()
+            running = k.running()
             with cgutils.for_range(builder, k.blocks) as block_loop:
                 first = builder.mul(block_loop.index, builder.mul(n_, k.integer(LANES)))
-                best, labels = group(first, k.integer(0), masked)
-                builder.store(best, best_slot)
-                builder.store(labels, label_slot)
+                running.set(group(first, k.integer(0), masked))
                 if not masked:
                     with cgutils.for_range_slice(builder, k.integer(1), groups, k.integer(1), intp=k.intp) as (g, _):
-                        running = builder.load(best_slot), builder.load(label_slot)
-                        best, labels = _merge(builder, running, group(first, g, masked))
-                        builder.store(best, best_slot)
-                        builder.store(labels, label_slot)
-                k.store(block_loop.index, builder.load(label_slot))
+                        running.merge(group(first, g, masked))
+                k.store(block_loop.index, running.label())
 
         with builder.if_else(builder.icmp_signed("<", n_, k.integer(LANES))) as (fewer, more):
             with fewer:
