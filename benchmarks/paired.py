@@ -25,18 +25,18 @@ DEFAULT_PAIRS = [
     f"{scenario}:{a}:{b}"
     for scenario in ("canonical", "channel_first", "channels8", "classes21")
     for a, b in (("blend", "copyto_hot"), ("blend_labels", "blend"), ("blend_labels_into_image", "blend_into_image"))
-]
+] + ["canonical:blend_labels_to_tiff:blend_to_tiff"]
 
 
 def case_runner(scenario, case):
     """A function running `case` once on `scenario` (its full-size output prepared outside the timing)."""
-    method, kwargs, needs_image = CASES[case]
+    method, kwargs, prepare = CASES[case]
     run = getattr(scenario, method)
-    labels = kwargs.get("labels", False)
+    setup = scenario.setup_for(prepare, kwargs.get("labels", False))
 
     def timed():
-        if needs_image:
-            scenario.prepare_image(labels=labels)
+        if setup is not None:
+            setup()
         start = time.perf_counter()
         run(**kwargs)
         return time.perf_counter() - start

@@ -6,10 +6,14 @@ ratios per tile. Kernels are compiled by a warm-up call before timing.
 """
 
 import os
+import shutil
+import tempfile
+import weakref
 
 import numpy as np
 
 import seamless_fast as sf
+from seamless_fast.io import TiffWriter
 from seamless_fast.windows import window_2d
 
 # Timed rounds per case (the fastest counts); more rounds find a quiet moment on a shared machine.
@@ -51,6 +55,18 @@ class Scenario:
             blender.push_batch(self._batch[:min(batch_size, self.n_tiles - start)])
         blender.close()
 
+    def blend_to_tiff(self, labels=False, **options):
+        """Push every tile; each finished cell goes into an uncompressed tiled TIFF (float32 values, or
+        uint8 labels) in a temporary folder, as a whole-image run writes its output."""
+        height, width = self.plan.image_size
+        with TiffWriter(self._tiff_path, (height, width), channels=None if labels else self.channels,
+                        dtype=np.uint8 if labels else np.float32, tile=(256, 256)) as writer:
+            blender = sf.Blender(self.plan, labels=labels, **options)
+            for _ in range(self.n_tiles):
+                for cell in blender.push(self.tile):
+                    writer.write(cell.box, cell.data)
+            blender.close()
+
     def copyto_hot(self):
         """np.copyto of one tile's bytes, n_tiles times, source and target hot in cache."""
         target = np.empty_like(self.tile)
@@ -75,6 +91,23 @@ class Scenario:
         if not hasattr(self, "_batch"):
             rng = np.random.default_rng(1)
             self._batch = rng.random((32,) + self.tile.shape).astype(self.tile.dtype)
+
+    def prepare_tiff(self, labels=False):
+        """A fresh file name for `blend_to_tiff`, the previous run's file removed outside the timing."""
+        if not hasattr(self, "_folder"):
+            self._folder = tempfile.mkdtemp(prefix="seamless_fast_bench_")
+            weakref.finalize(self, shutil.rmtree, self._folder, ignore_errors=True)
+        self._tiff_path = os.path.join(self._folder, "labels.tif" if labels else "values.tif")
+        if os.path.exists(self._tiff_path):
+            os.remove(self._tiff_path)
+
+    def setup_for(self, prepare, labels=False):
+        """The function that prepares a case's output outside the timing (`prepare` names the method of
+        this class, or is None for a case that needs nothing prepared)."""
+        if prepare is None:
+            return None
+        method = getattr(self, prepare)
+        return lambda: method(labels=labels)
 
     def numpy_reference(self):
         """The plain numpy blend: accumulate weight x value and weight over full-size arrays, then divide."""

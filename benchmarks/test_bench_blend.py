@@ -6,6 +6,7 @@ each case executes once as a smoke test.
 
 import numpy as np
 import pytest
+import tifffile
 
 from scenarios import Scenario, run
 
@@ -27,23 +28,29 @@ def scenario(request):
     return request.param, Scenario(**SCENARIOS[request.param])
 
 
-# case name -> (method of Scenario, keyword arguments, whether it needs the output image prepared)
+# case name -> (method of Scenario, keyword arguments, method of Scenario preparing its output or None)
 CASES = {
-    "blend": ("blend", {}, False),
-    "blend_serial": ("blend", {"parallel": False}, False),
-    "blend_into_image": ("blend_into_image", {}, True),
-    "blend_batches": ("blend_batches", {}, True),
-    "blend_labels": ("blend", {"labels": True}, False),
-    "blend_labels_into_image": ("blend_into_image", {"labels": True}, True),
-    "copyto_hot": ("copyto_hot", {}, False),
-    "copyto_image": ("copyto_image", {}, True),
-    "numpy_reference": ("numpy_reference", {}, False),
+    "blend": ("blend", {}, None),
+    "blend_serial": ("blend", {"parallel": False}, None),
+    "blend_into_image": ("blend_into_image", {}, "prepare_image"),
+    "blend_batches": ("blend_batches", {}, "prepare_image"),
+    "blend_to_tiff": ("blend_to_tiff", {}, "prepare_tiff"),
+    "blend_labels": ("blend", {"labels": True}, None),
+    "blend_labels_into_image": ("blend_into_image", {"labels": True}, "prepare_image"),
+    "blend_labels_to_tiff": ("blend_to_tiff", {"labels": True}, "prepare_tiff"),
+    "copyto_hot": ("copyto_hot", {}, None),
+    "copyto_image": ("copyto_image", {}, "prepare_image"),
+    "numpy_reference": ("numpy_reference", {}, None),
 }
+# writing 200 MB of float32 a round, so on one scenario only
+TIFF_SCENARIOS = ("canonical",)
 
 
 def _skip_reason(case, name, s):
     if "labels" in case and name not in LABELS_SCENARIOS:
         return f"labels are measured on the {', '.join(LABELS_SCENARIOS)} scenarios"
+    if "tiff" in case and name not in TIFF_SCENARIOS:
+        return f"TIFF output is measured on the {', '.join(TIFF_SCENARIOS)} scenario"
     if case in ("copyto_image", "numpy_reference") and s.layout == "chw":
         return "this baseline takes (H, W, C) tiles"
     return None
@@ -55,9 +62,12 @@ def test_case(benchmark, scenario, case):
     reason = _skip_reason(case, name, s)
     if reason:
         pytest.skip(reason)
-    method, kwargs, needs_image = CASES[case]
+    method, kwargs, prepare = CASES[case]
     benchmark.group = name
     benchmark.name = f"test_{case}[{name}]"
     benchmark.extra_info["tiles"] = s.n_tiles
-    setup = (lambda: s.prepare_image(labels=kwargs.get("labels", False))) if needs_image else None
-    run(benchmark, getattr(s, method), setup=setup, **kwargs)
+    run(benchmark, getattr(s, method), setup=s.setup_for(prepare, kwargs.get("labels", False)), **kwargs)
+    if prepare == "prepare_tiff":  # the file of the last round is whole
+        with tifffile.TiffFile(s._tiff_path) as tif:
+            expected = s.plan.image_size if kwargs.get("labels") else s.plan.image_size + (s.channels,)
+            assert tif.series[0].shape == expected
