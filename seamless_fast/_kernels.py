@@ -128,10 +128,25 @@ def _values_rows(acc, tile, wy, wx, ints, out, oy, ox, lo, hi):
 
 
 @njit(inline="always")
-def _chunk(ints, c, n):
-    """Rows [lo, hi) of chunk c of n of a step's rows [first, h)."""
-    first, rows = ints[2], ints[3] - ints[2]
-    return first + rows * c // n, first + rows * (c + 1) // n
+def _chunk(ints, c, n, length):
+    """Rows [lo, hi) of chunk c of n of a step's rows [first, h), cut where the bytes moved are shared out
+    evenly: a row reads the tile and writes `length` elements, and reads the buffer over its whole length
+    above row fy, only up to element fx from there on (where no earlier tile reached, see `_row`).
+    An even split by rows left the first thread of an interior step with 8 % more to do."""
+    first, h, fy, fx = ints[2], ints[3], ints[4], ints[5]
+    above = max(0, min(fy, h) - first)  # rows that read the whole buffer row
+    cost_above, cost_below = 3 * length, 2 * length + fx
+    total = above * cost_above + (h - first - above) * cost_below
+    return (_row_at_cost(total * c // n, first, above, cost_above, cost_below),
+            _row_at_cost(total * (c + 1) // n, first, above, cost_above, cost_below))
+
+
+@njit(inline="always")
+def _row_at_cost(t, first, above, cost_above, cost_below):
+    """The row where the rows before it have cost t (rounded down to whole rows)."""
+    if t <= above * cost_above:
+        return first + t // cost_above
+    return first + above + (t - above * cost_above) // cost_below
 
 
 @njit
@@ -157,7 +172,7 @@ def blend_values_parallel(acc, tile, weights_y, weights_x, steps, k, group, out,
     """:func:`blend_values` with the tile's rows split into `chunks` blocks over numba's threads."""
     tile, wy, wx, ints = _prepare(tile, weights_y, weights_x, steps, k, group, acc.shape[1])
     for c in prange(chunks):
-        lo, hi = _chunk(ints, np.int64(c), chunks)
+        lo, hi = _chunk(ints, np.int64(c), chunks, tile.shape[2])
         _values_rows(acc, tile, wy, wx, ints, out, oy, ox, lo, hi)
 
 
@@ -291,7 +306,7 @@ def blend_labels_parallel(acc, tile, weights_y, weights_x, steps, k, group, scra
     block = scratch.shape[1] // n
     for c in prange(n):
         s = np.int64(c)  # prange's index is unsigned: one type for the serial and the parallel callers
-        lo, hi = _chunk(ints, s, n)
+        lo, hi = _chunk(ints, s, n, tile.shape[2])
         _labels_rows(acc, tile, wy, wx, ints, group, scratch, s * block, block, label, out, oy, ox, lo, hi)
 
 

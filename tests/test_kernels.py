@@ -77,3 +77,28 @@ def test_argmax_rows_vector_code_refuses_rows_beyond_the_scratch(shape, group):
         _kernels.argmax_rows(scratch, 1, 2, 16, group, label, np.zeros((4, 16), np.uint8), 0, 0)
     with pytest.raises(IndexError, match="scratch rows"):
         _kernels.argmax_rows(scratch, 0, 1, 17, group, label, np.zeros((4, 17), np.uint8), 0, 0)
+
+
+def _chunk_costs(first, h, fy, fx, length, bounds):
+    """Cost of each chunk by the model `_chunk` balances, row by row: 3 x length above fy, 2 x length + fx
+    from fy on."""
+    cost = [3 * length if i < fy else 2 * length + fx for i in range(h)]
+    return [sum(cost[lo:hi]) for lo, hi in bounds]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_chunks_cover_the_rows_in_order_with_costs_shared_out(seed):
+    rng = np.random.default_rng(seed)
+    h = int(rng.integers(1, 300))
+    first = int(rng.integers(0, h + 1))
+    fy = int(rng.integers(0, h + 2))
+    length = int(rng.integers(1, 800))
+    fx = int(rng.integers(0, length + 1))
+    n = int(rng.integers(1, 9))
+    ints = (0, 0, first, h, fy, fx, 0, 0, 0, 0, 0)
+    bounds = [_kernels._chunk(ints, c, n, length) for c in range(n)]
+    assert bounds[0][0] == first and bounds[-1][1] == h
+    assert all(lo <= hi for lo, hi in bounds) and all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+    costs = _chunk_costs(first, h, fy, fx, length, bounds)
+    fair, row = sum(costs) / n, 3 * length  # no chunk is off by more than one row's cost
+    assert all(abs(cost - fair) <= row for cost in costs)
