@@ -25,7 +25,7 @@ DEFAULT_PAIRS = [
     f"{scenario}:{a}:{b}"
     for scenario in ("canonical", "channel_first", "channels8", "classes21")
     for a, b in (("blend", "copyto_hot"), ("blend_labels", "blend"), ("blend_labels_into_image", "blend_into_image"))
-] + ["canonical:blend_labels_to_tiff:blend_to_tiff"]
+] + ["canonical:blend_labels_to_tiff:blend_to_tiff", "wide:blend:copyto_hot", "wide:blend:copyto_image"]
 
 
 def case_runner(scenario, case):

@@ -19,6 +19,8 @@ SCENARIOS = {
     "small_tiles": dict(image_size=(2048, 2048), tile=64, overlap=16, channels=1),
     # many classes, as a segmentation model with 21 outputs gives (a smaller image keeps the output at 350 MB)
     "classes21": dict(image_size=(2048, 2048), tile=256, overlap=64, channels=21),
+    # the width of the images this library is for: a row of tiles no longer fits in the cache
+    "wide": dict(image_size=(1024, 40960), tile=256, overlap=64, channels=3),
 }
 LABELS_SCENARIOS = ("canonical", "channels8", "channel_first", "classes21")
 
