@@ -29,6 +29,8 @@ TIFF_EXTENSIONS = (".tif", ".tiff")
 MERGE_EXTENSIONS = (".tif", ".tiff", ".zarr")
 # The demo keeps two label maps in memory (2 * size**2 bytes) to score and picture them.
 DEMO_MAX_SIZE = 32768
+# A plan holds about 0.6 kB per tile at its peak (1.4 kB of RSS measured); refused when this would exceed the memory.
+PLAN_BYTES_PER_TILE = 1024
 
 
 class UsageError(ValueError):
@@ -86,6 +88,13 @@ def open_image(path, **options):
         raise UsageError(f"input {path!r} is not a readable TIFF: {_one_line(error)}") from None
 
 
+def _physical_memory():
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not on this system: let the allocation decide
+        return float("inf")
+
+
 def plan_grid(image_size, tile, overlap, **options):
     """:func:`~seamless_fast.plan_regular_grid`, with sizes too large to plan refused as a UsageError."""
     from .plan import plan_regular_grid
@@ -93,18 +102,19 @@ def plan_grid(image_size, tile, overlap, **options):
     check_tiling(tile, overlap)
     step = tile - overlap
     tiles = math.prod(max(1, math.ceil((side - overlap) / step)) for side in image_size)
+    if tiles * PLAN_BYTES_PER_TILE > _physical_memory():
+        raise UsageError(f"image size {tuple(image_size)} with --tile {tile} is too large to plan: about "
+                         f"{tiles:.3g} tiles, whose plan needs more than this machine's memory")
     try:
         plan, _ = plan_regular_grid(image_size, tile, overlap, **options)
+        return plan
+    except (MemoryError, OverflowError):
+        pass
     except ValueError as error:
         if "too big" not in str(error):  # numpy's "array is too big" is a size, not a bad option
             raise UsageError(_one_line(error)) from None
-        error = MemoryError()
-    except (MemoryError, OverflowError):
-        error = MemoryError()
-    else:
-        return plan
     raise UsageError(f"image size {tuple(image_size)} with --tile {tile} is too large to plan: about {tiles:.3g} "
-                     "tiles") from None
+                     "tiles")
 
 
 # -- plan -----------------------------------------------------------------
@@ -297,10 +307,16 @@ def _check_store(store, source):
         raise UsageError(f"--store {store!r}: folder {parent!r} does not exist")
 
 
-def probe_channels(model, reader, plan, channel_first):
-    """Run the model once on the first tile; return the number of channels it gives (its classes)."""
+def probe_channels(model, reader, plan, channel_first, name="input"):
+    """Run the model once on the first tile; return the number of channels it gives (its classes) and its output."""
     box = tuple(plan.tile_boxes[plan.load_order[0]].tolist())
-    batch = reader.read(box)[None]
+    try:
+        batch = reader.read(box)[None]
+    except (MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as error:  # a truncated or corrupt file whose header read well
+        raise UsageError(f"input {name!r}: the first tile {box} cannot be read: {type(error).__name__}: "
+                         f"{_one_line(error)}") from None
     if channel_first:
         batch = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
     from .pipeline import _to_numpy
@@ -310,7 +326,18 @@ def probe_channels(model, reader, plan, channel_first):
         layout = "(B, C, H, W)" if channel_first else "(B, H, W, C)"
         raise UsageError(f"--model returned shape {out.shape} for a batch of shape {batch.shape}; expected {layout} "
                          f"with B = 1 (see --channel-first / --channel-last)")
-    return int(out.shape[1] if channel_first else out.shape[-1])
+    return int(out.shape[1] if channel_first else out.shape[-1]), out
+
+
+def check_probabilities(values, dtype):
+    """Refuse an integer dtype for values that are not probabilities (seen on the probe tile)."""
+    from .dtypes import to_output_dtype
+
+    if dtype.kind == "u":
+        try:
+            to_output_dtype(np.asarray(values, np.float32), dtype, name="the model's output on the first tile")
+        except ValueError as error:
+            raise UsageError(f"--dtype {dtype.name}: {_one_line(error)}") from None
 
 
 class _SegmentJob:
@@ -320,11 +347,14 @@ class _SegmentJob:
 
         self.args, self.reader, self.plan, self.model = args, reader, plan, model
         self.start = time.perf_counter()
-        channels = probe_channels(model, reader, plan, args.channel_first)
+        channels, probe = probe_channels(model, reader, plan, args.channel_first, args.input)
         try:
             self.dtype = output_dtype(args.dtype, labels=args.labels, classes=channels)
         except ValueError as error:
             raise UsageError(f"--dtype: {error}") from None
+        if not args.labels:
+            check_probabilities(probe, self.dtype)
+        del probe
         # labels, and the values of a one-channel model, are a 2-D image
         self.planes = None if args.labels or channels == 1 else channels
         try:

@@ -217,6 +217,14 @@ def test_probabilities_fill_the_integer_range(folder, dtype, top):
     np.testing.assert_allclose(out.astype(np.int64), to_output_dtype(values, dtype).astype(np.int64), rtol=0, atol=1)
 
 
+@pytest.mark.parametrize("dtype", ["uint8", "uint16"])
+def test_integer_probabilities_of_logits_are_refused_after_the_probe_tile(folder, dtype):
+    status, err = folder.run("segment", "in.tif", "out.tif", "--model", folder.model("labels"), "--probabilities",
+                             "--dtype", dtype, "--tile", "16", "--overlap", "4", "--no-progress")
+    assert status == 2 and len(err) == 1 and "not probabilities in [0, 1]" in err[0], err
+    assert folder.calls == 1 and folder.outputs() == []
+
+
 def _store(folder, labels=True, parts=2):
     for part in range(parts):
         status, err = folder.run("segment", "in.tif", "--part", f"{part}/{parts}", "--store", "s.zarr", "--model",
@@ -278,6 +286,7 @@ def _bad_inputs(path):
     (path / "text.tif").write_text("not a TIFF at all\n")
     data = (path / "in.tif").read_bytes()
     (path / "corrupt.tif").write_bytes(data[:8] + b"\xff" * 64 + data[72:])  # first IFD overwritten
+    (path / "truncated.tif").write_bytes(data[:len(data) // 2])
     (path / "notastore").mkdir()
     (path / "import_fails.py").write_text("raise RuntimeError('cannot load the weights')\n")
     (path / "syntax_error.py").write_text("def model(:\n")
@@ -288,6 +297,7 @@ def _bad_inputs(path):
 BAD = {
     "not a TIFF": (["text.tif", "out.tif"], "is not a readable TIFF"),
     "corrupt TIFF": (["corrupt.tif", "out.tif"], "is not a readable TIFF"),
+    "truncated TIFF": (["truncated.tif", "out.tif"], "truncated.tif"),  # io.ImageReader's check at open
     "missing input": (["missing.tif", "out.tif"], "does not exist"),
     "missing output folder": (["in.tif", "missing/out.tif"], "does not exist"),
     "unknown extension": (["in.tif", "out.png"], "unknown extension"),
