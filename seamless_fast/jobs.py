@@ -322,22 +322,22 @@ def probe_channels(model, reader, plan, channel_first, name="input"):
     from .pipeline import _to_numpy
 
     out = _to_numpy(model(batch))
-    if out.ndim != 4 or out.shape[0] != 1:
-        layout = "(B, C, H, W)" if channel_first else "(B, H, W, C)"
+    spatial = (out.shape[2:] if channel_first else out.shape[1:3]) if out.ndim == 4 else None
+    if out.ndim != 4 or out.shape[0] != 1 or spatial != (box[2] - box[0], box[3] - box[1]):
+        layout = "(1, C, H, W)" if channel_first else "(1, H, W, C)"
         raise UsageError(f"--model returned shape {out.shape} for a batch of shape {batch.shape}; expected {layout} "
-                         f"with B = 1 (see --channel-first / --channel-last)")
+                         f"with the tile's H and W (see --channel-first / --channel-last)")
     return int(out.shape[1] if channel_first else out.shape[-1]), out
 
 
-def check_probabilities(values, dtype):
-    """Refuse an integer dtype for values that are not probabilities (seen on the probe tile)."""
+def check_values(values, dtype):
+    """Refuse a values dtype that cannot store the model's output on the probe tile (logits as uint8, say)."""
     from .dtypes import to_output_dtype
 
-    if dtype.kind == "u":
-        try:
-            to_output_dtype(np.asarray(values, np.float32), dtype, name="the model's output on the first tile")
-        except ValueError as error:
-            raise UsageError(f"--dtype {dtype.name}: {_one_line(error)}") from None
+    try:
+        to_output_dtype(np.asarray(values, np.float32), dtype, name="the model's output on the first tile")
+    except ValueError as error:
+        raise UsageError(f"--dtype {dtype.name}: {_one_line(error)}") from None
 
 
 class _SegmentJob:
@@ -353,7 +353,7 @@ class _SegmentJob:
         except ValueError as error:
             raise UsageError(f"--dtype: {error}") from None
         if not args.labels:
-            check_probabilities(probe, self.dtype)
+            check_values(probe, self.dtype)
         del probe
         # labels, and the values of a one-channel model, are a 2-D image
         self.planes = None if args.labels or channels == 1 else channels

@@ -14,7 +14,7 @@ import uuid
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 tifffile = pytest.importorskip("tifffile")
@@ -155,6 +155,9 @@ TIFF_UINT32 = _tiff_takes_uint32()  # io.TiffWriter writes uint32 once its chang
 @settings(max_examples=12, deadline=None)
 @given(classes=st.one_of(st.integers(2, 300), st.integers(2, 70_000), st.sampled_from([256, 257, 65536, 65537])),
        dtype=st.sampled_from([None, "uint8", "uint16", "uint32"]), seed=st.integers(0, 2**32 - 1))
+@example(classes=70_000, dtype=None, seed=0)
+@example(classes=65_537, dtype="uint16", seed=1)
+@example(classes=300, dtype=None, seed=2)
 def test_labels_are_exact_or_refused(tmp_path_factory, classes, dtype, seed):
     path = tmp_path_factory.mktemp("labels")
     rng = np.random.default_rng(seed)
@@ -223,6 +226,37 @@ def test_integer_probabilities_of_logits_are_refused_after_the_probe_tile(folder
                              "--dtype", dtype, "--tile", "16", "--overlap", "4", "--no-progress")
     assert status == 2 and len(err) == 1 and "not probabilities in [0, 1]" in err[0], err
     assert folder.calls == 1 and folder.outputs() == []
+
+
+def test_values_beyond_float16_are_refused_after_the_probe_tile(folder):
+    (folder.path / "huge.py").write_text("import numpy as np\n\ndef model(batch):\n"
+                                         "    return np.asarray(batch, np.float32) * 1e6\n")
+    try:
+        status, err = folder.run("segment", "in.tif", "out.tif", "--model", "huge:model", "--probabilities",
+                                 "--dtype", "float16", "--tile", "16", "--overlap", "4", "--no-progress")
+    finally:
+        sys.modules.pop("huge", None)
+    assert status == 2 and len(err) == 1 and "beyond the range of float16" in err[0], err
+    assert folder.outputs() == ["huge.py"]
+
+
+@pytest.mark.parametrize("body, layout", [("return batch[:, :, :8]", "--channel-first"),
+                                          ("return batch[0]", "--channel-first"),
+                                          ("return batch", "--channel-last"),
+                                          ("return np.concatenate([batch, batch])", "--channel-first")])
+def test_model_output_of_the_wrong_shape_is_refused_at_the_probe(folder, body, layout):
+    name = f"shape_{uuid.uuid4().hex}"
+    (folder.path / f"{name}.py").write_text(f"import numpy as np\n\ndef model(batch):\n    {body}\n")
+    try:
+        status, err = folder.run("segment", "in.tif", "out.tif", "--model", f"{name}:model", layout, "--tile", "16",
+                                 "--overlap", "4", "--no-progress")
+    finally:
+        sys.modules.pop(name, None)
+    if layout == "--channel-last":  # (1, 16, 16, 3) read as channel-last is right
+        assert status == 0, err
+        return
+    assert status == 2 and len(err) == 1 and "--model returned shape" in err[0], err
+    assert not (folder.path / "out.tif").exists()
 
 
 def _store(folder, labels=True, parts=2):
