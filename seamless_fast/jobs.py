@@ -120,7 +120,17 @@ def plan_grid(image_size, tile, overlap, **options):
 # -- plan -----------------------------------------------------------------
 
 def parse_size(text):
-    """(height, width) of a TIFF file or of a ``HEIGHTxWIDTH`` string."""
+    """(height, width) of a TIFF file or of a ``HEIGHTxWIDTH`` string.
+
+    Examples
+    --------
+    >>> parse_size("40000x30000")
+    (40000, 30000)
+    >>> parse_size("12x")
+    Traceback (most recent call last):
+    ...
+    seamless_fast.jobs.UsageError: image '12x' is neither a file nor a size like 40000x40000
+    """
     if os.path.exists(text):
         with open_image(text) as reader:
             return reader.shape
@@ -134,7 +144,14 @@ def parse_size(text):
 
 
 def plan_figures(image, *, tile, overlap, channels, max_memory=None):
-    """The figures ``seamless-fast plan`` prints, as a dict."""
+    """The figures ``seamless-fast plan`` prints, as a dict.
+
+    Examples
+    --------
+    >>> figures = plan_figures("4000x3000", tile=256, overlap=64, channels=3)
+    >>> figures["grid"], figures["tiles"], figures["buffer_rows"]
+    ([21, 16], 336, 256)
+    """
     from .plan import analyse_plan
 
     size = parse_size(image)
@@ -443,6 +460,8 @@ def prepare_merge(args):
     if not zarr_output:
         require_extras("seamless-fast merge to a TIFF", progress=False)
     check_output(args.output, inputs=[args.store], folder_ok=zarr_output)
+    if not os.path.exists(args.store):
+        raise UsageError(f"--store {args.store!r} does not exist")
     if not os.path.isdir(args.store):
         raise UsageError(f"--store {args.store!r} is not a folder")
     try:
