@@ -2,22 +2,63 @@
 
 A drop-in successor of ``seamless_seg``: ``import seamless_fast as seamless_seg``
 keeps old code working.
+
+The public names are imported on first use (PEP 562), so that importing the
+package, and the command line's ``--help`` or ``plan``, do not load numba.
 """
 
-from .batching import batched_tile_get, threaded_batched_tile_get
-from .blend import Blender, OutputCell, blend
-from .geometry import shape_to_slices
-from .pipeline import PipelineResult, run_pipeline
-from .plan import Plan, PlanStats, analyse_plan, get_plan_input_geoms, plan_from_grid, plan_regular_grid
-from .run import run_plan
-from .weights import OverlapWeights, apply_weights, overlap_weights
-from .windows import WINDOWS
+import importlib
+import sys
+import types
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Blender", "OutputCell", "OverlapWeights", "PipelineResult", "Plan", "PlanStats", "WINDOWS",
-    "analyse_plan", "apply_weights", "batched_tile_get", "blend", "get_plan_input_geoms",
-    "overlap_weights", "plan_from_grid", "plan_regular_grid", "run_pipeline", "run_plan", "shape_to_slices",
-    "threaded_batched_tile_get",
-]
+# public name -> submodule that defines it
+_EXPORTS = {
+    "batched_tile_get": "batching", "threaded_batched_tile_get": "batching",
+    "Blender": "blend", "OutputCell": "blend", "blend": "blend",
+    "shape_to_slices": "geometry",
+    "PipelineResult": "pipeline", "run_pipeline": "pipeline",
+    "Plan": "plan", "PlanStats": "plan", "analyse_plan": "plan", "get_plan_input_geoms": "plan",
+    "get_plan_logit_geoms": "plan", "plan_from_grid": "plan", "plan_regular_grid": "plan",
+    "run_plan": "run",
+    "OverlapWeights": "weights", "apply_weights": "weights", "overlap_weights": "weights",
+    "WINDOWS": "windows",
+}
+
+# names older than the module that defines them under another name (the same object)
+_FALLBACKS = {"get_plan_logit_geoms": "get_plan_input_geoms"}
+
+__all__ = sorted(_EXPORTS, key=lambda name: (name.lower() != name, name))
+
+
+def __getattr__(name):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    source = importlib.import_module(f".{module}", __name__)
+    value = getattr(source, name) if hasattr(source, name) else getattr(source, _FALLBACKS[name])
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """The package module: the function ``blend`` keeps its name when the submodule ``blend`` is first imported.
+
+    Importing a submodule binds it as an attribute of the package; for
+    ``seamless_fast.blend`` that would hide the public function of the same
+    name, which the eager imports of earlier versions bound last.
+    """
+
+    def __setattr__(self, name, value):
+        if isinstance(value, types.ModuleType) and _EXPORTS.get(name) == name \
+                and value.__name__ == f"{__name__}.{name}":
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

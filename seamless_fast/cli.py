@@ -1,30 +1,34 @@
 """The ``seamless-fast`` command line: ``demo``, ``segment``, ``merge`` and ``plan``.
 
-Bad arguments print one line and exit with status 2; a failure while running
-(in the model, reading or writing) prints its traceback and exits with 1.
+This module only parses; the jobs, and every check of their inputs, are in
+:mod:`seamless_fast.jobs`. The contract:
+
+- exit 0: the output is complete and right;
+- exit 2, one line on stderr: a bad argument or input (a file that is not a
+  TIFF, an output that would destroy an input, a dtype too narrow for the
+  model's classes, a model that does not import, a missing extra), found
+  before the model runs on more than one probe tile, with no output written;
+- exit 1, a traceback: a failure while running (in the model, reading or
+  writing), with no output written;
+- exit 130: interrupted.
+
+Nothing heavy is imported before the arguments parse: ``--help``, ``plan``
+and argument errors never load numba.
 """
 
 import argparse
-import importlib
 import json
-import os
-import resource
 import sys
-import time
 import traceback
 
-import numpy as np
+__all__ = ["main", "build_parser"]
 
-__all__ = ["main"]
+DTYPES = ["uint8", "uint16", "uint32", "float32", "float16"]
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-class UsageError(Exception):
-    """A bad argument found after parsing (a file that is not there, a model that does not import)."""
 
 
 def _int_at_least(minimum):
@@ -41,6 +45,14 @@ def _int_at_least(minimum):
 
 
 _positive, _non_negative = _int_at_least(1), _int_at_least(0)
+
+
+def _part(text):
+    """An argparse type: ``K/N`` with 0 <= K < N."""
+    k, slash, n = text.partition("/")
+    if not (slash and k.strip().isdigit() and n.strip().isdigit()) or not 0 <= int(k) < int(n):
+        raise argparse.ArgumentTypeError(f"{text!r} is not K/N with 0 <= K < N (e.g. 0/4)")
+    return int(k), int(n)
 
 
 def _add_tiling(parser):
@@ -66,7 +78,8 @@ def build_parser():
                                               "write OUTPUT as a tiled TIFF (labels or probabilities).")
     segment.add_argument("input", help="input image (TIFF, BigTIFF, OME-TIFF; tiled or striped)")
     segment.add_argument("output", nargs="?",
-                         help="output TIFF; written under a temporary name, renamed when complete (not with --part)")
+                         help="output .tif/.tiff; written under a temporary name, renamed when complete (not with "
+                              "--part); may not be the input")
     segment.add_argument("--model", required=True, metavar="MODULE:NAME",
                          help="the model: a callable taking a batch (B, C, H, W) (or (B, H, W, C) with "
                               "--channel-last) and returning logits of the same layout; a class is "
@@ -80,9 +93,11 @@ def build_parser():
                       help="write the arg-max class labels (default)")
     kind.add_argument("--probabilities", dest="labels", action="store_false",
                       help="write the blended model outputs instead of labels")
-    segment.add_argument("--dtype", choices=["uint8", "uint16", "float32", "float16"],
-                         help="output dtype: uint8/uint16 for labels (default uint8), float32/float16 or uint8 "
-                              "(quantised 0..1 to 0..255) for probabilities (default float32)")
+    segment.add_argument("--dtype", choices=DTYPES,
+                         help="output dtype. Labels: uint8, uint16 or uint32; by default the smallest that holds "
+                              "every class the model gives (uint8 up to 256 classes); one too narrow is refused. "
+                              "Probabilities: float32 (default), float16, or uint8/uint16 (0..1 stored as "
+                              "0..255 / 0..65535; values outside [0, 1] are refused)")
     segment.add_argument("--area", help="only segment inside this area: a .geojson file or a WKT string, in "
                                         "pixel coordinates (x = column, y = row)")
     layout = segment.add_mutually_exclusive_group()
@@ -106,8 +121,8 @@ def build_parser():
     merge.add_argument("--store", metavar="DIR", required=True, help="the zarr folder the parts wrote")
     merge.add_argument("output", help="output .tif, .tiff or .zarr; written under a temporary name, "
                                       "renamed when complete")
-    merge.add_argument("--dtype", choices=["uint8", "uint16", "float32", "float16"],
-                       help="as for segment (default uint8 for labels, float32 for probabilities)")
+    merge.add_argument("--dtype", choices=DTYPES,
+                       help="as for segment (default: the smallest label dtype that holds every class, or float32)")
     merge.add_argument("--compression", choices=["none", "zlib", "zstd"], default="zlib",
                        help="TIFF compression (default zlib)")
 
@@ -124,12 +139,19 @@ def build_parser():
 
 
 def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    command = {"demo": run_demo, "segment": run_segment, "merge": run_merge, "plan": run_plan_command}[args.command]
+    """Run the command line with `argv` (default ``sys.argv[1:]``); return the exit status."""
+    args = build_parser().parse_args(argv)
+    from . import jobs
+
     try:
-        return command(args)
-    except UsageError as error:
+        if args.command == "plan":
+            return _plan(args, jobs)
+        prepare = {"demo": jobs.prepare_demo, "segment": jobs.prepare_segment, "merge": jobs.prepare_merge}
+        job = prepare[args.command](args)
+        report = job.run()
+        print(report, file=sys.stdout if args.command == "demo" else sys.stderr)
+        return 0
+    except jobs.UsageError as error:
         print(f"seamless-fast: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -140,268 +162,20 @@ def main(argv=None):
         return 1
 
 
-# -- plan -----------------------------------------------------------------
-
-def _image_size(text):
-    if os.path.exists(text):
-        from .io import ImageReader
-
-        with ImageReader(text) as reader:
-            return reader.shape
-    parts = text.lower().split("x")
-    if len(parts) == 2 and all(p.strip().isdigit() for p in parts):
-        return int(parts[0]), int(parts[1])
-    raise UsageError(f"image {text!r} is neither a file nor a size like 40000x40000")
-
-
-def run_plan_command(args):
-    from . import analyse_plan, plan_regular_grid
-
-    size = _image_size(args.image)
-    try:
-        start = time.perf_counter()
-        plan, _ = plan_regular_grid(size, args.tile, args.overlap, max_buffer_bytes=args.max_memory,
-                                    channels=args.channels)
-        planned = time.perf_counter() - start
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-    stats = analyse_plan(plan, channels=args.channels)
-    figures = dict(image_size=list(size), tile=args.tile, overlap=args.overlap, grid=list(plan.grid_shape),
-                   tiles=plan.n_loads, cells=plan.n_writes, stripes=len(plan.stripes),
-                   buffer_rows=plan.buffer_rows, buffer_bytes=stats.buffer_bytes,
-                   output_bytes=size[0] * size[1] * args.channels * 4, planning_seconds=planned)
+def _plan(args, jobs):
+    figures = jobs.plan_figures(args.image, tile=args.tile, overlap=args.overlap, channels=args.channels,
+                                max_memory=args.max_memory)
     if args.json:
         print(json.dumps(figures))
         return 0
+    size, channels = figures["image_size"], args.channels
     print(f"image {size[0]} x {size[1]}, tile {args.tile}, overlap {args.overlap}")
-    print(f"grid {plan.grid_shape[0]} x {plan.grid_shape[1]}: {plan.n_loads} tiles, {plan.n_writes} output cells")
-    print(f"blend buffer: {plan.buffer_rows} rows, {stats.buffer_bytes / 2**20:.1f} MiB for {args.channels} "
-          f"float32 channels ({100 * stats.buffer_bytes / figures['output_bytes']:.2f} % of the output)"
-          + (f", in {len(plan.stripes)} stripes" if len(plan.stripes) > 1 else ""))
-    print(f"planned in {planned * 1e3:.1f} ms")
-    return 0
-
-
-# -- segment --------------------------------------------------------------
-
-def _load_model(spec):
-    module_name, _, name = spec.partition(":")
-    if not module_name or not name:
-        raise UsageError(f"--model {spec!r} is not MODULE:NAME (e.g. mypackage.models:segmenter)")
-    sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise UsageError(f"--model {spec!r}: cannot import {module_name!r}: {error}") from None
-    finally:
-        sys.path.pop(0)
-    model = getattr(module, name, None)
-    if model is None:
-        raise UsageError(f"--model {spec!r}: module {module_name!r} has no {name!r}")
-    if isinstance(model, type):
-        model = model()
-    if not callable(model):
-        raise UsageError(f"--model {spec!r} is not callable")
-    return model
-
-
-def _load_area(text):
-    import shapely
-    import shapely.ops
-
-    if text is None:
-        return None
-    try:
-        if os.path.exists(text):
-            with open(text) as handle:
-                data = json.load(handle)
-            features = data.get("features", [data]) if data.get("type") == "FeatureCollection" else [data]
-            geoms = [shapely.geometry.shape(f.get("geometry", f)) for f in features]
-            geom = shapely.union_all(geoms)
-        else:
-            geom = shapely.from_wkt(text)
-    except Exception as error:
-        raise UsageError(f"--area {text!r} is neither a GeoJSON file nor WKT: {error}") from None
-    return shapely.ops.transform(lambda x, y: (y, x), geom)  # (x = column, y = row) to the library's (y, x)
-
-
-def _part(text):
-    """An argparse type: ``K/N`` with 0 <= K < N."""
-    k, slash, n = text.partition("/")
-    if not (slash and k.strip().isdigit() and n.strip().isdigit()) or not 0 <= int(k) < int(n):
-        raise argparse.ArgumentTypeError(f"{text!r} is not K/N with 0 <= K < N (e.g. 0/4)")
-    return int(k), int(n)
-
-
-def _output_dtype(dtype, labels):
-    if dtype is None:
-        return np.uint8 if labels else np.float32
-    if labels and dtype not in ("uint8", "uint16"):
-        raise UsageError(f"--dtype {dtype} does not hold labels; use uint8 or uint16, or --probabilities")
-    return np.dtype(dtype)
-
-
-def _check_part_options(args):
-    if args.part is None:
-        if args.store is not None:
-            raise UsageError("--store goes with --part K/N")
-        if args.output is None:
-            raise UsageError("the output TIFF is missing (or run one part with --part K/N --store DIR)")
-        return
-    if args.store is None:
-        raise UsageError("--part needs --store DIR, the folder the parts go to")
-    if args.output is not None:
-        raise UsageError(f"a --part run writes to --store; give the output {args.output!r} to "
-                         "`seamless-fast merge --store DIR OUTPUT` instead")
-    if args.dtype is not None:
-        raise UsageError("--dtype is chosen at `seamless-fast merge` for a --part run")
-
-
-def run_segment(args):
-    from . import plan_regular_grid
-    from .io import ImageReader, TiffWriter, metadata_for_output
-    from .pipeline import run_pipeline
-
-    if not os.path.exists(args.input):
-        raise UsageError(f"input {args.input!r} does not exist")
-    _check_part_options(args)
-    model = _load_model(args.model)
-    area = _load_area(args.area)
-    if args.part is not None:
-        return _run_segment_part(args, model, area)
-    dtype = _output_dtype(args.dtype, args.labels)
-    start = time.perf_counter()
-    with ImageReader(args.input, pad=args.pad) as reader:
-        try:
-            plan, _ = plan_regular_grid(reader.shape, args.tile, args.overlap, area=area, window=args.window)
-        except ValueError as error:
-            raise UsageError(str(error)) from None
-        channels = _probe_channels(model, reader, plan, args.channel_first)
-        compression = None if args.compression == "none" else args.compression
-        writer = TiffWriter(args.output, reader.shape, channels=None if args.labels else channels, dtype=dtype,
-                            compression=compression, **metadata_for_output(reader))
-        with writer:
-            result = run_pipeline(plan, reader.read, model, _writer_sink(writer, args.channel_first),
-                                  batch_size=args.batch_size,
-                                  channel_first=args.channel_first, labels=args.labels,
-                                  progress=True if args.progress else None)
-    seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"wrote {args.output}: {plan.n_loads} tiles in {seconds:.1f} s, peak memory {peak:.0f} MiB",
-          file=sys.stderr)
-    return 0 if result is not None else 1
-
-
-def _run_segment_part(args, model, area):
-    from .io import ImageReader
-    from .store import Job, PartStore
-
-    part, parts = args.part
-    with ImageReader(args.input, pad=args.pad) as reader:
-        try:
-            job = Job.from_options(reader.shape, args.tile, args.overlap, parts=parts, area=area, window=args.window,
-                                   labels=args.labels, channel_first=args.channel_first)
-            store = PartStore(args.store, job)
-        except (ValueError, ImportError) as error:
-            raise UsageError(str(error)) from None
-        if store.result(part) is not None:
-            print(f"part {part}/{parts} is already complete in {args.store}; nothing to do", file=sys.stderr)
-            return 0
-        result = store.run_part(part, reader.read, model, batch_size=args.batch_size,
-                                progress=True if args.progress else None)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"part {part}/{parts}: {result.tiles} tiles in {result.seconds:.1f} s, {result.row_bytes / 2**20:.1f} MiB "
-          f"of rows, {result.seam_bytes / 2**20:.1f} MiB at seams, peak memory {peak:.0f} MiB; missing parts: "
-          f"{store.missing_parts() or 'none'}", file=sys.stderr)
-    return 0
-
-
-def run_merge(args):
-    from .store import PartStore
-
-    try:
-        store = PartStore(args.store)
-        dtype = _output_dtype(args.dtype, store.job.labels)
-        store.check_complete()
-    except (ValueError, ImportError) as error:
-        raise UsageError(str(error)) from None
-    start = time.perf_counter()
-    store.merge(args.output, dtype=dtype, compression=None if args.compression == "none" else args.compression)
-    print(f"wrote {args.output} from {store.job.parts} parts in {time.perf_counter() - start:.1f} s", file=sys.stderr)
-    return 0
-
-
-def _probe_channels(model, reader, plan, channel_first):
-    """Run the model once on the first tile to learn how many channels it returns."""
-    box = tuple(plan.tile_boxes[plan.load_order[0]].tolist())
-    batch = reader.read(box)[None]
-    if channel_first:
-        batch = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
-    out = np.asarray(model(batch))
-    return int(out.shape[1] if channel_first else out.shape[-1])
-
-
-def _writer_sink(writer, channel_first):
-    """write_cells for run_pipeline: each cell into the TIFF, channel-last as TIFF samples are."""
-    def write_cells(cells):
-        for cell in cells:
-            data = cell.data
-            writer.write(cell.box, data.transpose(1, 2, 0) if channel_first and data.ndim == 3 else data)
-    return write_cells
-
-
-# -- demo -----------------------------------------------------------------
-
-def run_demo(args):
-    from . import plan_regular_grid
-    from .demo import SyntheticScene, context_model, seam_score, side_by_side, write_png
-    from .io import TiffWriter
-    from .pipeline import run_pipeline
-
-    if args.overlap >= args.tile:
-        raise UsageError(f"--overlap {args.overlap} must be smaller than --tile {args.tile}")
-    os.makedirs(args.out, exist_ok=True)
-    scene = SyntheticScene(args.size)
-    model = context_model(scene)
-    size = (args.size, args.size)
-    started = time.perf_counter()
-
-    # Naive tiling: no overlap, each tile's own arg-max pasted in place.
-    naive_plan, _ = plan_regular_grid(size, args.tile, 0)
-    naive = np.zeros(size, np.uint8)
-    for ylo, xlo, yhi, xhi in naive_plan.tile_boxes[naive_plan.load_order].tolist():
-        tile = scene.read((ylo, xlo, yhi, xhi)).transpose(2, 0, 1)[None]
-        naive[ylo:yhi, xlo:xhi] = model(tile)[0].argmax(axis=0)
-    naive_seconds = time.perf_counter() - started
-
-    # Seamless: overlapping tiles, blended and arg-maxed by the pipeline, streamed to a TIFF.
-    plan, _ = plan_regular_grid(size, args.tile, args.overlap)
-    seamless = np.zeros(size, np.uint8)  # kept only to score and picture it; the TIFF is streamed
-    start = time.perf_counter()
-    with TiffWriter(os.path.join(args.out, "seamless.tif"), size, dtype=np.uint8, compression="zlib") as writer:
-        def write_cells(cells):
-            for cell in cells:
-                writer.write(cell.box, cell.data)
-                seamless[cell.slices] = cell.data
-
-        run_pipeline(plan, scene.read, model, write_cells, batch_size=16, channel_first=True, labels=True,
-                     progress=True if args.progress else None)
-    seamless_seconds = time.perf_counter() - start
-    with TiffWriter(os.path.join(args.out, "naive.tif"), size, dtype=np.uint8, compression="zlib") as writer:
-        writer.write((0, 0) + size, naive)
-
-    naive_cuts = sorted(set(naive_plan.tile_boxes[:, 0].tolist()) - {0}), \
-        sorted(set(naive_plan.tile_boxes[:, 1].tolist()) - {0})
-    seamless_cuts = sorted(set(plan.tile_boxes[:, 0].tolist()) - {0}), sorted(set(plan.tile_boxes[:, 1].tolist()) - {0})
-    corner = (naive_cuts[0][len(naive_cuts[0]) // 2], naive_cuts[1][len(naive_cuts[1]) // 2])
-    png = os.path.join(args.out, "naive_vs_seamless.png")
-    write_png(png, side_by_side(naive, seamless, corner))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"scene {args.size} x {args.size}, tile {args.tile}, overlap {args.overlap}: {plan.n_loads} tiles")
-    print(f"seam score (about 1 = no seam): naive {seam_score(naive, *naive_cuts):.2f}, "
-          f"seamless {seam_score(seamless, *seamless_cuts):.2f}")
-    print(f"time: naive {naive_seconds:.1f} s, seamless {seamless_seconds:.1f} s; peak memory {peak:.0f} MiB")
-    print(f"wrote {os.path.join(args.out, 'naive.tif')}, {os.path.join(args.out, 'seamless.tif')}, {png}")
+    print(f"grid {figures['grid'][0]} x {figures['grid'][1]}: {figures['tiles']} tiles, {figures['cells']} output "
+          "cells")
+    print(f"blend buffer: {figures['buffer_rows']} rows, {figures['buffer_bytes'] / 2**20:.1f} MiB for {channels} "
+          f"float32 channels ({100 * figures['buffer_bytes'] / figures['output_bytes']:.2f} % of the output)"
+          + (f", in {figures['stripes']} stripes" if figures["stripes"] > 1 else ""))
+    print(f"planned in {figures['planning_seconds'] * 1e3:.1f} ms")
     return 0
 
 

@@ -14,9 +14,19 @@ tifffile = pytest.importorskip("tifffile")
 import seamless_fast as sf  # noqa: E402
 
 
-def cli(*args, cwd=None, timeout=300):
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(sf.__file__)))
+
+
+def cli_env(**extra):
+    """The environment of a subprocess that imports this checkout's seamless_fast, installed or not."""
+    env = dict(os.environ, **extra)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
+    return env
+
+
+def cli(*args, cwd=None, timeout=300, env=None):
     return subprocess.run([sys.executable, "-m", "seamless_fast", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=timeout)
+                          cwd=cwd, timeout=timeout, env=env or cli_env())
 
 
 MODEL = textwrap.dedent('''
@@ -98,7 +108,7 @@ def test_model_failure_exits_1_with_traceback(workdir):
     (["segment", "in.tif", "out.tif", "--model", "toymodels"], "is not MODULE:NAME"),
     (["segment", "in.tif", "out.tif", "--model", "toymodels:segmenter", "--tile", "0"], "'0' must be positive"),
     (["segment", "in.tif", "out.tif", "--model", "toymodels:segmenter", "--overlap", "256"],
-     "must be smaller than tile_size"),
+     "--overlap 256 must be smaller than --tile 256"),
     (["segment", "in.tif", "out.tif", "--model", "toymodels:segmenter", "--dtype", "float32"],
      "does not hold labels"),
     (["segment", "in.tif", "out.tif"], "the following arguments are required: --model"),

@@ -434,3 +434,50 @@ def test_bad_arguments(change, message):
     with pytest.raises(ValueError, match=message):
         run_pipeline(**arguments)
     assert read_tile.calls == []
+
+
+def test_compile_watch_says_once_and_only_when_numba_compiles():
+    import numba
+
+    from seamless_fast.pipeline import watch_compiles
+
+    said = []
+
+    @numba.njit(cache=False)
+    def twice(x):
+        return 2 * x
+
+    with watch_compiles(lambda: said.append(1)) as watch:
+        assert not watch.compiled_since_last_look()
+        twice(1)
+        twice(1.5)  # a second signature: compiled, not said again
+        assert watch.compiled_since_last_look() and not watch.compiled_since_last_look()
+        twice(2)  # already compiled
+        assert not watch.compiled_since_last_look()
+    assert said == [1]
+    twice(np.float32(1))  # compiles outside the watch: not seen
+    assert said == [1] and not watch.compiled_since_last_look()
+
+
+def test_progress_bar_clock_restarts_after_a_compile():
+    import io
+
+    tqdm = pytest.importorskip("tqdm").tqdm
+    from seamless_fast.pipeline import _bar_callback, _CompileWatch
+
+    bar = tqdm(total=10, file=io.StringIO(), mininterval=0)
+    watch = _CompileWatch(None)
+    update = _bar_callback(bar, watch)
+    update(2, 10)
+    assert (bar.n, bar.initial) == (2, 0)
+    watch.on_start(None)
+    update(4, 10)  # still compiling: the clock runs on
+    assert (bar.n, bar.initial) == (4, 0)
+    watch.on_end(None)
+    before = bar._time()
+    update(6, 10)
+    assert (bar.n, bar.initial) == (6, 6) and bar.start_t >= before  # rate and ETA from here on
+    update(9, 10)
+    assert (bar.n, bar.initial) == (9, 6)
+    assert bar.format_dict["initial"] == 6
+    bar.close()

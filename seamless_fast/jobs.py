@@ -1,0 +1,523 @@
+"""The jobs behind the command line: every input checked before any work, then the work.
+
+Each job is split in two: ``prepare_*`` checks every argument (files, sizes,
+the model's import, the output path and dtype) and raises :class:`UsageError`
+(one line naming the argument) before the model runs on more than one probe
+tile; the prepared job's ``run`` does the work, and whatever fails there (the
+model, reading, writing) is a failure of the run, not of the arguments.
+The command line (:mod:`seamless_fast.cli`) only parses for these.
+"""
+
+import importlib
+import json
+import math
+import os
+import resource
+import sys
+import time
+import warnings
+
+import numpy as np
+
+from ._files import check_output_path
+
+__all__ = ["UsageError", "CLI_EXTRA", "plan_figures", "parse_size", "load_model", "load_area",
+           "prepare_segment", "prepare_merge", "prepare_demo"]
+
+CLI_EXTRA = "pip install 'seamless_fast[cli]'"
+TIFF_EXTENSIONS = (".tif", ".tiff")
+MERGE_EXTENSIONS = (".tif", ".tiff", ".zarr")
+# The demo keeps two label maps in memory (2 * size**2 bytes) to score and picture them.
+DEMO_MAX_SIZE = 32768
+# A plan holds about 0.6 kB per tile at its peak (1.4 kB of RSS measured); refused when this would exceed the memory.
+PLAN_BYTES_PER_TILE = 1024
+
+
+class UsageError(ValueError):
+    """A bad argument, found before any work: the command line prints it on one line and exits with 2."""
+
+
+def _one_line(error):
+    text = " ".join(str(error).split())
+    return text or type(error).__name__
+
+
+def require_extras(command, *, progress):
+    """Refuse a command that needs tifffile (and tqdm for a progress bar) on a core-only install."""
+    missing = []
+    for name in ("tifffile",) + (("tqdm",) if progress else ()):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise UsageError(f"{command} needs {' and '.join(missing)}, which are not installed: {CLI_EXTRA}")
+
+
+def check_tiling(tile, overlap):
+    if overlap >= tile:
+        raise UsageError(f"--overlap {overlap} must be smaller than --tile {tile}")
+
+
+def check_extension(path, extensions, name="output"):
+    if not os.fspath(path).lower().endswith(extensions):
+        raise UsageError(f"{name} {os.fspath(path)!r} has an unknown extension; expected {', '.join(extensions)}")
+
+
+def check_output(path, *, inputs, name="output", folder_ok=False):
+    """:func:`~seamless_fast._files.check_output_path` with its ValueError as a UsageError."""
+    try:
+        return check_output_path(path, inputs=inputs, name=name, folder_ok=folder_ok)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def open_image(path, **options):
+    """An :class:`~seamless_fast.io.ImageReader` of `path`, or a UsageError naming it."""
+    from .io import ImageReader
+
+    if not os.path.exists(path):
+        raise UsageError(f"input {path!r} does not exist")
+    if os.path.isdir(path):
+        raise UsageError(f"input {path!r} is a folder; expected a TIFF file")
+    try:
+        return ImageReader(path, **options)
+    except (ImportError, MemoryError):
+        raise
+    except Exception as error:  # tifffile's errors for a file that is not a readable TIFF
+        raise UsageError(f"input {path!r} is not a readable TIFF: {_one_line(error)}") from None
+
+
+def _physical_memory():
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not on this system: let the allocation decide
+        return float("inf")
+
+
+def plan_grid(image_size, tile, overlap, **options):
+    """:func:`~seamless_fast.plan_regular_grid`, with sizes too large to plan refused as a UsageError."""
+    from .plan import plan_regular_grid
+
+    check_tiling(tile, overlap)
+    step = tile - overlap
+    tiles = math.prod(max(1, math.ceil((side - overlap) / step)) for side in image_size)
+    if tiles * PLAN_BYTES_PER_TILE > _physical_memory():
+        raise UsageError(f"image size {tuple(image_size)} with --tile {tile} is too large to plan: about "
+                         f"{tiles:.3g} tiles, whose plan needs more than this machine's memory")
+    try:
+        plan, _ = plan_regular_grid(image_size, tile, overlap, **options)
+        return plan
+    except (MemoryError, OverflowError):
+        pass
+    except ValueError as error:
+        if "too big" not in str(error):  # numpy's "array is too big" is a size, not a bad option
+            raise UsageError(_one_line(error)) from None
+    raise UsageError(f"image size {tuple(image_size)} with --tile {tile} is too large to plan: about {tiles:.3g} "
+                     "tiles")
+
+
+# -- plan -----------------------------------------------------------------
+
+def parse_size(text):
+    """(height, width) of a TIFF file or of a ``HEIGHTxWIDTH`` string.
+
+    Examples
+    --------
+    >>> parse_size("40000x30000")
+    (40000, 30000)
+    >>> parse_size("12x")
+    Traceback (most recent call last):
+    ...
+    seamless_fast.jobs.UsageError: image '12x' is neither a file nor a size like 40000x40000
+    """
+    if os.path.exists(text):
+        with open_image(text) as reader:
+            return reader.shape
+    parts = text.lower().split("x")
+    if len(parts) == 2 and all(p.strip().isdigit() for p in parts):
+        size = int(parts[0]), int(parts[1])
+        if min(size) < 1:
+            raise UsageError(f"image size {text!r} must be positive")
+        return size
+    raise UsageError(f"image {text!r} is neither a file nor a size like 40000x40000")
+
+
+def plan_figures(image, *, tile, overlap, channels, max_memory=None):
+    """The figures ``seamless-fast plan`` prints, as a dict.
+
+    Examples
+    --------
+    >>> figures = plan_figures("4000x3000", tile=256, overlap=64, channels=3)
+    >>> figures["grid"], figures["tiles"], figures["buffer_rows"]
+    ([21, 16], 336, 256)
+    """
+    from .plan import analyse_plan
+
+    size = parse_size(image)
+    start = time.perf_counter()
+    plan = plan_grid(size, tile, overlap, max_buffer_bytes=max_memory, channels=channels)
+    planned = time.perf_counter() - start
+    stats = analyse_plan(plan, channels=channels)
+    return dict(image_size=list(size), tile=tile, overlap=overlap, grid=list(plan.grid_shape),
+                tiles=plan.n_loads, cells=plan.n_writes, stripes=len(plan.stripes), buffer_rows=plan.buffer_rows,
+                buffer_bytes=stats.buffer_bytes, output_bytes=size[0] * size[1] * channels * 4,
+                planning_seconds=planned)
+
+
+# -- the model and the area -------------------------------------------------
+
+def load_model(spec):
+    """The callable named by ``MODULE:NAME``; a class is instantiated with no arguments.
+
+    The working directory is searched for MODULE after every installed
+    package, so that a stray ``torch.py`` or ``numpy.py`` there cannot
+    shadow one.
+    """
+    module_name, _, name = spec.partition(":")
+    if not module_name or not name:
+        raise UsageError(f"--model {spec!r} is not MODULE:NAME (e.g. mypackage.models:segmenter)")
+    cwd = os.getcwd()
+    added = cwd not in sys.path
+    if added:
+        sys.path.append(cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:  # ImportError, or whatever the module raised while importing
+        raise UsageError(f"--model {spec!r}: cannot import {module_name!r}: {type(error).__name__}: "
+                         f"{_one_line(error)}") from None
+    finally:
+        if added:
+            sys.path.remove(cwd)
+    model = getattr(module, name, None)
+    if model is None:
+        raise UsageError(f"--model {spec!r}: module {module_name!r} has no {name!r}")
+    if isinstance(model, type):
+        try:
+            model = model()
+        except Exception as error:
+            raise UsageError(f"--model {spec!r}: {name}() failed: {type(error).__name__}: {_one_line(error)}") \
+                from None
+    if not callable(model):
+        raise UsageError(f"--model {spec!r} is not callable")
+    return model
+
+
+def load_area(text, image_size):
+    """The ``--area`` (a GeoJSON file or WKT, x = column, y = row) as a geometry in (y, x), checked."""
+    import shapely
+    import shapely.ops
+
+    if text is None:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # shapely's "invalid value" for NaN: refused below
+            geom = _read_area(text)
+    except Exception as error:
+        raise UsageError(f"--area {text!r} is neither a GeoJSON file nor WKT: {_one_line(error)}") from None
+    if not np.isfinite(shapely.get_coordinates(geom)).all():
+        raise UsageError(f"--area {text!r} has coordinates that are not finite numbers")
+    if geom.is_empty or geom.area <= 0:
+        raise UsageError(f"--area {text!r} encloses no area; expected a polygon")
+    if not geom.is_valid:
+        raise UsageError(f"--area {text!r} is not a valid polygon: {shapely.is_valid_reason(geom)}")
+    height, width = image_size
+    image = shapely.box(0, 0, width, height)
+    if shapely.intersection(geom, image).area <= 0:
+        raise UsageError(f"--area {text!r} (x from {geom.bounds[0]:g} to {geom.bounds[2]:g}, y from "
+                         f"{geom.bounds[1]:g} to {geom.bounds[3]:g}) lies outside the image of {height} rows "
+                         f"and {width} columns")
+    return shapely.ops.transform(lambda x, y: (y, x), geom)  # to the library's (y, x)
+
+
+def _read_area(text):
+    import shapely
+
+    if os.path.exists(text):
+        with open(text) as handle:
+            data = json.load(handle)
+        features = data.get("features", [data]) if data.get("type") == "FeatureCollection" else [data]
+        return shapely.union_all([shapely.geometry.shape(f.get("geometry", f)) for f in features])
+    return shapely.from_wkt(text)
+
+
+def _area_file(text):
+    return text if text is not None and os.path.isfile(text) else None
+
+
+def peak_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def compile_notice():
+    """A context manager that prints the compile notice on stderr (for runs without a progress bar)."""
+    from .pipeline import COMPILE_NOTICE, watch_compiles
+
+    return watch_compiles(lambda: print(COMPILE_NOTICE, file=sys.stderr, flush=True))
+
+
+# -- segment --------------------------------------------------------------
+
+def _compression(name):
+    return None if name in (None, "none") else name
+
+
+def prepare_segment(args):
+    """Check every option of ``seamless-fast segment``; return the job to run (`args` from the parser)."""
+    require_extras("seamless-fast segment", progress=args.progress)
+    check_tiling(args.tile, args.overlap)
+    _check_part_options(args)
+    if args.part is None:
+        check_extension(args.output, TIFF_EXTENSIONS)
+        check_output(args.output, inputs=[args.input, _area_file(args.area)])
+    else:
+        _check_store(args.store, args.input)
+    if args.labels and args.dtype not in (None, "uint8", "uint16", "uint32"):
+        raise UsageError(f"--dtype {args.dtype} does not hold labels; use uint8, uint16 or uint32, or --probabilities")
+    if not args.labels and args.dtype == "uint32":
+        raise UsageError("--dtype uint32 holds labels only; probabilities take float32, float16, uint16 or uint8")
+    if args.compression == "zstd":
+        try:
+            import imagecodecs  # noqa: F401
+        except ImportError:
+            raise UsageError("--compression zstd needs imagecodecs: pip install imagecodecs") from None
+    reader = open_image(args.input, pad=args.pad)
+    try:
+        area = load_area(args.area, reader.shape)
+        if args.part is not None:
+            return _PartJob(args, reader, load_model(args.model), area)
+        plan = plan_grid(reader.shape, args.tile, args.overlap, area=area, window=args.window)
+        model = load_model(args.model)
+        return _SegmentJob(args, reader, plan, model)
+    except BaseException:
+        reader.close()
+        raise
+
+
+def _check_part_options(args):
+    if args.part is None:
+        if args.store is not None:
+            raise UsageError("--store goes with --part K/N")
+        if args.output is None:
+            raise UsageError("the output TIFF is missing (or run one part with --part K/N --store DIR)")
+        return
+    if args.store is None:
+        raise UsageError("--part needs --store DIR, the folder the parts go to")
+    if args.output is not None:
+        raise UsageError(f"a --part run writes to --store; give the output {args.output!r} to "
+                         "`seamless-fast merge --store DIR OUTPUT` instead")
+    if args.dtype is not None:
+        raise UsageError("--dtype is chosen at `seamless-fast merge` for a --part run")
+
+
+def _check_store(store, source):
+    """The parts store may exist (other parts made it) but must not be, or lie inside, the input."""
+    real, source_real = os.path.realpath(store), os.path.realpath(source)
+    same = real == source_real or (os.path.exists(store) and os.path.exists(source) and os.path.samefile(store, source))
+    if same or real.startswith(source_real.rstrip(os.sep) + os.sep):
+        raise UsageError(f"--store {store!r} is the input {source!r}; choose another folder")
+    if os.path.exists(store) and not os.path.isdir(store):
+        raise UsageError(f"--store {store!r} is a file; expected a folder (new, or of earlier parts)")
+    parent = os.path.dirname(os.path.abspath(store))
+    if not os.path.isdir(parent):
+        raise UsageError(f"--store {store!r}: folder {parent!r} does not exist")
+
+
+def probe_channels(model, reader, plan, channel_first, name="input"):
+    """Run the model once on the first tile; return the number of channels it gives (its classes) and its output."""
+    box = tuple(plan.tile_boxes[plan.load_order[0]].tolist())
+    try:
+        batch = reader.read(box)[None]
+    except (MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as error:  # a truncated or corrupt file whose header read well
+        raise UsageError(f"input {name!r}: the first tile {box} cannot be read: {type(error).__name__}: "
+                         f"{_one_line(error)}") from None
+    if channel_first:
+        batch = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+    from .pipeline import _to_numpy
+
+    out = _to_numpy(model(batch))
+    spatial = (out.shape[2:] if channel_first else out.shape[1:3]) if out.ndim == 4 else None
+    if out.ndim != 4 or out.shape[0] != 1 or spatial != (box[2] - box[0], box[3] - box[1]):
+        layout = "(1, C, H, W)" if channel_first else "(1, H, W, C)"
+        raise UsageError(f"--model returned shape {out.shape} for a batch of shape {batch.shape}; expected {layout} "
+                         f"with the tile's H and W (see --channel-first / --channel-last)")
+    return int(out.shape[1] if channel_first else out.shape[-1]), out
+
+
+def check_values(values, dtype):
+    """Refuse a values dtype that cannot store the model's output on the probe tile (logits as uint8, say)."""
+    from .dtypes import to_output_dtype
+
+    try:
+        to_output_dtype(np.asarray(values, np.float32), dtype, name="the model's output on the first tile")
+    except ValueError as error:
+        raise UsageError(f"--dtype {dtype.name}: {_one_line(error)}") from None
+
+
+class _SegmentJob:
+    def __init__(self, args, reader, plan, model):
+        from .dtypes import output_dtype
+        from .io import TiffWriter, metadata_for_output
+
+        self.args, self.reader, self.plan, self.model = args, reader, plan, model
+        self.start = time.perf_counter()
+        channels, probe = probe_channels(model, reader, plan, args.channel_first, args.input)
+        try:
+            self.dtype = output_dtype(args.dtype, labels=args.labels, classes=channels)
+        except ValueError as error:
+            raise UsageError(f"--dtype: {error}") from None
+        if not args.labels:
+            check_values(probe, self.dtype)
+        del probe
+        # labels, and the values of a one-channel model, are a 2-D image
+        self.planes = None if args.labels or channels == 1 else channels
+        try:
+            self.writer = TiffWriter(args.output, reader.shape, channels=self.planes,
+                                     dtype=self.dtype, compression=_compression(args.compression),
+                                     **metadata_for_output(reader))
+        except ValueError as error:
+            raise UsageError(f"output {args.output!r}: {_one_line(error)}") from None
+
+    def run(self):
+        from .pipeline import run_pipeline
+
+        args = self.args
+        try:
+            with self.writer, (_nothing() if args.progress else compile_notice()):
+                run_pipeline(self.plan, self.reader.read, self.model,
+                             _writer_sink(self.writer, args.channel_first, self.dtype, self.planes is None),
+                             batch_size=args.batch_size, channel_first=args.channel_first, labels=args.labels,
+                             progress=True if args.progress else None)
+        finally:
+            self.reader.close()
+        return (f"wrote {args.output} ({self.dtype.name}): {self.plan.n_loads} tiles in "
+                f"{time.perf_counter() - self.start:.1f} s, peak memory {peak_mib():.0f} MiB")
+
+
+class _nothing:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc_info):
+        return False
+
+
+def _writer_sink(writer, channel_first, dtype, flat):
+    """write_cells for run_pipeline: each cell, checked into the stored dtype, into the TIFF (channel-last;
+    `flat`: a 2-D TIFF, so a single channel loses its axis)."""
+    from .dtypes import to_output_dtype
+
+    def write_cells(cells):
+        for cell in cells:
+            data = cell.data
+            if data.ndim == 3:
+                data = data.transpose(1, 2, 0) if channel_first else data
+                data = data[..., 0] if flat else data
+            writer.write(cell.box, to_output_dtype(data, dtype, name=f"output cell {cell.index}"))
+    return write_cells
+
+
+class _PartJob:
+    def __init__(self, args, reader, model, area):
+        from .store import Job, PartStore
+
+        self.args, self.reader, self.model = args, reader, model
+        self.part, parts = args.part
+        try:
+            job = Job.from_options(reader.shape, args.tile, args.overlap, parts=parts, area=area,
+                                   window=args.window, labels=args.labels, channel_first=args.channel_first)
+            self.store = PartStore(args.store, job)
+        except (ValueError, ImportError) as error:
+            raise UsageError(_one_line(error)) from None
+
+    def run(self):
+        args, part, store = self.args, self.part, self.store
+        parts = store.job.parts
+        try:
+            if store.result(part) is not None:
+                return f"part {part}/{parts} is already complete in {args.store}; nothing to do"
+            with _nothing() if args.progress else compile_notice():
+                result = store.run_part(part, self.reader.read, self.model, batch_size=args.batch_size,
+                                        progress=True if args.progress else None)
+        finally:
+            self.reader.close()
+        return (f"part {part}/{parts}: {result.tiles} tiles in {result.seconds:.1f} s, "
+                f"{result.row_bytes / 2**20:.1f} MiB of rows, {result.seam_bytes / 2**20:.1f} MiB at seams, peak "
+                f"memory {peak_mib():.0f} MiB; missing parts: {store.missing_parts() or 'none'}")
+
+
+# -- merge ----------------------------------------------------------------
+
+def prepare_merge(args):
+    """Check every option of ``seamless-fast merge``; return the job to run."""
+    from .dtypes import output_dtype
+
+    check_extension(args.output, MERGE_EXTENSIONS)
+    zarr_output = args.output.lower().endswith(".zarr")
+    if not zarr_output:
+        require_extras("seamless-fast merge to a TIFF", progress=False)
+    check_output(args.output, inputs=[args.store], folder_ok=zarr_output)
+    if not os.path.exists(args.store):
+        raise UsageError(f"--store {args.store!r} does not exist")
+    if not os.path.isdir(args.store):
+        raise UsageError(f"--store {args.store!r} is not a folder")
+    try:
+        from .store import PartStore
+
+        store = PartStore(args.store)
+        store.check_complete()
+        results = [store.result(q) for q in range(store.job.parts)]
+        dtype = output_dtype(args.dtype, labels=store.job.labels, classes=max(r.channels for r in results))
+    except (ValueError, ImportError) as error:
+        raise UsageError(_one_line(error)) from None
+    return _MergeJob(args, store, dtype)
+
+
+class _MergeJob:
+    def __init__(self, args, store, dtype):
+        self.args, self.store, self.dtype = args, store, dtype
+
+    def run(self):
+        start = time.perf_counter()
+        try:
+            self.store.merge(self.args.output, dtype=self.dtype, compression=_compression(self.args.compression))
+        except ValueError as error:  # the store's own checks (output, dtype, a tampered part)
+            raise UsageError(_one_line(error)) from None
+        return (f"wrote {self.args.output} ({self.dtype.name}) from {self.store.job.parts} parts in "
+                f"{time.perf_counter() - start:.1f} s")
+
+
+# -- demo -----------------------------------------------------------------
+
+def prepare_demo(args):
+    """Check the options of ``seamless-fast demo``; return the job to run."""
+    require_extras("seamless-fast demo", progress=args.progress)
+    check_tiling(args.tile, args.overlap)
+    if not args.tile < args.size <= DEMO_MAX_SIZE:
+        raise UsageError(f"--size {args.size} must be larger than --tile {args.tile} (so that there are seams to "
+                         f"show) and at most {DEMO_MAX_SIZE}")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UsageError(f"--out {args.out!r} is a file; expected a folder (new or existing)")
+    parent = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(parent):
+        raise UsageError(f"--out {args.out!r}: folder {parent!r} does not exist")
+    if os.path.isdir(args.out):
+        for name in ("naive.tif", "seamless.tif", "naive_vs_seamless.png"):
+            check_output(os.path.join(args.out, name), inputs=[], name="--out")
+    return _DemoJob(args)
+
+
+class _DemoJob:
+    def __init__(self, args):
+        self.args = args
+
+    def run(self):
+        from .demo import run_demo
+
+        os.makedirs(self.args.out, exist_ok=True)
+        with _nothing() if self.args.progress else compile_notice():
+            return run_demo(self.args.size, self.args.tile, self.args.overlap, self.args.out,
+                            progress=self.args.progress)
