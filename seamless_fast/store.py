@@ -303,6 +303,19 @@ class PartStore:
         """Parts not complete yet."""
         return [q for q in range(self.job.parts) if self.result(q) is None]
 
+    def parts_to_run(self):
+        """Parts not complete, or whose files no longer match their record (reads the complete parts' chunks)."""
+        todo = []
+        for q in range(self.job.parts):
+            if self.result(q) is None:
+                todo.append(q)
+                continue
+            try:
+                self.verify([q])
+            except ValueError:
+                todo.append(q)
+        return todo
+
     def check_complete(self):
         """Raise a ValueError naming the parts that are not complete yet, if any."""
         missing = self.missing_parts()
