@@ -27,6 +27,7 @@ __all__ = ["checksum", "read_json", "chunk_keys", "build_record", "record_proble
 RECORD = "complete"  # attribute of a part's group: the completion record
 ARRAY_CONFIG = {"write_empty_chunks": True}  # every chunk a file, so that a missing one is damage
 KEY_ENCODING = {"name": "default", "separator": "/"}
+MAX_JSON_BYTES = 256 * 2**20  # a manifest lists about 30 bytes per chunk
 
 
 def checksum(data):
@@ -40,11 +41,16 @@ def read_json(path, what):
     """(parsed JSON, raw bytes) of `path`; a ValueError naming `what` if it cannot be read."""
     try:
         with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > MAX_JSON_BYTES:
+                raise ValueError(f"{what} has {size} bytes, more than any this store writes")
             raw = handle.read()
         data = json.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise ValueError(f"{what} is missing") from None
     except (OSError, UnicodeDecodeError, ValueError) as error:
+        if str(error).startswith(what):
+            raise
         raise ValueError(f"{what} cannot be read ({type(error).__name__})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{what} is not a JSON object")
@@ -58,8 +64,11 @@ def chunk_keys(shape, chunks):
         yield "c/" + "/".join(map(str, index)) if index else "c"
 
 
-def _file_sum(path):
+def _file_sum(path, size=None):
+    """[bytes, CRC-32] of a file; None without reading it when it does not have `size` bytes."""
     with open(path, "rb") as handle:
+        if size is not None and os.fstat(handle.fileno()).st_size != size:
+            return None
         data = handle.read()
     return [len(data), zlib.crc32(data)]
 
@@ -159,6 +168,8 @@ def check_part_metadata(store_path, part, record, partition, job_json, root_meta
     for name, (shape, chunks, dtype) in want.items():
         entry = arrays[name]
         what = f"{where}: array {name}"
+        if not isinstance(entry, dict):
+            raise ValueError(f"{what}: its record entry is malformed")
         if entry.get("shape") != list(shape) or entry.get("chunks") != list(chunks):
             raise ValueError(f"{what} has shape {entry.get('shape')} in chunks {entry.get('chunks')}; the job's "
                              f"partition needs {list(shape)} in chunks {list(chunks)}")
@@ -169,7 +180,8 @@ def check_part_metadata(store_path, part, record, partition, job_json, root_meta
         elif entry.get("dtype") != dtype:
             raise ValueError(f"{what} has dtype {entry.get('dtype')!r}; expected {dtype}")
         sums = entry.get("sums")
-        if not isinstance(sums, list) or len(sums) != math.prod(math.ceil(s / c) for s, c in zip(shape, chunks)):
+        if (not isinstance(sums, list) or len(sums) != math.prod(math.ceil(s / c) for s, c in zip(shape, chunks))
+                or not all(isinstance(pair, list) and len(pair) == 2 for pair in sums)):
             raise ValueError(f"{what}: its record does not list every chunk")
         folder = os.path.join(part_path, name)
         meta, raw = read_json(os.path.join(folder, "zarr.json"), f"{what}: zarr.json")
@@ -215,13 +227,14 @@ def check_part_chunks(part, found):
     for name, (folder, shape, chunks, sums) in found.items():
         for key, (size, crc) in zip(chunk_keys(shape, chunks), sums):
             what = f"part {part}: array {name} chunk {key}"
+            path = os.path.join(folder, key)
             try:
-                got = _file_sum(os.path.join(folder, key))
+                got = _file_sum(path, size)
             except FileNotFoundError:
                 raise ValueError(f"{what} is missing") from None
             except OSError as error:
                 raise ValueError(f"{what} cannot be read ({error.strerror})") from None
-            if got[0] != size:
-                raise ValueError(f"{what} has {got[0]} bytes; {size} were written")
+            if got is None or got[0] != size:
+                raise ValueError(f"{what} has {os.path.getsize(path)} bytes; {size} were written")
             if got[1] != crc:
                 raise ValueError(f"{what} was changed (CRC-32 mismatch)")
