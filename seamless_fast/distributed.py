@@ -151,7 +151,7 @@ def run_dask(source, model_factory, store, *, tile_size=256, overlap=64, parts=N
 
 
 def _check_output(output, source, store, labels, dtype, compression):
-    """Refuse a bad output before any part runs: its name, its place (not the source or the store), dtype, compression."""
+    """Refuse a bad output before any part runs: its name, its place (not the source or store), dtype, compression."""
     from ._files import check_output_path
     from .dtypes import output_dtype
 
