@@ -164,6 +164,9 @@ def check_part_metadata(store_path, part, record, partition, job_json, root_meta
     if not isinstance(arrays, dict) or set(arrays) != set(want):
         raise ValueError(f"{where}: its record lists arrays {sorted(arrays or ())}; the job's partition needs "
                          f"{sorted(want)}")
+    for entry in sorted(os.listdir(part_path)):  # the merge must not find an array the record does not vouch for
+        if entry not in want and os.path.lexists(os.path.join(part_path, entry, "zarr.json")):
+            raise ValueError(f"{where}: it holds an array {entry!r} that its record does not list")
     found = {}
     for name, (shape, chunks, dtype) in want.items():
         entry = arrays[name]

@@ -197,3 +197,9 @@ def test_verify_and_merge_of_an_undamaged_copy_pass(complete_store, tmp_path):
     assert [r.part for r in results] == [0, 1, 2]
     PartStore(path).merge(tmp_path / "out.zarr")
     assert zarr.open_array(tmp_path / "out.zarr", mode="r").shape == IMAGE.shape
+
+
+def test_an_array_the_record_does_not_list_is_refused(complete_store, tmp_path):
+    path = copy_of(complete_store, tmp_path)
+    shutil.copytree(path / "part1" / "crops", path / "part0" / "crops")  # part 0 hands over no crops
+    assert_refused(path, tmp_path, match="part 0: it holds an array 'crops' that its record does not list")
