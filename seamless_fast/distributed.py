@@ -7,7 +7,7 @@ the seams and writes the output. Every tile is computed once across the
 cluster, and the output equals a single-process run bit for bit. A task whose
 worker dies is run again by Dask from its first tile; parts already complete
 in the store are not run again, so calling :func:`run_dask` again after a
-failure only does what is missing.
+failure only does what is missing (or no longer matches what a part wrote).
 
 The store (and the output) must be on a filesystem every worker sees.
 """
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._validate import as_positive_int, check_callable
+from .dtypes import label_dtype
 
 __all__ = ["run_dask", "DaskResult"]
 
@@ -109,9 +110,14 @@ def run_dask(source, model_factory, store, *, tile_size=256, overlap=64, parts=N
     n_workers = as_positive_int(n_workers, "n_workers")
     if client is not None and not isinstance(client, distributed.Client):
         raise ValueError(f"client={client!r} is not a distributed.Client")
+    if output is not None:
+        output = _check_output(output, source, store, labels, output_dtype, compression)
     start = time.perf_counter()
     with ImageReader(_open_source(source), pad=pad) as reader:
         image_size = reader.shape
+    # every option but the number of parts checked before a cluster starts
+    Job.from_options(image_size, tile_size, overlap, parts=1 if parts is None else parts, area=area, window=window,
+                     labels=labels, channel_first=channel_first)
     own_cluster = None
     if client is None:
         own_cluster = distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
@@ -126,10 +132,9 @@ def run_dask(source, model_factory, store, *, tile_size=256, overlap=64, parts=N
         token = uuid.uuid4().hex
         futures = [client.submit(_run_part_task, part_store.path, part, source, model_factory, token, pad,
                                  batch_size, key=f"seamless_fast-part-{part}-{token}", pure=False)
-                   for part in part_store.missing_parts()]
+                   for part in part_store.parts_to_run()]
         client.gather(futures)
-        if output is not None:
-            output = os.fspath(output)
+        if output is not None:  # the merge verifies every part before it opens the output
             client.submit(_merge_task, part_store.path, output, output_dtype, compression,
                           key=f"seamless_fast-merge-{token}", pure=False).result()
     finally:
@@ -139,10 +144,28 @@ def run_dask(source, model_factory, store, *, tile_size=256, overlap=64, parts=N
     results = [part_store.result(q) for q in range(job.parts)]
     first = results[0]
     per_pixel = 1 if labels else first.channels
-    itemsize = 1 if labels else np.dtype(first.dtype).itemsize
+    itemsize = (label_dtype(first.channels) if labels else np.dtype(first.dtype)).itemsize
     return DaskResult(parts=results, seconds=time.perf_counter() - start,
                       seam_bytes=sum(r.seam_bytes for r in results),
                       output_bytes=image_size[0] * image_size[1] * per_pixel * itemsize, output=output)
+
+
+def _check_output(output, source, store, labels, dtype, compression):
+    """Refuse a bad output before any part runs: its name, its place (not the source or store), dtype, compression."""
+    from ._files import check_output_path
+    from .dtypes import output_dtype
+
+    output = os.fspath(output)
+    lower = output.lower()
+    if not lower.endswith((".tif", ".tiff", ".zarr")):
+        raise ValueError(f"output={output!r}: expected a .tif, .tiff or .zarr name")
+    inputs = [store] + ([source] if isinstance(source, (str, os.PathLike)) else [])
+    check_output_path(output, inputs=inputs, folder_ok=lower.endswith(".zarr"))
+    if dtype is not None:  # whether it holds every class is known once the model ran; the merge checks that
+        output_dtype(dtype, labels=labels, classes=1)
+    if compression not in (None, "zlib", "zstd"):
+        raise ValueError(f"compression={compression!r} is not supported; expected None, 'zlib' or 'zstd'")
+    return output
 
 
 def _open_source(source):

@@ -128,3 +128,43 @@ def test_run_dask_refuses_bad_input_before_starting(tmp_path):
         run_dask(str(tmp_path / "missing.tif"), factory, tmp_path / "s.zarr")
     with pytest.raises(ValueError, match="client='local' is not a distributed.Client"):
         run_dask(np.zeros((10, 10)), factory, tmp_path / "s.zarr", client="local")
+
+
+@pytest.mark.parametrize("output, options, message", [
+    ("s.zarr", {}, "is the input"),
+    ("in.tif", {}, "is the input"),
+    ("s.zarr/out.zarr", {}, "lies inside the input"),
+    ("out.png", {}, r"expected a .tif, .tiff or .zarr name"),
+    ("plain", {}, r"expected a .tif, .tiff or .zarr name"),
+    ("plain.zarr", {}, "is an existing folder"),
+    ("out.tif", {"output_dtype": "int8"}, "dtype='int8' is not supported"),
+    ("out.tif", {"output_dtype": "float32"}, "does not store labels"),
+    ("out.tif", {"compression": "lzw"}, "compression='lzw' is not supported"),
+])
+def test_run_dask_refuses_a_bad_output_before_any_part_runs(tmp_path, output, options, message):
+    tifffile.imwrite(tmp_path / "in.tif", np.zeros((64, 64, 3), np.float32), photometric="rgb")
+    (tmp_path / "plain.zarr").mkdir()
+    if output.startswith("s.zarr"):  # an existing store of another run
+        from seamless_fast.store import Job, PartStore
+
+        PartStore(tmp_path / "s.zarr", Job.from_options((64, 64), 32, 8, parts=1))
+    before = sorted(os.listdir(tmp_path))
+    with pytest.raises(ValueError, match=message):
+        run_dask(str(tmp_path / "in.tif"), factory, tmp_path / "s.zarr", output=tmp_path / output,
+                 **options)
+    assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_run_dask_runs_a_damaged_part_again(tmp_path, image_path, expected, client):
+    store = tmp_path / "parts.zarr"
+    run_dask(str(image_path), factory, store, tile_size=TILE, overlap=OVERLAP, parts=3, labels=True,
+             output=tmp_path / "first.zarr", client=client)
+    os.remove(store / "part1" / "zarr.json")  # part 1 no longer complete
+    chunk = next((store / "part2" / "rows" / "c").rglob("*"))
+    while chunk.is_dir():
+        chunk = next(chunk.iterdir())
+    chunk.write_bytes(chunk.read_bytes()[:-1])  # part 2 complete, but one of its chunks truncated
+    result = run_dask(str(image_path), factory, store, tile_size=TILE, overlap=OVERLAP, parts=3, labels=True,
+                      output=tmp_path / "second.zarr", client=client)
+    assert [r.part for r in result.parts] == [0, 1, 2]
+    np.testing.assert_array_equal(zarr.open_array(tmp_path / "second.zarr", mode="r")[:], expected[True])

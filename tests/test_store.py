@@ -67,8 +67,11 @@ def test_merge_needs_every_part_and_output_is_exact_as_tiff_and_zarr(tmp_path):
     want = expected_output()
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "out.tif"), want)
     np.testing.assert_array_equal(zarr.open_array(tmp_path / "out.zarr", mode="r")[:], want)
-    store.merge(tmp_path / "out.zarr", dtype="uint8")  # replaces the earlier output once complete
-    assert zarr.open_array(tmp_path / "out.zarr", mode="r").dtype == np.uint8
+    with pytest.raises(ValueError, match="not probabilities in"):  # the model's values are not in [0, 1]
+        store.merge(tmp_path / "out.zarr", dtype="uint8")
+    np.testing.assert_array_equal(zarr.open_array(tmp_path / "out.zarr", mode="r")[:], want)  # earlier output kept
+    store.merge(tmp_path / "out.zarr", dtype="float16")  # replaces the earlier output once complete
+    assert zarr.open_array(tmp_path / "out.zarr", mode="r").dtype == np.float16
     assert sorted(os.listdir(tmp_path)) == ["out.tif", "out.zarr", "s.zarr"]  # no temporary left
 
 

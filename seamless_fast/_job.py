@@ -1,0 +1,107 @@
+"""The job of a partitioned run: what every part must agree on, checked on the way in and out of a store."""
+
+from dataclasses import asdict, dataclass, fields
+
+from ._validate import as_pair, as_positive_int, check_area, check_bool
+from .partition import partition_plan
+from .plan import plan_regular_grid
+from .windows import WINDOWS
+
+__all__ = ["Job"]
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every part of a partitioned run must agree on: from it each part rebuilds the same plan.
+
+    Parameters
+    ----------
+    image_size, tile_size, overlap
+        As for :func:`~seamless_fast.plan_regular_grid`.
+    parts : int
+        Bands of tile rows the plan is cut into.
+    window : str
+        One of the built-in separable windows.
+    area : str, optional
+        The area as hex WKB (exact, unlike WKT), see :meth:`from_options`.
+    labels : bool
+        Parts keep arg-max labels instead of values.
+    channel_first : bool
+        Layout of the model's outputs.
+    chunk : int
+        Chunk side of the stored rows (and of a zarr output).
+    """
+
+    image_size: tuple
+    tile_size: tuple
+    overlap: tuple
+    parts: int
+    window: str = "pyramid"
+    area: str = None
+    labels: bool = False
+    channel_first: bool = True
+    chunk: int = 512
+
+    @classmethod
+    def from_options(cls, image_size, tile_size, overlap, *, parts, area=None, window="pyramid", labels=False,
+                     channel_first=True, chunk=512):
+        """Validate the options and build a Job (`area` a shapely geometry in (y, x) order, or None)."""
+        job = cls._checked(image_size, tile_size, overlap, parts=parts, area=area, window=window, labels=labels,
+                           channel_first=channel_first, chunk=chunk)
+        job.partition()  # raises now, naming the bad option, rather than in every part
+        return job
+
+    @classmethod
+    def _checked(cls, image_size, tile_size, overlap, *, parts, area, window, labels, channel_first, chunk):
+        """Every option checked on its own (the partition is not made)."""
+        import shapely
+
+        image_size = as_pair(image_size, "image_size", minimum=1)
+        area = check_area(area, image_size)
+        if not isinstance(window, str) or window not in WINDOWS:
+            raise ValueError(f"window={window!r}: partitioned runs take a built-in window, one of {sorted(WINDOWS)}")
+        return cls(image_size=image_size, tile_size=as_pair(tile_size, "tile_size", minimum=1),
+                   overlap=as_pair(overlap, "overlap", minimum=0), parts=as_positive_int(parts, "parts"),
+                   window=window, area=None if area is None else shapely.to_wkb(area, hex=True),
+                   labels=check_bool(labels, "labels"), channel_first=check_bool(channel_first, "channel_first"),
+                   chunk=as_positive_int(chunk, "chunk"))
+
+    def plan(self):
+        """The whole run's plan."""
+        import shapely
+
+        area = None if self.area is None else shapely.from_wkb(self.area)
+        plan, _ = plan_regular_grid(self.image_size, self.tile_size, self.overlap, area, window=self.window)
+        return plan
+
+    def partition(self):
+        return partition_plan(self.plan(), self.parts)
+
+    def to_json(self):
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, data):
+        """The Job of :meth:`to_json`'s `data`, every attribute checked as :meth:`from_options` checks it.
+
+        The partition is not made: :meth:`partition` raises if it cannot be.
+        """
+        names = sorted(field.name for field in fields(cls))
+        if not isinstance(data, dict) or sorted(data) != names:
+            raise ValueError(f"job attributes {sorted(data) if isinstance(data, dict) else data!r}; expected {names}")
+        area = data["area"]
+        geometry = None
+        if area is not None:
+            import shapely
+
+            try:
+                geometry = shapely.from_wkb(area) if isinstance(area, str) else None
+            except Exception:  # shapely raises its own errors for bad WKB
+                geometry = None
+            if geometry is None:
+                raise ValueError(f"area={str(area)[:60]!r} is not a geometry in hex WKB")
+        options = {key: value for key, value in data.items() if key not in ("image_size", "tile_size", "overlap")}
+        job = cls._checked(data["image_size"], data["tile_size"], data["overlap"], **dict(options, area=geometry))
+        if job.area != area:
+            raise ValueError(f"area={str(area)[:60]!r} is not the hex WKB this store would hold")
+        return job
