@@ -437,7 +437,7 @@ class _PartJob:
         args, part, store = self.args, self.part, self.store
         parts = store.job.parts
         try:
-            if store.result(part) is not None:
+            if store.result(part) is not None and _verifies(store, part):
                 return f"part {part}/{parts} is already complete in {args.store}; nothing to do"
             with _nothing() if args.progress else compile_notice():
                 result = store.run_part(part, self.reader.read, self.model, batch_size=args.batch_size,
@@ -447,6 +447,15 @@ class _PartJob:
         return (f"part {part}/{parts}: {result.tiles} tiles in {result.seconds:.1f} s, "
                 f"{result.row_bytes / 2**20:.1f} MiB of rows, {result.seam_bytes / 2**20:.1f} MiB at seams, peak "
                 f"memory {peak_mib():.0f} MiB; missing parts: {store.missing_parts() or 'none'}")
+
+
+def _verifies(store, part):
+    """Whether a complete part still holds what its record says (a damaged one is run again)."""
+    try:
+        store.verify([part])
+    except ValueError:
+        return False
+    return True
 
 
 # -- merge ----------------------------------------------------------------

@@ -231,6 +231,11 @@ def test_command_line_parts_in_any_order_then_merge_equal_one_segment_run(tmp_pa
     assert "missing parts: none" in run.stderr
     run = cli("segment", "in.tif", *common, "--part", "1/2", "--store", "parts.zarr", cwd=tmp_path)
     assert run.returncode == 0 and "already complete" in run.stderr
+    chunk = next(p for p in sorted((tmp_path / "parts.zarr" / "part1").rglob("*")) if p.is_file()
+                 and p.name != "zarr.json")
+    chunk.write_bytes(chunk.read_bytes()[: len(chunk.read_bytes()) // 2])  # a damaged part is run again
+    run = cli("segment", "in.tif", *common, "--part", "1/2", "--store", "parts.zarr", cwd=tmp_path)
+    assert run.returncode == 0 and "already complete" not in run.stderr and "tiles in" in run.stderr
     run = cli("merge", "--store", "parts.zarr", "merged.tif", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "merged.tif"), tifffile.imread(tmp_path / "whole.tif"))
