@@ -412,6 +412,10 @@ class Blender:
         else:
             self._tile_shape = lambda h, w: (h, w, c)
         dtype = self._dtype = planes.dtype
+        self._labels_dtype = label_dtype(c)
+        if self.out is not None:  # checked before anything is allocated or reserved
+            self._out_planes = _output_planes(self.out, ndim, self.labels, self.channel_first, c, dtype,
+                                              self._labels_dtype)
         width = int((plan.stripes[:, 1] - plan.stripes[:, 0]).max())
         self._acc = self._buffer((planes.shape[0], plan.buffer_rows, width * self._group), dtype, "buffer")
         if len(plan.stripes) > 1:
@@ -430,11 +434,8 @@ class Blender:
         self._scratch = _new_array(np.empty, (planes.shape[0], rows, cell_width * self._group), dtype,
                                    "the scratch rows of the blend")
         self._label = _new_array(np.empty, (rows, cell_width), dtype, "the label rows of the blend")
-        self._labels_dtype = label_dtype(c)
         # where a step that finishes no cell "writes" (nothing): of the cells' type, so no kernel is compiled for it
         if self.out is not None:
-            self._out_planes = _output_planes(self.out, ndim, self.labels, self.channel_first, c, dtype,
-                                              self._labels_dtype)
             self._no_cell = self._out_planes
         elif self.labels:
             self._no_cell = np.empty((1, 1), self._labels_dtype)
