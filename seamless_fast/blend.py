@@ -68,6 +68,8 @@ class OutputCell(NamedTuple):
         return slice(self.box[0], self.box[2]), slice(self.box[1], self.box[3])
 
 
+_END = object()  # what next() gives for an exhausted iterator of tiles
+
 # OutputCell((index, box, data)) without the Python-level __new__ of a named tuple, for the push path
 _new_cell = functools.partial(tuple.__new__, OutputCell)
 
@@ -75,13 +77,28 @@ _new_cell = functools.partial(tuple.__new__, OutputCell)
 def accumulator_dtype(tile_dtype):
     """The float dtype tiles of `tile_dtype` are blended in (see the dtype policy)."""
     tile_dtype = np.dtype(tile_dtype)
-    if tile_dtype.kind == "f":
+    if tile_dtype.kind == "f" and tile_dtype.itemsize <= 8:
         return np.dtype(np.float64) if tile_dtype.itemsize > 4 else np.dtype(np.float32)
     if tile_dtype.kind in "iu":
         return np.dtype(np.float64) if tile_dtype.itemsize > 2 else np.dtype(np.float32)
     if tile_dtype.kind == "b":
         return np.dtype(np.float32)
-    raise ValueError(f"tile dtype {tile_dtype} is not supported; expected a real float, integer or bool dtype")
+    raise ValueError(f"tile dtype {tile_dtype} is not supported; expected a real float of at most 64 bits, "
+                     "an integer or a bool dtype")
+
+
+def _check_accumulator(dtype):
+    """The `dtype=` option as a numpy dtype (None stays None): float32 or float64, the kernels' types."""
+    if dtype is None:
+        return None
+    try:
+        checked = np.dtype(dtype)
+    except TypeError:
+        checked = None
+    if checked is None or checked.kind != "f" or checked.itemsize not in (4, 8):
+        shown = repr(dtype) if checked is None else str(checked)
+        raise ValueError(f"dtype={shown} is not a supported accumulator; expected float32 or float64")
+    return checked
 
 
 def label_dtype(channels):
@@ -156,11 +173,7 @@ class Blender:
         self.labels = check_bool(labels, "labels")
         self.channel_first = check_bool(channel_first, "channel_first")
         self.check_finite = check_bool(check_finite, "check_finite")
-        if dtype is not None:
-            dtype = np.dtype(dtype)
-            if dtype.kind != "f" or dtype.itemsize < 4:
-                raise ValueError(f"dtype={dtype} is not a supported accumulator; expected float32 or float64")
-        self.dtype = dtype
+        self.dtype = _check_accumulator(dtype)
         if cache_dir is not None and not os.path.isdir(cache_dir):
             raise ValueError(f"cache_dir={str(cache_dir)!r} is not an existing directory")
         self.cache_dir = cache_dir
@@ -337,6 +350,9 @@ class Blender:
         arr = tile if type(tile) is np.ndarray else self._as_array(tile)
         if arr.dtype.kind not in "fiub":
             raise ValueError(f"{self._describe()} has dtype {arr.dtype}; expected a real float, integer or bool dtype")
+        if arr.dtype.kind == "f" and arr.dtype.itemsize > 8:
+            raise ValueError(f"{self._describe()} has dtype {arr.dtype}; expected a real float of at most 64 bits "
+                             "(blending would round it to float64)")
         if self._ndim is not None and arr.ndim != self._ndim:
             raise ValueError(f"{self._describe()} has {arr.ndim} dimensions; earlier tiles had {self._ndim}")
         if arr.ndim == 2:
@@ -344,9 +360,13 @@ class Blender:
         elif arr.ndim == 3:
             spatial, channels = (arr.shape[1:], arr.shape[0]) if self.channel_first else (arr.shape[:2], arr.shape[2])
         else:
-            raise ValueError(f"{self._describe()} has shape {arr.shape}; expected {self._expected(h, w)}")
+            raise ValueError(f"{self._describe()} has shape {arr.shape}; expected "
+                             f"{'(C, H, W)' if self.channel_first else '(H, W, C)'} or (H, W)")
         if spatial != (h, w) or (self.channels is not None and channels != self.channels):
-            raise ValueError(f"{self._describe()} has shape {arr.shape}; expected {self._expected(h, w, arr.ndim)}")
+            c = self.channels or "C"
+            expect = (h, w) if arr.ndim == 2 else (c, h, w) if self.channel_first else (h, w, c)
+            raise ValueError(f"{self._describe()} has shape {arr.shape}; expected {expect}"
+                             + ("" if arr.ndim == 2 else f" (channel_first={self.channel_first})"))
         if channels == 0:
             raise ValueError(f"{self._describe()} has no channels")
         dtype = self.dtype or (self._acc.dtype if self._acc is not None else accumulator_dtype(arr.dtype))
@@ -363,13 +383,13 @@ class Blender:
             raise ValueError(f"{self._describe()} contains NaN or inf (check_finite=True)")
         return planes, arr.ndim, channels
 
-    def _expected(self, h, w, ndim=None):
-        """The shape the tile of size (h, w) must have, in words."""
+    def _expected(self, h, w):
+        """The shape the next tile, of size (h, w), must have, in words."""
         c = self.channels or "C"
         three = f"({c}, {h}, {w})" if self.channel_first else f"({h}, {w}, {c})"
-        if ndim == 2 or (ndim is None and self._ndim == 2):
+        if self._ndim == 2:
             return f"({h}, {w})"
-        if ndim == 3 or self._ndim == 3:
+        if self._ndim == 3:
             return f"{three} (channel_first={self.channel_first})"
         return f"{three} (channel_first={self.channel_first}) or ({h}, {w})"
 
@@ -599,14 +619,19 @@ def blend(plan, tiles, *, out=None, labels=False, channel_first=False, dtype=Non
     """
     from .run import iterate_tiles
 
-    tiles = iter(tiles)
-    first = next(tiles, None)
-    if out is None and first is not None:
-        out = _allocate_output(plan, first, labels, channel_first, dtype)
-    if first is not None:
-        tiles = itertools.chain([first], tiles)
+    # every option is checked before a tile is read or the output allocated
     with Blender(plan, labels=labels, channel_first=channel_first, dtype=dtype, check_finite=check_finite,
                  cache_dir=cache_dir, parallel=parallel, out=out) as blender:
+        try:
+            tiles = iter(tiles)
+        except TypeError:
+            raise ValueError(f"tiles must be an iterable of arrays; got {type(tiles).__name__}") from None
+        if out is None:
+            first = next(tiles, _END)
+            if first is not _END:
+                out = blender.out = _allocate_output(plan, first, blender.labels, blender.channel_first,
+                                                     blender.dtype)
+                tiles = itertools.chain([first], tiles)
         for _ in iterate_tiles(blender, tiles):
             pass
     return out
@@ -619,13 +644,14 @@ def _allocate_output(plan, sample, labels, channel_first, dtype):
         sample = np.asarray(sample)
     except Exception:
         return None
-    if sample.ndim not in (2, 3) or sample.dtype.kind not in "fiub" or 0 in sample.shape:
+    if (sample.ndim not in (2, 3) or sample.dtype.kind not in "fiub" or 0 in sample.shape
+            or (sample.dtype.kind == "f" and sample.dtype.itemsize > 8)):
         return None
     channels = 1 if sample.ndim == 2 else sample.shape[0] if channel_first else sample.shape[2]
     if labels:
         shape, dtype = (h, w), label_dtype(channels)
     else:
-        dtype = np.dtype(dtype) if dtype is not None else accumulator_dtype(sample.dtype)
+        dtype = accumulator_dtype(sample.dtype) if dtype is None else dtype
         shape = (h, w) if sample.ndim == 2 else (channels, h, w) if channel_first else (h, w, channels)
     return _new_array(np.zeros, shape, dtype, "the output", hint="pass out= (a numpy.memmap works) or take "
                       "the cells as they come from a Blender or run_plan")

