@@ -30,6 +30,8 @@ import numba
 import numpy as np
 
 from . import _kernels
+from ._arrays import (accumulator_dtype, allocate_output, check_accumulator, check_out, label_dtype, new_array,
+                      output_planes, too_large)
 from ._jit import parallel_is_safe, parallel_lock
 from ._seams import SeamFiles, owned_cleanup, remove_files, reserve
 from ._simd import HALF_IN_HARDWARE
@@ -72,40 +74,6 @@ _END = object()  # what next() gives for an exhausted iterator of tiles
 
 # OutputCell((index, box, data)) without the Python-level __new__ of a named tuple, for the push path
 _new_cell = functools.partial(tuple.__new__, OutputCell)
-
-
-def accumulator_dtype(tile_dtype):
-    """The float dtype tiles of `tile_dtype` are blended in (see the dtype policy)."""
-    tile_dtype = np.dtype(tile_dtype)
-    if tile_dtype.kind == "f" and tile_dtype.itemsize <= 8:
-        return np.dtype(np.float64) if tile_dtype.itemsize > 4 else np.dtype(np.float32)
-    if tile_dtype.kind in "iu":
-        return np.dtype(np.float64) if tile_dtype.itemsize > 2 else np.dtype(np.float32)
-    if tile_dtype.kind == "b":
-        return np.dtype(np.float32)
-    raise ValueError(f"tile dtype {tile_dtype} is not supported; expected a real float of at most 64 bits, "
-                     "an integer or a bool dtype")
-
-
-def _check_accumulator(dtype):
-    """The `dtype=` option as a numpy dtype (None stays None): float32 or float64, the kernels' types."""
-    if dtype is None:
-        return None
-    try:
-        checked = np.dtype(dtype)
-    except TypeError:
-        checked = None
-    if checked is None or checked.kind != "f" or checked.itemsize not in (4, 8):
-        shown = repr(dtype) if checked is None else str(checked)
-        raise ValueError(f"dtype={shown} is not a supported accumulator; expected float32 or float64")
-    return checked
-
-
-def label_dtype(channels):
-    """Smallest label dtype for `channels` classes."""
-    if channels <= 256:
-        return np.dtype(np.uint8)
-    return np.dtype(np.uint16) if channels <= 65536 else np.dtype(np.int32)
 
 
 class Blender:
@@ -173,7 +141,7 @@ class Blender:
         self.labels = check_bool(labels, "labels")
         self.channel_first = check_bool(channel_first, "channel_first")
         self.check_finite = check_bool(check_finite, "check_finite")
-        self.dtype = _check_accumulator(dtype)
+        self.dtype = check_accumulator(dtype)
         if cache_dir is not None and not os.path.isdir(cache_dir):
             raise ValueError(f"cache_dir={str(cache_dir)!r} is not an existing directory")
         self.cache_dir = cache_dir
@@ -183,7 +151,7 @@ class Blender:
         self._seams = None
         self._parallel = parallel_is_safe() if parallel is None else check_bool(parallel, "parallel")
         self._lock = parallel_lock() if self._parallel else None
-        self.out = _check_out(out, plan.image_size, self.labels, self.channel_first)
+        self.out = check_out(out, plan.image_size, self.labels, self.channel_first)
         self.step = 0
         self.channels = None
         self._ndim = None
@@ -377,7 +345,7 @@ class Blender:
             else:
                 planes = np.ascontiguousarray(arr.reshape(plane_shape), dtype=dtype)
         except MemoryError as exc:
-            raise _too_large(f"the {dtype} copy of {self._describe()}", arr.shape, dtype,
+            raise too_large(f"the {dtype} copy of {self._describe()}", arr.shape, dtype,
                              "pass C-contiguous tiles of the accumulator dtype, or smaller tiles") from exc
         if self.check_finite and not np.isfinite(planes).all():
             raise ValueError(f"{self._describe()} contains NaN or inf (check_finite=True)")
@@ -434,7 +402,7 @@ class Blender:
         dtype = self._dtype = planes.dtype
         self._labels_dtype = label_dtype(c)
         if self.out is not None:  # checked before anything is allocated or reserved
-            self._out_planes = _output_planes(self.out, ndim, self.labels, self.channel_first, c, dtype,
+            self._out_planes = output_planes(self.out, ndim, self.labels, self.channel_first, c, dtype,
                                               self._labels_dtype)
         width = int((plan.stripes[:, 1] - plan.stripes[:, 0]).max())
         self._acc = self._buffer((planes.shape[0], plan.buffer_rows, width * self._group), dtype, "buffer")
@@ -451,9 +419,9 @@ class Blender:
         self._chunks = numba.get_num_threads() if self._parallel else 1
         row_bytes = planes.shape[0] * cell_width * self._group * dtype.itemsize
         rows = self._chunks * max(1, SCRATCH_BYTES // row_bytes)
-        self._scratch = _new_array(np.empty, (planes.shape[0], rows, cell_width * self._group), dtype,
+        self._scratch = new_array(np.empty, (planes.shape[0], rows, cell_width * self._group), dtype,
                                    "the scratch rows of the blend")
-        self._label = _new_array(np.empty, (rows, cell_width), dtype, "the label rows of the blend")
+        self._label = new_array(np.empty, (rows, cell_width), dtype, "the label rows of the blend")
         # where a step that finishes no cell "writes" (nothing): of the cells' type, so no kernel is compiled for it
         if self.out is not None:
             self._no_cell = self._out_planes
@@ -464,7 +432,7 @@ class Blender:
 
     def _buffer(self, shape, dtype, what):
         if not self.buffer_on_disk:
-            return _new_array(np.zeros, shape, dtype, f"the blend {what}")
+            return new_array(np.zeros, shape, dtype, f"the blend {what}")
         fd, path = tempfile.mkstemp(prefix="seamless_fast_", suffix=".buf", dir=self.cache_dir)
         self._files.append(path)
         try:  # blocks reserved now: a disk filling up later would kill the process (SIGBUS) at a page write
@@ -474,7 +442,7 @@ class Blender:
         try:
             return np.memmap(path, dtype=dtype, mode="r+", shape=shape)
         except (MemoryError, OSError, ValueError, OverflowError) as exc:
-            raise _too_large(f"the blend {what} (memory-mapped from {path})", shape, dtype) from exc
+            raise too_large(f"the blend {what} (memory-mapped from {path})", shape, dtype) from exc
 
     def _cell_output(self, box):
         """Where the values of the cell in `box` go: (the array the caller gets, the array the kernels
@@ -502,7 +470,9 @@ class Blender:
         else:
             out, target, oy, ox = self._cell_output(box)
         args = self._acc, planes, self._wy, self._wx, self.plan.steps, k, self._group
-        if self._parallel and planes.size >= PARALLEL_MIN_ELEMENTS and self._take_threads():
+        # under a threading layer that needs it, parallel only while this thread holds the lock
+        if (self._parallel and planes.size >= PARALLEL_MIN_ELEMENTS
+                and (self._lock is None or self._lock.acquire(blocking=False))):
             try:
                 if self.labels:
                     _kernels.blend_labels_parallel(*args, self._scratch, self._label, target, oy, ox, self._chunks)
@@ -518,10 +488,6 @@ class Blender:
         if self._seams is not None:
             self._spill_seam(k)
         return [] if out is None else [_new_cell((index, box, out))]
-
-    def _take_threads(self):
-        """Whether this thread may run a parallel kernel now (see `seamless_fast._jit.parallel_lock`)."""
-        return self._lock is None or self._lock.acquire(blocking=False)
 
     def _load_seam(self, k):
         """Before step k: the partial sums of the rows entering the buffer, from the seam on the stripe's left."""
@@ -629,84 +595,9 @@ def blend(plan, tiles, *, out=None, labels=False, channel_first=False, dtype=Non
         if out is None:
             first = next(tiles, _END)
             if first is not _END:
-                out = blender.out = _allocate_output(plan, first, blender.labels, blender.channel_first,
+                out = blender.out = allocate_output(plan, first, blender.labels, blender.channel_first,
                                                      blender.dtype)
                 tiles = itertools.chain([first], tiles)
         for _ in iterate_tiles(blender, tiles):
             pass
     return out
-
-
-def _allocate_output(plan, sample, labels, channel_first, dtype):
-    """A zeroed full-size output for tiles like `sample` (a malformed sample is reported by the blender)."""
-    h, w = plan.image_size
-    try:
-        sample = np.asarray(sample)
-    except Exception:
-        return None
-    if (sample.ndim not in (2, 3) or sample.dtype.kind not in "fiub" or 0 in sample.shape
-            or (sample.dtype.kind == "f" and sample.dtype.itemsize > 8)):
-        return None
-    channels = 1 if sample.ndim == 2 else sample.shape[0] if channel_first else sample.shape[2]
-    if labels:
-        shape, dtype = (h, w), label_dtype(channels)
-    else:
-        dtype = accumulator_dtype(sample.dtype) if dtype is None else dtype
-        shape = (h, w) if sample.ndim == 2 else (channels, h, w) if channel_first else (h, w, channels)
-    return _new_array(np.zeros, shape, dtype, "the output", hint="pass out= (a numpy.memmap works) or take "
-                      "the cells as they come from a Blender or run_plan")
-
-
-def _too_large(what, shape, dtype, hint=None):
-    nbytes = math.prod(shape) * np.dtype(dtype).itemsize
-    hint = hint or ("give the plan a max_buffer_bytes (plan_regular_grid) to blend it in stripes, or use "
-                    "buffer_on_disk")
-    return ValueError(f"{what} is too large: shape {tuple(shape)} of {np.dtype(dtype)} needs {nbytes} bytes, "
-                      f"which could not be allocated; {hint}")
-
-
-def _new_array(make, shape, dtype, what, hint=None):
-    """``make(shape, dtype)`` (np.zeros or np.empty), with a ValueError naming `what` and its bytes when it
-    cannot be allocated instead of numpy's MemoryError."""
-    try:
-        return make(shape, dtype)
-    except (MemoryError, ValueError) as exc:
-        raise _too_large(what, shape, dtype, hint) from exc
-
-
-def _check_out(out, image_size, labels, channel_first):
-    """Validate a full-size output array up front (its channels are checked against the first tile)."""
-    if out is None:
-        return None
-    if not isinstance(out, np.ndarray) or out.ndim not in (2, 3):
-        raise ValueError(f"out must be a 2-D or 3-D array of the image size {image_size}; "
-                         f"got {type(out).__name__} of shape {getattr(out, 'shape', None)}")
-    spatial = out.shape[1:] if out.ndim == 3 and channel_first else out.shape[:2]
-    if tuple(spatial) != tuple(image_size) or (labels and out.ndim != 2):
-        expect = "(H, W)" if labels else "(C, H, W)" if channel_first else "(H, W, C) or (H, W)"
-        raise ValueError(f"out has shape {out.shape}; expected {expect} with (H, W) = {tuple(image_size)}")
-    if not out.flags.writeable:
-        raise ValueError("out is read-only")
-    return out
-
-
-def _output_planes(out, ndim, labels, channel_first, channels, dtype, labels_dtype):
-    """`out` as (P, H, W * group) planes for the kernels, after checking it against the first tile."""
-    expected_dtype = labels_dtype if labels else dtype
-    if out.dtype != expected_dtype:
-        raise ValueError(f"out has dtype {out.dtype}; this run produces {expected_dtype}")
-    if labels:
-        return out
-    if (out.ndim == 2) != (ndim == 2) or (ndim == 3 and out.shape[0 if channel_first else 2] != channels):
-        raise ValueError(f"out has shape {out.shape}, which does not fit tiles with {channels} channel(s) "
-                         f"and {ndim} dimensions (channel_first={channel_first})")
-    if ndim == 2:
-        return out[None]
-    if channel_first:
-        return out
-    height, width = out.shape[:2]
-    if out.strides[1] != channels * out.strides[2]:
-        raise ValueError("out must keep each row's pixels and channels in one run, as a C-ordered "
-                         "(H, W, C) array or a row slice of one does; channels next to each other")
-    return np.lib.stride_tricks.as_strided(out, (1, height, width * channels),
-                                           (0, out.strides[0], out.strides[2]), writeable=True)
