@@ -189,7 +189,14 @@ class Blender:
 
     # -- pushing ---------------------------------------------------------
     def push(self, tile):
-        """Blend the next tile; return the list of :class:`OutputCell` that became final."""
+        """Blend the next tile; return the list of :class:`OutputCell` that became final.
+
+        A tile refused by a check (shape, dtype, ...) changes nothing and may
+        be pushed again corrected. Any other error (a seam file that cannot be
+        written, an allocation) may leave part of the tile in the buffer: it
+        stops the Blender, whose files are removed at once, and every later
+        push raises.
+        """
         k = self.step
         if self._closed or k >= self._n_loads:
             self._check_open()

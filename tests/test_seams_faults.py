@@ -260,3 +260,56 @@ def test_a_real_file_size_limit(tmp_path, limit, outcome):
     if outcome == "raised":
         assert f" {errno.EFBIG} " in run.stdout and "could not reserve" in run.stdout
     assert os.listdir(tmp_path) == []
+
+
+NEARLY_FULL = textwrap.dedent("""
+    import os, sys
+    import numpy as np
+    import seamless_fast as sf
+    plan, _ = sf.plan_regular_grid((3000, 3000), 256, 64, max_buffer_bytes=256 * 1100 * 12, channels=3)
+    def tiles():
+        for t in plan.load_order.tolist():
+            ylo, xlo, yhi, xhi = plan.tile_boxes[t].tolist()
+            yield np.random.default_rng(t).random((yhi - ylo, xhi - xlo, 3)).astype(np.float32)
+    if sys.argv[2] == "size":
+        print(sum((hi - lo) * 3 * 4 * 3000 for lo, hi in plan.seams.tolist()))
+        sys.exit()
+    expected = sf.blend(plan, tiles())
+    try:
+        got = sf.blend(plan, tiles(), cache_dir=sys.argv[1])
+    except OSError as error:
+        print("raised", error.errno, error)
+    else:
+        print("exact" if np.array_equal(got, expected) else f"WRONG {int((got != expected).sum())} values")
+""")
+
+
+@pytest.mark.parametrize("short_by", [50_000, -50_000])
+def test_a_nearly_full_file_system(tmp_path, short_by):
+    """The reported case on a real small file system (a tmpfs; needs root): the seams do not fit, by a few rows.
+    Before, the last rows of a seam were silently lost (wrong values); now the run refuses at the first tile."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": root}
+
+    def script(*args):
+        return subprocess.run([sys.executable, "-c", NEARLY_FULL, *args], cwd=root, capture_output=True, text=True,
+                              timeout=600, env=env)
+
+    needed = int(script(str(tmp_path), "size").stdout)
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={needed - short_by}", "tmpfs", str(tmp_path)],
+                           capture_output=True, text=True)
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mount.stderr.strip()}")
+    try:
+        run = script(str(tmp_path), "blend")
+        left = os.listdir(tmp_path)
+    finally:
+        subprocess.run(["umount", str(tmp_path)], check=True)
+    assert run.returncode == 0, run.stderr
+    if short_by > 0:
+        assert run.stdout.startswith(f"raised {errno.ENOSPC} [Errno {errno.ENOSPC}] could not reserve"), run.stdout
+    else:
+        assert run.stdout.strip() == "exact", run.stdout
+    assert left == []
