@@ -14,6 +14,7 @@ import textwrap
 
 import numpy as np
 import pytest
+import shapely
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,7 +22,7 @@ import seamless_fast as sf
 from seamless_fast import _seams
 from seamless_fast.plan import STEP_COLUMNS
 
-from cases import check_against_reference, random_tiles
+from cases import check_against_reference, random_tiles, to_layout
 
 REAL_PWRITE, REAL_PREADV = os.pwrite, os.preadv
 
@@ -103,6 +104,49 @@ def test_faulty_seam_io_gives_the_right_output_or_raises(expected, tmp_path_fact
             assert any(kind in ("fail", "empty") for _, kind in faults.events)
         else:
             assert not any(kind in ("fail", "empty") for _, kind in faults.events)
+            np.testing.assert_array_equal(got, expected)
+    assert os.listdir(folder) == []
+
+
+def _case(name):
+    """Other striped runs: an area the left stripe covers fewer rows of than the right one (rows it never
+    spills), labels, (C, H, W) tiles and 2-D tiles."""
+    if name == "area":
+        area = shapely.Polygon([(0, 0), (40, 0), (150, 420), (0, 420)])
+        plan, _ = sf.plan_regular_grid((150, 420), 32, 8, max_buffer_bytes=32 * 100 * 4 * 3, channels=3, area=area)
+    else:
+        plan = PLAN
+    channels = 1 if name == "hw" else 3
+    tiles = random_tiles(plan, np.random.default_rng(8), channels, np.float32)
+    layout = {"chw": "chw", "hw": "hw"}.get(name, "hwc")
+    given = [to_layout(tiles[t], layout) for t in plan.load_order.tolist()]
+    options = dict(labels=name == "labels", channel_first=name in ("chw", "hw"))
+    check_against_reference(plan, tiles, layout=layout, labels=options["labels"])
+    return plan, given, options, sf.blend(plan, given, **options)
+
+
+CASES = {}
+
+
+@settings(max_examples=40, deadline=None)
+@given(name=st.sampled_from(["area", "labels", "chw", "hw"]), seed=st.integers(0, 2**32 - 1),
+       short=st.sampled_from([0.3, 0.9]), fail=st.sampled_from([0.0, 0.02]))
+def test_faulty_seam_io_in_other_runs(tmp_path_factory, name, seed, short, fail):
+    if name not in CASES:
+        CASES[name] = _case(name)
+    plan, given, options, expected = CASES[name]
+    folder = tmp_path_factory.mktemp("cache")
+    faults = Faults(seed, short, 0.0, fail)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "pwrite", faults.pwrite)
+        patch.setattr(os, "preadv", faults.preadv)
+        try:
+            got = sf.blend(plan, given, cache_dir=folder, **options)
+        except OSError as error:
+            assert os.path.basename(error.filename).startswith("seam") and "offset" in str(error)
+            assert any(kind == "fail" for _, kind in faults.events)
+        else:
+            assert not any(kind == "fail" for _, kind in faults.events)
             np.testing.assert_array_equal(got, expected)
     assert os.listdir(folder) == []
 
