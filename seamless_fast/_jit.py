@@ -7,6 +7,7 @@ lets blending run in a thread beside the model and the reader/writer.
 """
 
 import functools
+import threading
 
 import numba
 
@@ -32,4 +33,29 @@ def parallel_is_safe():
     fallback "workqueue" layer is not. ``numba.get_num_threads`` starts the
     threads and so picks the layer, with no kernel to load.
     """
-    return numba.get_num_threads() >= 2 and numba.threading_layer() in ("tbb", "omp")
+    return numba.get_num_threads() >= 2 and _layer_is_thread_safe()
+
+
+def _layer_is_thread_safe():
+    numba.get_num_threads()  # starts numba's threads, which picks the layer
+    return numba.threading_layer() in ("tbb", "omp")
+
+
+# Held around every parallel kernel call when the threading layer is not thread-safe.
+_PARALLEL_LOCK = threading.Lock()
+
+
+@functools.cache
+def parallel_lock():
+    """The lock a call of a ``parallel=True`` kernel must hold, or None when none is needed.
+
+    numba's "workqueue" layer aborts the process (SIGABRT, no exception) when
+    two threads enter parallel regions at once; tbb and omp allow it. Under
+    workqueue this is one process-wide lock: a caller that cannot take it at
+    once runs the serial kernel instead (same result, bit for bit), so one
+    blending thread keeps the parallel speed and several never wait on each
+    other. Only this package's kernels take the lock: the caller's own
+    parallel numba functions, run in other threads at the same time, can
+    still abort under workqueue.
+    """
+    return None if _layer_is_thread_safe() else _PARALLEL_LOCK

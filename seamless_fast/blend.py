@@ -20,16 +20,20 @@ naming it instead (costs one extra pass over each tile).
 
 import functools
 import itertools
+import math
 import os
 import tempfile
+import weakref
 from typing import NamedTuple
 
 import numba
 import numpy as np
 
 from . import _kernels
-from ._jit import parallel_is_safe
-from ._seams import SeamFiles
+from ._arrays import (accumulator_dtype, allocate_output, check_accumulator, check_out, label_dtype, new_array,
+                      output_planes, too_large)
+from ._jit import parallel_is_safe, parallel_lock
+from ._seams import SeamFiles, owned_cleanup, remove_files, reserve
 from ._simd import HALF_IN_HARDWARE
 from ._validate import check_bool
 from .geometry import box_to_geom
@@ -66,27 +70,10 @@ class OutputCell(NamedTuple):
         return slice(self.box[0], self.box[2]), slice(self.box[1], self.box[3])
 
 
+_END = object()  # what next() gives for an exhausted iterator of tiles
+
 # OutputCell((index, box, data)) without the Python-level __new__ of a named tuple, for the push path
 _new_cell = functools.partial(tuple.__new__, OutputCell)
-
-
-def accumulator_dtype(tile_dtype):
-    """The float dtype tiles of `tile_dtype` are blended in (see the dtype policy)."""
-    tile_dtype = np.dtype(tile_dtype)
-    if tile_dtype.kind == "f":
-        return np.dtype(np.float64) if tile_dtype.itemsize > 4 else np.dtype(np.float32)
-    if tile_dtype.kind in "iu":
-        return np.dtype(np.float64) if tile_dtype.itemsize > 2 else np.dtype(np.float32)
-    if tile_dtype.kind == "b":
-        return np.dtype(np.float32)
-    raise ValueError(f"tile dtype {tile_dtype} is not supported; expected a real float, integer or bool dtype")
-
-
-def label_dtype(channels):
-    """Smallest label dtype for `channels` classes."""
-    if channels <= 256:
-        return np.dtype(np.uint8)
-    return np.dtype(np.uint16) if channels <= 65536 else np.dtype(np.int32)
 
 
 class Blender:
@@ -110,13 +97,22 @@ class Blender:
     cache_dir : path, optional, keyword-only
         Folder for the run's files: the partial sums at stripe seams of a plan
         made with `max_buffer_bytes` (a private temporary folder by default),
-        and the buffer itself with `buffer_on_disk`. Removed on :meth:`close`.
+        and the buffer itself with `buffer_on_disk`. They get their full size
+        on disk with the first tile, so a disk too small fails then, and are
+        removed on :meth:`close`, on an error, or when an unclosed Blender is
+        collected or the interpreter exits.
     buffer_on_disk : bool, keyword-only
         Hold the blend buffer in a memory-mapped file in `cache_dir` instead of RAM.
     parallel : bool, optional, keyword-only
         Split the rows of large tiles over numba's threads. By default on when
         numba has several threads on a thread-safe layer (tbb or omp); turn it
         off when the blend already runs in a thread beside a CPU-bound model.
+        Set to True under numba's "workqueue" layer, which aborts the process
+        when two threads run parallel code at once, a tile is blended in
+        parallel only while no other thread of the process is in a parallel
+        kernel, and serially otherwise (same result, bit for bit): one
+        blending thread keeps the parallel speed, several never wait on each
+        other (see `seamless_fast._jit.parallel_lock`).
     out : ndarray, optional, keyword-only
         A full-size output, (H, W, C), (C, H, W) with `channel_first`, or
         (H, W) for labels and 2-D tiles (a ``numpy.memmap`` works). Cells are
@@ -145,11 +141,7 @@ class Blender:
         self.labels = check_bool(labels, "labels")
         self.channel_first = check_bool(channel_first, "channel_first")
         self.check_finite = check_bool(check_finite, "check_finite")
-        if dtype is not None:
-            dtype = np.dtype(dtype)
-            if dtype.kind != "f" or dtype.itemsize < 4:
-                raise ValueError(f"dtype={dtype} is not a supported accumulator; expected float32 or float64")
-        self.dtype = dtype
+        self.dtype = check_accumulator(dtype)
         if cache_dir is not None and not os.path.isdir(cache_dir):
             raise ValueError(f"cache_dir={str(cache_dir)!r} is not an existing directory")
         self.cache_dir = cache_dir
@@ -158,13 +150,16 @@ class Blender:
             raise ValueError("buffer_on_disk=True needs a cache_dir to put the buffer in")
         self._seams = None
         self._parallel = parallel_is_safe() if parallel is None else check_bool(parallel, "parallel")
-        self.out = _check_out(out, plan.image_size, self.labels, self.channel_first)
+        self._lock = parallel_lock() if self._parallel else None
+        self.out = check_out(out, plan.image_size, self.labels, self.channel_first)
         self.step = 0
         self.channels = None
         self._ndim = None
+        self._chw = False  # tiles have a leading channel axis (channel_first and 3-D)
         self._acc = self._wsum = None
         self._dtype = None  # set with the buffers; until then every tile takes the fully checked path
         self._files = []
+        self._finalizer = weakref.finalize(self, owned_cleanup(remove_files, self._files))
         self._live = 0
         self._emit_bounds = np.searchsorted(plan.emit_after, np.arange(plan.n_loads + 1), side="left")
         # plain Python copies of what every push reads, to keep its overhead low
@@ -172,6 +167,7 @@ class Blender:
         self._records, self._records_from = [], 0
         self._weight_maps = {}
         self._closed = False
+        self._failed = None  # what stopped the run, once an error left the buffer in an unknown state
 
     # -- introspection ---------------------------------------------------
     @property
@@ -193,7 +189,14 @@ class Blender:
 
     # -- pushing ---------------------------------------------------------
     def push(self, tile):
-        """Blend the next tile; return the list of :class:`OutputCell` that became final."""
+        """Blend the next tile; return the list of :class:`OutputCell` that became final.
+
+        A tile refused by a check (shape, dtype, ...) changes nothing and may
+        be pushed again corrected. Any other error (a seam file that cannot be
+        written, an allocation) may leave part of the tile in the buffer: it
+        stops the Blender, whose files are removed at once, and every later
+        push raises.
+        """
         k = self.step
         if self._closed or k >= self._n_loads:
             self._check_open()
@@ -205,11 +208,15 @@ class Blender:
         else:
             planes, ndim, channels = self._checked_tile(tile, h, w)
             if self._acc is None:
-                self._allocate(planes, ndim, channels)
-        if self._normalised:
-            cells = self._push_fast(planes, k, cell, index, box)
-        else:
-            cells = self._push_general(planes, k)
+                self._start(planes, ndim, channels, k)
+        try:
+            if self._normalised:
+                cells = self._push_fast(planes, k, cell, index, box)
+            else:
+                cells = self._push_general(planes, k)
+        except BaseException as exc:  # the buffer may hold part of this tile: no push may follow
+            self._fail(k, exc)
+            raise
         self.step = k + 1
         return cells
 
@@ -247,12 +254,16 @@ class Blender:
     def _push_batch_into_out(self, tiles):
         plan, k, g = self.plan, self.step, self._group
         x_origin = plan.buffer_cols[0]
-        if self.labels:
-            _kernels.blend_labels_batch(self._acc, tiles, self._wy, self._wx, plan.steps, k, g, self._scratch,
-                                        self._label, self.out, x_origin)
-        else:
-            _kernels.blend_values_batch(self._acc, tiles, self._wy, self._wx, plan.steps, k, g, self._out_planes,
-                                        x_origin)
+        try:
+            if self.labels:
+                _kernels.blend_labels_batch(self._acc, tiles, self._wy, self._wx, plan.steps, k, g, self._scratch,
+                                            self._label, self.out, x_origin)
+            else:
+                _kernels.blend_values_batch(self._acc, tiles, self._wy, self._wx, plan.steps, k, g,
+                                            self._out_planes, x_origin)
+        except BaseException as exc:
+            self._fail(k, exc)
+            raise
         self.step = k + len(tiles)
         return [_new_cell((index, box, self._cell_output(box)[0]))
                 for _, _, cell, index, box in _step_records(plan, k, len(tiles)) if cell >= 0]
@@ -263,18 +274,23 @@ class Blender:
             return
         self._closed = True
         missing = self.plan.n_loads - self.step
-        self._acc = self._wsum = None
-        if self._seams is not None:
-            self._seams.close()
-        for path in self._files:
-            try:
-                os.remove(path)
-            except FileNotFoundError:
-                pass
-        self._files = []
+        self._release()
         if missing:
             raise ValueError(f"blend closed after {self.step} tiles; the plan expects {self.plan.n_loads} "
                              f"({missing} missing)")
+
+    def _release(self):
+        """Drop the buffers, close and remove every file of the run."""
+        self._acc = self._wsum = None
+        if self._seams is not None:
+            self._seams.close()
+        self._finalizer()
+
+    def _fail(self, k, exc):
+        """Stop the run after an error that may have left the buffer half-updated, freeing its files now."""
+        self._failed = f"tile {k} raised {type(exc).__name__}: {exc}"
+        self._closed = True
+        self._release()
 
     def __enter__(self):
         return self
@@ -291,6 +307,9 @@ class Blender:
 
     # -- checks ------------------------------------------------------------
     def _check_open(self):
+        if self._failed is not None:
+            raise ValueError(f"this Blender stopped when {self._failed}; its output is incomplete, "
+                             "start a new one")
         if self._closed:
             raise ValueError("this Blender is closed")
 
@@ -306,6 +325,9 @@ class Blender:
         arr = tile if type(tile) is np.ndarray else self._as_array(tile)
         if arr.dtype.kind not in "fiub":
             raise ValueError(f"{self._describe()} has dtype {arr.dtype}; expected a real float, integer or bool dtype")
+        if arr.dtype.kind == "f" and arr.dtype.itemsize > 8:
+            raise ValueError(f"{self._describe()} has dtype {arr.dtype}; expected a real float of at most 64 bits "
+                             "(blending would round it to float64)")
         if self._ndim is not None and arr.ndim != self._ndim:
             raise ValueError(f"{self._describe()} has {arr.ndim} dimensions; earlier tiles had {self._ndim}")
         if arr.ndim == 2:
@@ -324,13 +346,27 @@ class Blender:
             raise ValueError(f"{self._describe()} has no channels")
         dtype = self.dtype or (self._acc.dtype if self._acc is not None else accumulator_dtype(arr.dtype))
         plane_shape = (-1, h, w) if arr.ndim == 2 or self.channel_first else (1, h, w * channels)
-        if arr.dtype == np.float16 and dtype == np.float32:
-            planes = self._from_half(arr).reshape(plane_shape)
-        else:
-            planes = np.ascontiguousarray(arr.reshape(plane_shape), dtype=dtype)
+        try:
+            if arr.dtype == np.float16 and dtype == np.float32:
+                planes = self._from_half(arr).reshape(plane_shape)
+            else:
+                planes = np.ascontiguousarray(arr.reshape(plane_shape), dtype=dtype)
+        except MemoryError as exc:
+            raise too_large(f"the {dtype} copy of {self._describe()}", arr.shape, dtype,
+                             "pass C-contiguous tiles of the accumulator dtype, or smaller tiles") from exc
         if self.check_finite and not np.isfinite(planes).all():
             raise ValueError(f"{self._describe()} contains NaN or inf (check_finite=True)")
         return planes, arr.ndim, channels
+
+    def _expected(self, h, w):
+        """The shape the next tile, of size (h, w), must have, in words."""
+        c = self.channels or "C"
+        three = f"({c}, {h}, {w})" if self.channel_first else f"({h}, {w}, {c})"
+        if self._ndim == 2:
+            return f"({h}, {w})"
+        if self._ndim == 3:
+            return f"{three} (channel_first={self.channel_first})"
+        return f"{three} (channel_first={self.channel_first}) or ({h}, {w})"
 
     def _from_half(self, arr):
         """float16 to float32 in a reused buffer (numpy's own conversion is several times slower)."""
@@ -345,12 +381,23 @@ class Blender:
         try:
             return np.asarray(tile)
         except Exception as exc:
-            raise ValueError(f"{self._describe()} could not be converted to an array: {exc}") from exc
+            h, w = self.next_tile_shape
+            raise ValueError(f"{self._describe()} could not be converted to an array of shape "
+                             f"{self._expected(h, w)}: {exc}") from exc
 
     # -- buffers -----------------------------------------------------------
+    def _start(self, planes, ndim, channels, k):
+        """Allocate the buffers for tiles like `planes`; on any error, free what was made and stop."""
+        try:
+            self._allocate(planes, ndim, channels)
+        except BaseException as exc:
+            self._fail(k, exc)
+            raise
+
     def _allocate(self, planes, ndim, channels):
         plan = self.plan
         self._ndim = ndim
+        self._chw = self.channel_first and ndim == 3
         self.channels = c = int(channels)
         self._group = 1 if self.channel_first or ndim == 2 else c  # elements per pixel in a plane row
         if ndim == 2:
@@ -360,12 +407,16 @@ class Blender:
         else:
             self._tile_shape = lambda h, w: (h, w, c)
         dtype = self._dtype = planes.dtype
+        self._labels_dtype = label_dtype(c)
+        if self.out is not None:  # checked before anything is allocated or reserved
+            self._out_planes = output_planes(self.out, ndim, self.labels, self.channel_first, c, dtype,
+                                              self._labels_dtype)
         width = int((plan.stripes[:, 1] - plan.stripes[:, 0]).max())
-        self._acc = self._buffer((planes.shape[0], plan.buffer_rows, width * self._group), dtype)
+        self._acc = self._buffer((planes.shape[0], plan.buffer_rows, width * self._group), dtype, "buffer")
         if len(plan.stripes) > 1:
             self._seams = SeamFiles(plan, planes.shape[0], self._group, dtype, self.cache_dir)
         if not plan.normalised:
-            self._wsum = self._buffer((1, plan.buffer_rows, width), dtype)
+            self._wsum = self._buffer((1, plan.buffer_rows, width), dtype, "weight-sum buffer")
         self._wy = plan.weights.astype(dtype)
         self._wx = np.repeat(self._wy, self._group)  # x weights per element of a plane row
         cells = plan.cell_boxes[plan.write_cells]
@@ -375,26 +426,30 @@ class Blender:
         self._chunks = numba.get_num_threads() if self._parallel else 1
         row_bytes = planes.shape[0] * cell_width * self._group * dtype.itemsize
         rows = self._chunks * max(1, SCRATCH_BYTES // row_bytes)
-        self._scratch = np.empty((planes.shape[0], rows, cell_width * self._group), dtype)
-        self._label = np.empty((rows, cell_width), dtype)
-        self._labels_dtype = label_dtype(c)
+        self._scratch = new_array(np.empty, (planes.shape[0], rows, cell_width * self._group), dtype,
+                                   "the scratch rows of the blend")
+        self._label = new_array(np.empty, (rows, cell_width), dtype, "the label rows of the blend")
         # where a step that finishes no cell "writes" (nothing): of the cells' type, so no kernel is compiled for it
         if self.out is not None:
-            self._out_planes = _output_planes(self.out, ndim, self.labels, self.channel_first, c, dtype,
-                                              self._labels_dtype)
             self._no_cell = self._out_planes
         elif self.labels:
             self._no_cell = np.empty((1, 1), self._labels_dtype)
         else:
             self._no_cell = np.empty((planes.shape[0], 1, 1), dtype)
 
-    def _buffer(self, shape, dtype):
+    def _buffer(self, shape, dtype, what):
         if not self.buffer_on_disk:
-            return np.zeros(shape, dtype)
+            return new_array(np.zeros, shape, dtype, f"the blend {what}")
         fd, path = tempfile.mkstemp(prefix="seamless_fast_", suffix=".buf", dir=self.cache_dir)
-        os.close(fd)
         self._files.append(path)
-        return np.memmap(path, dtype=dtype, mode="w+", shape=shape)
+        try:  # blocks reserved now: a disk filling up later would kill the process (SIGBUS) at a page write
+            reserve(fd, path, math.prod(shape) * dtype.itemsize)
+        finally:
+            os.close(fd)
+        try:
+            return np.memmap(path, dtype=dtype, mode="r+", shape=shape)
+        except (MemoryError, OSError, ValueError, OverflowError) as exc:
+            raise too_large(f"the blend {what} (memory-mapped from {path})", shape, dtype) from exc
 
     def _cell_output(self, box):
         """Where the values of the cell in `box` go: (the array the caller gets, the array the kernels
@@ -404,7 +459,7 @@ class Blender:
         if self.out is not None:
             if self.labels:
                 return self.out[ylo:yhi, xlo:xhi], self.out, ylo, xlo
-            data = self.out[:, ylo:yhi, xlo:xhi] if self.channel_first else self.out[ylo:yhi, xlo:xhi]
+            data = self.out[:, ylo:yhi, xlo:xhi] if self._chw else self.out[ylo:yhi, xlo:xhi]
             return data, self._out_planes, ylo, xlo * self._group
         h, w = yhi - ylo, xhi - xlo
         if self.labels:
@@ -421,14 +476,20 @@ class Blender:
             out, target, oy, ox = None, self._no_cell, 0, 0
         else:
             out, target, oy, ox = self._cell_output(box)
-        parallel = self._parallel and planes.size >= PARALLEL_MIN_ELEMENTS
         args = self._acc, planes, self._wy, self._wx, self.plan.steps, k, self._group
-        if self.labels and parallel:
-            _kernels.blend_labels_parallel(*args, self._scratch, self._label, target, oy, ox, self._chunks)
+        # under a threading layer that needs it, parallel only while this thread holds the lock
+        if (self._parallel and planes.size >= PARALLEL_MIN_ELEMENTS
+                and (self._lock is None or self._lock.acquire(blocking=False))):
+            try:
+                if self.labels:
+                    _kernels.blend_labels_parallel(*args, self._scratch, self._label, target, oy, ox, self._chunks)
+                else:
+                    _kernels.blend_values_parallel(*args, target, oy, ox, self._chunks)
+            finally:
+                if self._lock is not None:
+                    self._lock.release()
         elif self.labels:
             _kernels.blend_labels(*args, self._scratch, self._label, target, oy, ox)
-        elif parallel:
-            _kernels.blend_values_parallel(*args, target, oy, ox, self._chunks)
         else:
             _kernels.blend_values(*args, target, oy, ox)
         if self._seams is not None:
@@ -531,66 +592,19 @@ def blend(plan, tiles, *, out=None, labels=False, channel_first=False, dtype=Non
     """
     from .run import iterate_tiles
 
-    tiles = iter(tiles)
-    first = next(tiles, None)
-    if out is None and first is not None:
-        out = _allocate_output(plan, np.asarray(first), labels, channel_first, dtype)
-    if first is not None:
-        tiles = itertools.chain([first], tiles)
+    # every option is checked before a tile is read or the output allocated
     with Blender(plan, labels=labels, channel_first=channel_first, dtype=dtype, check_finite=check_finite,
                  cache_dir=cache_dir, parallel=parallel, out=out) as blender:
+        try:
+            tiles = iter(tiles)
+        except TypeError:
+            raise ValueError(f"tiles must be an iterable of arrays; got {type(tiles).__name__}") from None
+        if out is None:
+            first = next(tiles, _END)
+            if first is not _END:
+                out = blender.out = allocate_output(plan, first, blender.labels, blender.channel_first,
+                                                     blender.dtype)
+                tiles = itertools.chain([first], tiles)
         for _ in iterate_tiles(blender, tiles):
             pass
     return out
-
-
-def _allocate_output(plan, sample, labels, channel_first, dtype):
-    """A zeroed full-size output for tiles like `sample` (a malformed sample is reported by the blender)."""
-    h, w = plan.image_size
-    if sample.ndim not in (2, 3) or sample.dtype.kind not in "fiub" or 0 in sample.shape:
-        return None
-    channels = 1 if sample.ndim == 2 else sample.shape[0] if channel_first else sample.shape[2]
-    if labels:
-        return np.zeros((h, w), label_dtype(channels))
-    dtype = np.dtype(dtype) if dtype is not None else accumulator_dtype(sample.dtype)
-    if sample.ndim == 2:
-        return np.zeros((h, w), dtype)
-    return np.zeros((channels, h, w) if channel_first else (h, w, channels), dtype)
-
-
-def _check_out(out, image_size, labels, channel_first):
-    """Validate a full-size output array up front (its channels are checked against the first tile)."""
-    if out is None:
-        return None
-    if not isinstance(out, np.ndarray) or out.ndim not in (2, 3):
-        raise ValueError(f"out must be a 2-D or 3-D array of the image size {image_size}; "
-                         f"got {type(out).__name__} of shape {getattr(out, 'shape', None)}")
-    spatial = out.shape[1:] if out.ndim == 3 and channel_first else out.shape[:2]
-    if tuple(spatial) != tuple(image_size) or (labels and out.ndim != 2):
-        expect = "(H, W)" if labels else "(C, H, W)" if channel_first else "(H, W, C) or (H, W)"
-        raise ValueError(f"out has shape {out.shape}; expected {expect} with (H, W) = {tuple(image_size)}")
-    if not out.flags.writeable:
-        raise ValueError("out is read-only")
-    return out
-
-
-def _output_planes(out, ndim, labels, channel_first, channels, dtype, labels_dtype):
-    """`out` as (P, H, W * group) planes for the kernels, after checking it against the first tile."""
-    expected_dtype = labels_dtype if labels else dtype
-    if out.dtype != expected_dtype:
-        raise ValueError(f"out has dtype {out.dtype}; this run produces {expected_dtype}")
-    if labels:
-        return out
-    if (out.ndim == 2) != (ndim == 2) or (ndim == 3 and out.shape[0 if channel_first else 2] != channels):
-        raise ValueError(f"out has shape {out.shape}, which does not fit tiles with {channels} channel(s) "
-                         f"and {ndim} dimensions (channel_first={channel_first})")
-    if ndim == 2:
-        return out[None]
-    if channel_first:
-        return out
-    height, width = out.shape[:2]
-    if out.strides[1] != channels * out.strides[2]:
-        raise ValueError("out must keep each row's pixels and channels in one run, as a C-ordered "
-                         "(H, W, C) array or a row slice of one does; channels next to each other")
-    return np.lib.stride_tricks.as_strided(out, (1, height, width * channels),
-                                           (0, out.strides[0], out.strides[2]), writeable=True)

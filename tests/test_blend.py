@@ -9,8 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import seamless_fast as sf
+from seamless_fast.windows import window_2d
 
 from cases import check_against_reference, random_tiles, run_cells
+from reference import reference_blend
 
 blend_module = importlib.import_module("seamless_fast.blend")  # the package exports the function blend
 
@@ -319,3 +321,46 @@ def test_float16_tiles_blend_the_same_by_either_conversion(monkeypatch, in_hardw
     given = [tiles[t] for t in plan.load_order]
     as_float32 = sf.blend(plan, [tile.astype(np.float32) for tile in given])
     np.testing.assert_array_equal(sf.blend(plan, given), as_float32)
+
+
+def _two_dimensional_case(striped):
+    budget = dict(max_buffer_bytes=32 * 70 * 4, channels=1) if striped else {}
+    plan, _ = sf.plan_regular_grid((150, 200), 32, 8, **budget)
+    assert (len(plan.stripes) > 1) == striped
+    tiles = [tile[:, :, 0] for tile in random_tiles(plan, np.random.default_rng(15), 1, np.float32)]
+    windows = [window_2d(plan.window, b[2] - b[0], b[3] - b[1]) for b in plan.tile_boxes.tolist()]
+    expected, covered = reference_blend(plan.tile_boxes.tolist(), [t[:, :, None] for t in tiles], windows,
+                                        plan.image_size)
+    assert covered.all()
+    return plan, [tiles[t] for t in plan.load_order.tolist()], expected[:, :, 0]
+
+
+@pytest.mark.parametrize("striped", [False, True])
+@pytest.mark.parametrize("channel_first", [False, True])
+def test_two_dimensional_tiles_with_either_channel_flag(striped, channel_first):
+    """A 2-D tile has no channel axis: channel_first does not apply, and every entry point gives the reference."""
+    plan, given, expected = _two_dimensional_case(striped)
+    close = dict(rtol=0, atol=1e-5)
+    values = sf.blend(plan, given, channel_first=channel_first)
+    assert values.shape == plan.image_size
+    np.testing.assert_allclose(values, expected, **close)
+    labels = sf.blend(plan, given, channel_first=channel_first, labels=True)
+    assert labels.dtype == np.uint8 and labels.shape == plan.image_size and not labels.any()
+    for label_run, want in ((False, values), (True, labels)):
+        out = np.full(plan.image_size, 7, want.dtype)
+        with sf.Blender(plan, channel_first=channel_first, labels=label_run, out=out) as blender:
+            for tile in given:
+                for cell in blender.push(tile):
+                    assert cell.data.shape == tuple(b - a for a, b in zip(cell.box[:2], cell.box[2:]))
+                    np.testing.assert_array_equal(cell.data, want[cell.slices])
+        np.testing.assert_array_equal(out, want)
+        for batch in (given, np.stack(given)):  # a list, and one array with a batch axis (one kernel call)
+            out = np.full(plan.image_size, 7, want.dtype)
+            with sf.Blender(plan, channel_first=channel_first, labels=label_run, out=out) as blender:
+                blender.push_batch(batch[:3])
+                blender.push_batch(batch[3:])
+            np.testing.assert_array_equal(out, want)
+        got = np.full(plan.image_size, 7, want.dtype)
+        for _, geom, data in sf.run_plan(plan, given, channel_first=channel_first, labels=label_run):
+            got[sf.shape_to_slices(geom)] = data
+        np.testing.assert_array_equal(got, want)
