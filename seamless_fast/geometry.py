@@ -10,30 +10,69 @@ import math
 import numpy as np
 import shapely
 
-__all__ = ["regular_axis", "grid_boxes", "boxes_to_geoms", "geoms_to_boxes", "grid_cells",
-           "is_rectilinear", "shape_to_slices", "boxes_overlap"]
+__all__ = ["regular_axis", "axis_starts", "axis_window", "grid_boxes", "boxes_to_geoms", "geoms_to_boxes",
+           "grid_cells", "is_rectilinear", "shape_to_slices", "boxes_overlap"]
 
 
-def regular_axis(size, tile, overlap, lo=0, hi=None):
-    """Tile starts along one axis by the seed's rule, and the (possibly clamped) tile length.
+def regular_axis(size, tile, overlap):
+    """The seed's grid rule along one axis, without listing the tiles: ``(n, stride, length, flush)``.
 
-    Tiles start at ``span_lo, span_lo + s, ...`` with stride ``s = tile - overlap``
-    over the span ``[max(0, lo - tile), min(size, hi + tile))`` around the
-    wanted interval ``[lo, hi)``; if the regular tiles stop short of ``hi``, one
-    more tile is added that ends exactly at ``hi`` (the flush tile). A tile
-    longer than the image is clamped to the image.
+    Regular tiles start at ``0, s, 2s, ...`` with stride ``s = tile - overlap``,
+    as many as fit (``(size - overlap) // s``); if the last one ends before
+    `size`, one more tile (the flush tile) ends exactly at `size`. A tile
+    longer than the image is clamped to the image (one tile). `n` counts all
+    tiles, `length` is the (clamped) tile length, `flush` whether the last
+    tile is the flush tile.
+
+    Examples
+    --------
+    >>> regular_axis(1000, 256, 64)
+    (5, 192, 256, True)
     """
-    hi = size if hi is None else hi
     if tile >= size:
-        return np.zeros(1, dtype=np.int64), size
+        return 1, size, size, False
     stride = tile - overlap
-    span_lo = max(0, lo - tile)
-    span_hi = min(size, hi + tile)
-    count = (span_hi - span_lo - overlap) // stride
-    starts = span_lo + stride * np.arange(count, dtype=np.int64)
-    if starts[-1] + tile < hi:
-        starts = np.append(starts, hi - tile)
-    return starts, tile
+    count = (size - overlap) // stride
+    flush = (count - 1) * stride + tile < size
+    return count + flush, stride, tile, flush
+
+
+def axis_starts(size, tile, overlap, k0=0, k1=None):
+    """Starts of tiles ``k0 .. k1 - 1`` along one axis by :func:`regular_axis`, and the tile length."""
+    n, stride, length, flush = regular_axis(size, tile, overlap)
+    k1 = n if k1 is None else k1
+    starts = stride * np.arange(k0, k1, dtype=np.int64)
+    if flush and k0 < k1 == n:
+        starts[-1] = size - length
+    return starts, length
+
+
+def _starts_at_or_before(v, size, tile, overlap):
+    """How many tiles of the axis start at or before integer position `v`."""
+    n, stride, length, flush = regular_axis(size, tile, overlap)
+    if v < 0:
+        return 0
+    regular = min(n - flush, v // stride + 1)
+    return regular + int(flush and size - length <= v)
+
+
+def axis_window(size, tile, overlap, lo, hi):
+    """Tiles ``[k0, k1)`` of the whole axis that an interval ``(lo, hi)`` of it needs.
+
+    Output cells along the axis are ``[start_k, start_{k+1})`` (the last ends
+    at `size`): the part of tile k that no later tile reaches. The window
+    holds every tile that overlaps a cell meeting the open interval (lo, hi),
+    plus the tile after the last such cell when there is one, so that
+    :func:`grid_cells` of the window gives every such cell exactly as on the
+    whole axis. `lo` and `hi` are floats within ``[0, size]``.
+    """
+    n, stride, length, flush = regular_axis(size, tile, overlap)
+    ilo, ihi = max(0, math.floor(lo)), min(size, math.ceil(hi))
+    first_cell = max(_starts_at_or_before(ilo, size, tile, overlap) - 1, 0)
+    last_cell = max(_starts_at_or_before(ihi - 1, size, tile, overlap) - 1, first_cell)
+    first_start = int(axis_starts(size, tile, overlap, first_cell, first_cell + 1)[0][0])
+    k0 = _starts_at_or_before(first_start - length, size, tile, overlap)  # the first tile ending after it
+    return k0, min(last_cell + 2, n)
 
 
 def grid_boxes(ystarts, ylen, xstarts, xlen):
@@ -161,8 +200,3 @@ def shape_to_slices(geom):
     ylo, xlo, yhi, xhi = geom.bounds
     return slice(round(ylo), round(yhi)), slice(round(xlo), round(xhi))
 
-
-def area_bounds(area):
-    """Integer pixel bounds (ylo, xlo, yhi, xhi) that enclose an area geometry."""
-    ylo, xlo, yhi, xhi = area.bounds
-    return math.floor(ylo), math.floor(xlo), math.ceil(yhi), math.ceil(xhi)

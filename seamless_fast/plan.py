@@ -12,15 +12,22 @@ import numpy as np
 import shapely
 
 from ._validate import as_pair, check_area
-from .geometry import (area_bounds, boxes_overlap, boxes_to_geoms, geoms_to_boxes, grid_boxes,
+from .geometry import (axis_starts, axis_window, boxes_overlap, boxes_to_geoms, geoms_to_boxes, grid_boxes,
                        grid_cells, is_rectilinear, regular_axis)
 from .windows import check_window, is_separable, window_1d, window_2d
 
 STEP_COLUMNS = ("y0", "x0", "h", "w", "first", "fy", "fx", "cy0", "cy1", "cx0", "cx1", "wy", "wx", "cell", "tile",
                 "stripe", "enter_lo", "enter_hi", "leave_lo", "leave_hi")
 
-__all__ = ["STEP_COLUMNS", "Plan", "PlanStats", "plan_regular_grid", "plan_from_grid", "analyse_plan",
-           "get_plan_input_geoms"]
+__all__ = ["STEP_COLUMNS", "MAX_GRID_TILES", "Plan", "PlanStats", "plan_regular_grid", "plan_from_grid",
+           "regular_grid", "analyse_plan", "get_plan_input_geoms", "get_plan_logit_geoms", "row_by_row_traversal"]
+
+
+MAX_GRID_TILES = 2**22
+"""Most tiles a regular grid (or the window of it an area needs) may have: planning takes about 1 KiB
+of memory and 3 microseconds per tile, so this bounds a plan at a few GiB and seconds."""
+
+MAX_IMAGE_SIDE = 2**53
 
 
 def _frozen(array):
@@ -151,14 +158,14 @@ class PlanStats(tuple):
                 f"buffer_bytes={self.buffer_bytes})")
 
 
-def plan_regular_grid(image_size, tile_size, overlap, area=None, *, window="pyramid", max_buffer_bytes=None,
-                      channels=1, dtype=np.float32):
+def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=None, *, window="pyramid",
+                      max_buffer_bytes=None, channels=1, dtype=np.float32):
     """Plan a regular grid of overlapping tiles over an image.
 
-    Tiles start every ``tile_size - overlap`` pixels along each axis; where
-    they stop short of the image (or area) border one more row or column of
-    tiles is added flush with it. A tile larger than the image is clamped to
-    the image along that axis.
+    Tiles start every ``tile_size - overlap`` pixels along each axis from 0;
+    where they stop short of the image border one more row or column of
+    tiles is added flush with it (the seed's rule). A tile larger than the
+    image is clamped to the image along that axis.
 
     Parameters
     ----------
@@ -167,10 +174,20 @@ def plan_regular_grid(image_size, tile_size, overlap, area=None, *, window="pyra
     tile_size : int or (int, int)
         Tile ``(height, width)`` the model takes.
     overlap : int or (int, int)
-        Overlap between neighbouring tiles; any value from 0 to tile size - 1.
+        Overlap between neighbouring tiles; any value from 0 to tile size - 1
+        (the seed asked for an even overlap; any is fine here).
     area : shapely.Geometry, optional
         Only cells whose interior meets this geometry (given in (y, x) order)
-        are written, and only the tiles they need are requested.
+        are written, and only the tiles they need are requested. The tiles
+        and cells are those of the whole image's grid (unlike the seed, which
+        started the grid at the area), so a run with an area writes exactly
+        the values a whole-image run writes in those cells. The plan and the
+        grid returned cover the window of the whole-image grid the area
+        needs, so grid indices count from that window's top-left tile.
+    traversal_fnc : callable, optional
+        Accepted for the seed's signature and not called: the order of the
+        tiles is chosen by the plan (row by row, each cell written as soon as
+        its own tile arrives), which is what the streaming blend needs.
     window : str, callable or 2-D array, keyword-only
         Blending window; see :mod:`seamless_fast.windows`.
     max_buffer_bytes : int, optional, keyword-only
@@ -188,6 +205,12 @@ def plan_regular_grid(image_size, tile_size, overlap, area=None, *, window="pyra
     plan : Plan
     grid : ndarray of shapely boxes, shape (rows, cols)
 
+    Raises
+    ------
+    ValueError
+        For a bad argument, or when the grid would have more than
+        :data:`MAX_GRID_TILES` tiles.
+
     Examples
     --------
     >>> plan, grid = plan_regular_grid((1000, 777), 128, 32)
@@ -197,23 +220,72 @@ def plan_regular_grid(image_size, tile_size, overlap, area=None, *, window="pyra
     (88, 88)
     """
     image_size = as_pair(image_size, "image_size", minimum=1)
+    if max(image_size) > MAX_IMAGE_SIDE:
+        raise ValueError(f"image_size={image_size} is too large: each side must be at most {MAX_IMAGE_SIDE} "
+                         "pixels (2**53, where float64 coordinates stop being exact)")
+    tile_size = as_pair(tile_size, "tile_size", minimum=1)
+    overlap = as_pair(overlap, "overlap", minimum=0)
+    if overlap[0] >= tile_size[0] or overlap[1] >= tile_size[1]:
+        raise ValueError(f"overlap={overlap} must be smaller than tile_size={tile_size} on both axes")
+    _check_traversal(traversal_fnc)
+    area = check_area(area, image_size)
+    window = check_window(window)
+    max_buffer_bytes, bytes_per_pixel = _budget(max_buffer_bytes, channels, dtype)
+    boxes, (k0, k1) = _regular_boxes(image_size, tile_size, overlap, area)
+    row_bytes = int(boxes[0, 0, 2] - boxes[0, 0, 0]) * bytes_per_pixel
+    column_stripe = _regular_column_stripes(image_size[1], tile_size[1], overlap[1], k0, k1, row_bytes,
+                                            max_buffer_bytes) if is_separable(window) else None
+    plan = _compile(boxes, image_size, area, window, max_buffer_bytes, bytes_per_pixel, column_stripe)
+    return plan, boxes_to_geoms(boxes)
+
+
+def regular_grid(image_size, tile_size, overlap, area=None):
+    """The grid of shapely boxes :func:`plan_regular_grid` plans over (the seed's ``regular_grid``).
+
+    ``plan_from_grid(regular_grid(size, tile, overlap, area), area=area)``
+    makes the same plan as ``plan_regular_grid(size, tile, overlap, area)``.
+
+    Examples
+    --------
+    >>> regular_grid((1000, 777), 128, 32).shape
+    (11, 8)
+    """
+    image_size = as_pair(image_size, "image_size", minimum=1)
+    if max(image_size) > MAX_IMAGE_SIDE:
+        raise ValueError(f"image_size={image_size} is too large: each side must be at most {MAX_IMAGE_SIDE}")
     tile_size = as_pair(tile_size, "tile_size", minimum=1)
     overlap = as_pair(overlap, "overlap", minimum=0)
     if overlap[0] >= tile_size[0] or overlap[1] >= tile_size[1]:
         raise ValueError(f"overlap={overlap} must be smaller than tile_size={tile_size} on both axes")
     area = check_area(area, image_size)
-    window = check_window(window)
-    if area is None:
-        lo, hi = (0, 0), image_size
-    else:
-        ylo, xlo, yhi, xhi = area_bounds(area)
-        lo = (max(ylo, 0), max(xlo, 0))
-        hi = (min(yhi, image_size[0]), min(xhi, image_size[1]))
-    budget = _budget(max_buffer_bytes, channels, dtype)
-    axes = [regular_axis(image_size[a], tile_size[a], overlap[a], lo[a], hi[a]) for a in (0, 1)]
-    boxes = grid_boxes(*axes[0], *axes[1])
-    plan = _compile(boxes, image_size, area, window, *budget)
-    return plan, boxes_to_geoms(boxes)
+    return boxes_to_geoms(_regular_boxes(image_size, tile_size, overlap, area)[0])
+
+
+def _regular_boxes(image_size, tile_size, overlap, area):
+    """Boxes of the whole-image grid, or of the window of it that `area` needs (refused when too many),
+    and the window's columns ``(k0, k1)`` on the whole grid."""
+    spans = []
+    for a in (0, 1):
+        size, tile, over = image_size[a], tile_size[a], overlap[a]
+        if area is None:
+            spans.append((0, regular_axis(size, tile, over)[0]))
+        else:
+            lo, hi = area.bounds[a], area.bounds[a + 2]
+            spans.append(axis_window(size, tile, over, min(max(lo, 0.0), size), min(max(hi, 0.0), size)))
+    rows, cols = (k1 - k0 for k0, k1 in spans)
+    if rows * cols > MAX_GRID_TILES:
+        where = "" if area is None else f" around the area with bounds {tuple(area.bounds)}"
+        raise ValueError(f"image_size={image_size} with tile_size={tile_size} and overlap={overlap} needs a grid "
+                         f"of {rows} x {cols} = {rows * cols} tiles{where}; a plan holds at most {MAX_GRID_TILES} "
+                         "(about 1 KiB of memory each while planning): use larger tiles or an area")
+    (ys, ylen), (xs, xlen) = (axis_starts(image_size[a], tile_size[a], overlap[a], *spans[a]) for a in (0, 1))
+    return grid_boxes(ys, ylen, xs, xlen), spans[1]
+
+
+def _check_traversal(traversal_fnc):
+    if traversal_fnc is not None and not callable(traversal_fnc):
+        raise ValueError(f"traversal_fnc={traversal_fnc!r} is not callable; it is accepted for the seed's "
+                         "signature and not used (pass nothing)")
 
 
 def _budget(max_buffer_bytes, channels, dtype):
@@ -229,7 +301,8 @@ def _budget(max_buffer_bytes, channels, dtype):
     return max_buffer_bytes, channels * dtype.itemsize
 
 
-def plan_from_grid(grid, area=None, *, window="pyramid", max_buffer_bytes=None, channels=1, dtype=np.float32):
+def plan_from_grid(grid, margin=(0, 0), area=None, traversal_fnc=None, *, window="pyramid", max_buffer_bytes=None,
+                   channels=1, dtype=np.float32):
     """Plan a run over any grid of boxes, regular or not.
 
     Parameters
@@ -238,8 +311,20 @@ def plan_from_grid(grid, area=None, *, window="pyramid", max_buffer_bytes=None, 
         Axis-aligned boxes with integer bounds in (y, x) order; y bounds must
         not decrease down a column, x bounds not along a row. Tiles may have
         different sizes and overlaps, and rows need not share y-extents.
+    margin : int or (int, int), optional
+        Accepted for the seed's signature and without effect. The seed cut
+        `margin` pixels off each side of a tile's output that had a
+        neighbour, only to choose which tile writes which pixels (with
+        ``(0, 0)``, its default, overlaps were written more than once). Here
+        every pixel gets the full blend of every tile covering it, written
+        exactly once, in the cells described in the notes; a margin would
+        change nothing but which cell carries a pixel. Must be >= 0.
     area : shapely.Geometry, optional
-        As in :func:`plan_regular_grid`.
+        As in :func:`plan_regular_grid`: only cells whose interior meets it
+        are written, and only the tiles they need are requested.
+    traversal_fnc : callable, optional
+        Accepted for the seed's signature and not called: the order of the
+        tiles is chosen by the plan (row-major by tile position).
     window : str, callable or 2-D array, keyword-only
         Blending window.
     max_buffer_bytes, channels, dtype : keyword-only
@@ -251,7 +336,7 @@ def plan_from_grid(grid, area=None, *, window="pyramid", max_buffer_bytes=None, 
 
     Notes
     -----
-    Output cells are cut at the middle of each overlap (see
+    Output cells are cut where the next tile starts (see
     :func:`seamless_fast.geometry.grid_cells`). On a rectilinear grid they
     cover every tile pixel exactly once; on an irregular grid each cell still
     lies inside its own tile and no pixel is written twice.
@@ -262,7 +347,14 @@ def plan_from_grid(grid, area=None, *, window="pyramid", max_buffer_bytes=None, 
     >>> grid = np.array([[shapely.box(0, 0, 60, 50), shapely.box(0, 30, 60, 90)]])
     >>> plan_from_grid(grid).n_writes
     2
+    >>> plan_from_grid(grid, (8, 8)).n_writes  # the seed's positional margin
+    2
     """
+    if isinstance(margin, shapely.Geometry):
+        raise ValueError(f"margin={margin} is a geometry; the second argument of plan_from_grid is the seed's "
+                         "margin: pass the area by keyword, area=...")
+    as_pair(margin, "margin", minimum=0)
+    _check_traversal(traversal_fnc)
     boxes = geoms_to_boxes(grid)
     image_size = (int(boxes[..., 2].max()), int(boxes[..., 3].max()))
     area = check_area(area, image_size)
@@ -270,7 +362,9 @@ def plan_from_grid(grid, area=None, *, window="pyramid", max_buffer_bytes=None, 
     return _compile(boxes, image_size, area, window, *_budget(max_buffer_bytes, channels, dtype))
 
 
-def _compile(boxes, image_size, area, window, max_buffer_bytes=None, bytes_per_pixel=4):
+def _compile(boxes, image_size, area, window, max_buffer_bytes=None, bytes_per_pixel=4, column_stripe=None):
+    """The Plan of a grid of integer boxes; `column_stripe` (see `_regular_column_stripes`) overrides
+    how a rectilinear grid's columns are cut into stripes."""
     rows, cols = boxes.shape[:2]
     if not is_separable(window):
         sizes = np.unique(boxes[..., 2:].reshape(-1, 2) - boxes[..., :2].reshape(-1, 2), axis=0)
@@ -281,7 +375,7 @@ def _compile(boxes, image_size, area, window, max_buffer_bytes=None, bytes_per_p
     flat_cells = cells.reshape(-1, 4)
     selected = (flat_cells[:, 2] > flat_cells[:, 0]) & (flat_cells[:, 3] > flat_cells[:, 1])
     if area is not None:
-        selected[selected] = _meets(area, flat_cells[selected])
+        selected[selected] = _meets(area, flat_cells[selected], np.flatnonzero(selected), cols)
         if not selected.any():
             raise ValueError(f"area with bounds {tuple(area.bounds)} meets no output cell of the grid")
     rectilinear = is_rectilinear(boxes)
@@ -290,15 +384,18 @@ def _compile(boxes, image_size, area, window, max_buffer_bytes=None, bytes_per_p
         load_order, emit_after, write_cells = _schedule_rectilinear(boxes, cells, selected)
     else:
         load_order, emit_after, write_cells = _schedule_general(flat_boxes, flat_cells, selected)
-    column_stripe = _split_columns(boxes, max_buffer_bytes, bytes_per_pixel, normalised)
-    if column_stripe[-1] > 0:
-        load_order = load_order[np.lexsort((load_order, column_stripe[load_order % cols]))]
+    if column_stripe is None or not normalised:
+        column_stripe = _split_columns(boxes, max_buffer_bytes, bytes_per_pixel, normalised)
+    # Stripes numbered 0, 1, ... over the columns the run loads (an area may leave some out).
+    stripe = np.unique(column_stripe[load_order % cols], return_inverse=True)[1].reshape(-1)
+    if stripe.max() > 0:
+        order = np.lexsort((load_order, stripe))
+        load_order, stripe = load_order[order], stripe[order]
         position = np.empty(rows * cols, dtype=np.int64)
         position[load_order] = np.arange(len(load_order))
         emit_after = position[write_cells]
     order = np.lexsort((write_cells, emit_after))
     write_cells, emit_after = write_cells[order], emit_after[order]
-    stripe = column_stripe[load_order % cols]
     tiles = flat_boxes[load_order]
     if stripe[-1] > 0:  # in stripes, rows stay until no later tile of the stripe reaches them
         live_from = tiles[:, 0].copy()
@@ -331,12 +428,13 @@ def _split_columns(boxes, max_buffer_bytes, bytes_per_pixel, normalised):
         return column_stripe
     xs, xe = boxes[0, :, 1].tolist(), boxes[0, :, 3].tolist()
     row_bytes = int((boxes[:, :, 2] - boxes[:, :, 0]).max()) * bytes_per_pixel
-    if (max(xe) - min(xs)) * row_bytes <= max_buffer_bytes:
+    band_bytes = int(boxes[:, :, 3].max() - boxes[:, :, 1].min()) * row_bytes  # every row: irregular grids too
+    if band_bytes <= max_buffer_bytes:
         return column_stripe
     if not normalised:
-        raise ValueError(f"max_buffer_bytes={max_buffer_bytes} is below the {(max(xe) - min(xs)) * row_bytes} "
-                         "bytes one band of this plan needs, and only rectilinear grids with a separable "
-                         "window can be split into stripes")
+        raise ValueError(f"max_buffer_bytes={max_buffer_bytes} is below the {band_bytes} bytes one band of "
+                         "this plan needs, and only rectilinear grids with a separable window can be split "
+                         "into stripes")
     stripe, lo, hi = 0, xs[0], xe[0]
     for j in range(cols):
         if (max(hi, xe[j]) - lo) * row_bytes > max_buffer_bytes:
@@ -347,6 +445,30 @@ def _split_columns(boxes, max_buffer_bytes, bytes_per_pixel, normalised):
                              f"{lo} needs {(hi - lo) * row_bytes} bytes (tile column and seam)")
         column_stripe[j] = stripe
     return column_stripe
+
+
+def _regular_column_stripes(size, tile, overlap, k0, k1, row_bytes, max_buffer_bytes):
+    """Stripes of columns ``k0 .. k1 - 1`` of a whole regular axis, as `_split_columns` cuts the whole grid.
+
+    An area plan holds a window of the whole-image grid; cutting its columns
+    where the whole image's are cut keeps the order in which tiles are added
+    at every pixel, so its values equal the whole-image run's bit for bit.
+    Computed without listing the axis: regular columns fall into stripes of
+    ``per`` columns each; the flush column joins the last one if it fits.
+    """
+    if max_buffer_bytes is None or size * row_bytes <= max_buffer_bytes:
+        return np.zeros(k1 - k0, dtype=np.int64)
+    n, stride, length, flush = regular_axis(size, tile, overlap)
+    width = max_buffer_bytes // row_bytes
+    if length > width:
+        raise ValueError(f"max_buffer_bytes={max_buffer_bytes} is too small: a stripe starting at column 0 "
+                         f"needs {length * row_bytes} bytes (tile column and seam)")
+    per = (width - length) // stride + 1
+    stripe = np.arange(k0, k1, dtype=np.int64) // per
+    if flush and k0 < k1 == n:
+        last = (n - 2) // per  # the stripe of the last regular column
+        stripe[-1] = last if size - last * per * stride <= width else last + 1
+    return stripe
 
 
 def _stripe_extents(tiles, stripe):
@@ -387,11 +509,52 @@ def _seam_rows(steps, stripe, tiles, top, live_from):
     steps[:, col["leave_hi"]] = np.maximum(np.minimum(next_live, top), steps[:, col["leave_lo"]])
 
 
-def _meets(area, cells):
-    """Which cells the area reaches into (not just touches at the border)."""
+_BLOCK = 8  # cells per side of the blocks `_meets` tests first
+
+
+def _meets(area, cells, index, cols):
+    """Which cells the area reaches into: the interiors meet (so not where they only touch).
+
+    `cells` are boxes, `index` their flat indices on a grid of `cols`
+    columns. Each is tested as ``intersects and not touches``, except that
+    blocks of cells the area holds in its interior, or misses, are settled
+    at once from their bounding box. For a polygonal area, a cell that
+    meets it but not its boundary lies inside it, so ``touches`` (the slow
+    predicate) is only asked of cells on the boundary.
+    """
     shapely.prepare(area)
-    geoms = boxes_to_geoms(cells)
-    return shapely.intersects(area, geoms) & ~shapely.touches(area, geoms)
+    i, j = np.divmod(index, cols)
+    block = (i // _BLOCK) * (-(-cols // _BLOCK)) + j // _BLOCK
+    ids, block = np.unique(block, return_inverse=True)
+    bbox = np.empty((len(ids), 4), dtype=np.int64)
+    bbox[:, :2], bbox[:, 2:] = np.iinfo(np.int64).max, np.iinfo(np.int64).min
+    for k in (0, 1):
+        np.minimum.at(bbox[:, k], block, cells[:, k])
+        np.maximum.at(bbox[:, k + 2], block, cells[:, k + 2])
+    block_geoms = np.atleast_1d(boxes_to_geoms(bbox))
+    held = shapely.contains_properly(area, block_geoms)[block]
+    open_ = shapely.intersects(area, block_geoms)[block] & ~held
+    hit = held.copy()
+    if open_.any():
+        hit[open_] = _meets_each(area, cells[open_])
+    return hit
+
+
+def _meets_each(area, cells):
+    ylo, xlo, yhi, xhi = area.bounds
+    hit = (cells[:, 0] < yhi) & (cells[:, 2] > ylo) & (cells[:, 1] < xhi) & (cells[:, 3] > xlo)
+    if not hit.any():
+        return hit
+    geoms = np.atleast_1d(boxes_to_geoms(cells[hit]))
+    inside = shapely.intersects(area, geoms)
+    edge = inside.copy()
+    if shapely.get_type_id(area) in (3, 6):  # Polygon, MultiPolygon
+        boundary = shapely.boundary(area)
+        shapely.prepare(boundary)
+        edge[inside] = shapely.intersects(boundary, geoms[inside])
+    inside[edge] = ~shapely.touches(area, geoms[edge])
+    hit[hit] = inside
+    return hit
 
 
 def _schedule_rectilinear(boxes, cells, selected):
@@ -563,5 +726,43 @@ def get_plan_input_geoms(plan):
     >>> get_plan_input_geoms(plan)[0][0]
     (0, 0)
     """
-    geoms = boxes_to_geoms(plan.tile_boxes[plan.load_order])
+    if not isinstance(plan, Plan):
+        raise ValueError(f"plan must be a Plan from plan_regular_grid or plan_from_grid; got {type(plan).__name__}")
+    geoms = np.atleast_1d(boxes_to_geoms(plan.tile_boxes[plan.load_order]))
     return [(plan.grid_index(t), g) for t, g in zip(plan.load_order.tolist(), geoms)]
+
+
+def get_plan_logit_geoms(plan):
+    """The newer seed's name for :func:`get_plan_input_geoms`: the tiles to compute, in order.
+
+    Examples
+    --------
+    >>> plan, _ = plan_regular_grid((300, 300), 128, 32)
+    >>> get_plan_logit_geoms(plan) == get_plan_input_geoms(plan)
+    True
+    """
+    return get_plan_input_geoms(plan)
+
+
+def row_by_row_traversal(grid, add_load, add_unload, add_write):
+    """The seed's default `traversal_fnc`, for code that passes it by name; the order plans here use.
+
+    Calls ``add_load(i, j)``, ``add_write(i, j)`` and ``add_unload(i, j)``
+    for every grid index in row-major order: each tile's cell is final, and
+    the tile no longer needed, the moment it arrives. Plans never call a
+    traversal function; this one only documents their order.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> calls = []
+    >>> row_by_row_traversal(np.empty((1, 2)), *(lambda i, j, a=a: calls.append((a, i, j)) for a in "luw"))
+    >>> calls
+    [('l', 0, 0), ('w', 0, 0), ('u', 0, 0), ('l', 0, 1), ('w', 0, 1), ('u', 0, 1)]
+    """
+    rows, cols = np.shape(grid)[:2]
+    for i in range(rows):
+        for j in range(cols):
+            add_load(i, j)
+            add_write(i, j)
+            add_unload(i, j)

@@ -23,16 +23,28 @@ def test_regular_axis_follows_seed_rule(size, tile, data):
     assert bounds[-1, 2] == size or size > tile and bounds[-1, 2] == size
 
 
-@given(size=st.integers(64, 2000), data=st.data())
-def test_regular_axis_with_area_follows_seed_rule(size, data):
-    tile = data.draw(st.integers(8, 64))
+@given(size=st.integers(1, 2000), data=st.data())
+def test_area_grid_is_a_window_of_the_whole_image_grid(size, data):
+    # Unlike the seed, which started the grid at the area, an area plan keeps the whole image's tiles.
+    tile = data.draw(st.integers(1, 64))
     overlap = data.draw(st.integers(0, tile - 1))
-    lo = data.draw(st.integers(0, size - 1))
-    hi = data.draw(st.integers(lo + 1, size))
+    lo = data.draw(st.floats(0, size - 0.5))
+    hi = data.draw(st.floats(lo + 0.25, size + 5))
     area = shapely.box(lo, 0, hi, 7)
-    _, grid = sf.plan_regular_grid((size, 7), (tile, 7), (overlap, 0), area=area)
-    starts, _ = seed_axis_starts(size, tile, overlap, lo, hi)
-    np.testing.assert_array_equal(shapely.bounds(grid[:, 0])[:, 0], starts)
+    whole, whole_grid = sf.plan_regular_grid((size, 7), (tile, 7), (overlap, 0))
+    plan, grid = sf.plan_regular_grid((size, 7), (tile, 7), (overlap, 0), area=area)
+    starts = shapely.bounds(whole_grid[:, 0])[:, 0]
+    window = shapely.bounds(grid[:, 0])[:, 0]
+    k0 = int(np.flatnonzero(starts == window[0])[0])
+    np.testing.assert_array_equal(starts[k0:k0 + len(window)], window)
+    # written: exactly the whole-image cells that meet (lo, hi); loaded: exactly the tiles they need
+    cells = whole.cell_boxes
+    meets = (cells[:, 0] < hi) & (cells[:, 2] > lo)
+    assert sorted(map(tuple, plan.cell_boxes[plan.write_cells].tolist())) == sorted(map(tuple, cells[meets].tolist()))
+    needed = boxes_overlap(whole.tile_boxes[:, None], cells[meets][None]).any(axis=1)
+    assert sorted(map(tuple, plan.tile_boxes[plan.load_order].tolist())) == \
+        sorted(map(tuple, whole.tile_boxes[needed].tolist()))
+    assert len(window) <= needed.sum() + 1, "at most one tile beyond the needed ones (for the last cell's end)"
 
 
 def test_grid_object_matches_plan():
