@@ -10,6 +10,8 @@ import math
 import numpy as np
 import shapely
 
+MAX_COORDINATE = 2**53  # where float64 stops holding every integer
+
 __all__ = ["regular_axis", "axis_starts", "axis_window", "grid_boxes", "boxes_to_geoms", "geoms_to_boxes",
            "grid_cells", "is_rectilinear", "shape_to_slices", "boxes_overlap"]
 
@@ -121,9 +123,15 @@ def geoms_to_boxes(grid, name="grid"):
     if np.isnan(bounds).any():
         i, j = np.argwhere(np.isnan(bounds).any(axis=-1))[0]
         raise ValueError(f"{name}[{i}, {j}] is an empty geometry; expected a box")
+    far = ~(np.abs(bounds) <= MAX_COORDINATE).all(axis=-1)  # inf too, before the cast below
+    if far.any():
+        i, j = np.argwhere(far)[0]
+        raise ValueError(f"{name}[{i}, {j}] has bounds {tuple(bounds[i, j].tolist())}; every coordinate must "
+                         f"be finite and at most {MAX_COORDINATE} (2**53) in size")
     boxes = np.rint(bounds).astype(np.int64)
-    bad = (np.abs(bounds - boxes).max(axis=-1) > 1e-9) | \
-          ~np.isclose(shapely.area(grid), (bounds[..., 2] - bounds[..., 0]) * (bounds[..., 3] - bounds[..., 1]))
+    box_area = (bounds[..., 2] - bounds[..., 0]) * (bounds[..., 3] - bounds[..., 1])
+    # Integer-cornered polygons have areas in multiples of 1/2: a rectangle matches its bounds to within that.
+    bad = (np.abs(bounds - boxes).max(axis=-1) > 1e-9) | ~(np.abs(shapely.area(grid) - box_area) < 0.5)
     bad |= (boxes[..., 2] <= boxes[..., 0]) | (boxes[..., 3] <= boxes[..., 1]) | (boxes[..., :2] < 0).any(axis=-1)
     if bad.any():
         i, j = np.argwhere(bad)[0]
@@ -188,8 +196,13 @@ def boxes_overlap(a, b):
             & (np.maximum(a[..., 1], b[..., 1]) < np.minimum(a[..., 3], b[..., 3])))
 
 
-def shape_to_slices(geom):
-    """``(slice(ylo, yhi), slice(xlo, xhi))`` from a geometry's rounded bounds.
+def shape_to_slices(shp):
+    """``(slice(ylo, yhi), slice(xlo, xhi))`` from a geometry's rounded bounds (the seed's function).
+
+    Parameters
+    ----------
+    shp : shapely.Geometry
+        A non-empty geometry with finite coordinates, in (y, x) order.
 
     Examples
     --------
@@ -197,6 +210,12 @@ def shape_to_slices(geom):
     >>> shape_to_slices(shapely.box(0, 64, 256, 320))
     (slice(0, 256, None), slice(64, 320, None))
     """
-    ylo, xlo, yhi, xhi = geom.bounds
+    if not isinstance(shp, shapely.Geometry):
+        raise ValueError(f"shp={shp!r} is not a shapely geometry")
+    bounds = shapely.bounds(shp)
+    if not np.isfinite(bounds).all():
+        raise ValueError(f"shp={shp} has no finite bounds ({tuple(bounds.tolist())}); expected a non-empty "
+                         "geometry with finite coordinates")
+    ylo, xlo, yhi, xhi = bounds.tolist()
     return slice(round(ylo), round(yhi)), slice(round(xlo), round(xhi))
 

@@ -12,8 +12,8 @@ import numpy as np
 import shapely
 
 from ._validate import as_pair, check_area
-from .geometry import (axis_starts, axis_window, boxes_overlap, boxes_to_geoms, geoms_to_boxes, grid_boxes,
-                       grid_cells, is_rectilinear, regular_axis)
+from .geometry import (MAX_COORDINATE, axis_starts, axis_window, boxes_overlap, boxes_to_geoms, geoms_to_boxes,
+                       grid_boxes, grid_cells, is_rectilinear, regular_axis)
 from .windows import check_window, is_separable, window_1d, window_2d
 
 STEP_COLUMNS = ("y0", "x0", "h", "w", "first", "fy", "fx", "cy0", "cy1", "cx0", "cx1", "wy", "wx", "cell", "tile",
@@ -27,7 +27,10 @@ MAX_GRID_TILES = 2**22
 """Most tiles a regular grid (or the window of it an area needs) may have: planning takes about 1 KiB
 of memory and 3 microseconds per tile, so this bounds a plan at a few GiB and seconds."""
 
-MAX_IMAGE_SIDE = 2**53
+MAX_IMAGE_SIDE = MAX_COORDINATE
+
+MAX_WEIGHTS = 2**27
+"""Most 1-D window weights a plan holds (1 GiB of float64): a bound on tile sides times grid rows and columns."""
 
 
 def _frozen(array):
@@ -293,12 +296,21 @@ def _budget(max_buffer_bytes, channels, dtype):
     from ._validate import as_positive_int
 
     channels = as_positive_int(channels, "channels")
-    dtype = np.dtype(dtype)
-    if dtype.kind != "f" or dtype.itemsize < 4:
-        raise ValueError(f"dtype={dtype} is not an accumulator dtype; expected float32 or float64")
+    dtype = _accumulator_dtype(dtype)
     if max_buffer_bytes is not None:
         max_buffer_bytes = as_positive_int(max_buffer_bytes, "max_buffer_bytes")
     return max_buffer_bytes, channels * dtype.itemsize
+
+
+def _accumulator_dtype(dtype):
+    try:
+        out = np.dtype(dtype)
+    except TypeError:
+        out = None
+    if out is None or out.kind != "f" or out.itemsize < 4:
+        shown = repr(dtype) if out is None else out
+        raise ValueError(f"dtype={shown} is not an accumulator dtype; expected float32 or float64")
+    return out
 
 
 def plan_from_grid(grid, margin=(0, 0), area=None, traversal_fnc=None, *, window="pyramid", max_buffer_bytes=None,
@@ -650,6 +662,7 @@ def _weights(boxes, window, normalised):
     if not is_separable(window):
         none = np.full(rows * cols, -1, dtype=np.int64)
         return np.zeros(0), none, none.copy()
+    _check_weight_size(boxes, normalised)
     if normalised:
         ys = _normalised_axis(boxes[:, 0, 0], boxes[:, 0, 2], window)
         xs = _normalised_axis(boxes[0, :, 1], boxes[0, :, 3], window)
@@ -669,10 +682,25 @@ def _weights(boxes, window, normalised):
     return weights, weight_y, weight_x
 
 
+def _check_weight_size(boxes, normalised):
+    """Refuse tiles whose 1-D weight vectors would not fit in memory, before computing them."""
+    heights, widths = boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]
+    if normalised:
+        count = int(heights[:, 0].sum()) + int(widths[0].sum())
+    else:
+        count = sum(np.unique(np.concatenate([heights.ravel(), widths.ravel()])).tolist())
+    if count > MAX_WEIGHTS:
+        raise ValueError(f"tiles of up to {int(heights.max())} x {int(widths.max())} pixels on a grid of "
+                         f"{boxes.shape[0]} x {boxes.shape[1]} need {count} window weights; a plan holds at "
+                         f"most {MAX_WEIGHTS} (8 bytes each): use smaller tiles")
+
+
 def _normalised_axis(starts, ends, window):
     """Per grid row (or column): its taper divided by the sum of all tapers covering each pixel."""
-    tapers = [window_1d(window, int(e - s)) for s, e in zip(starts, ends)]
-    total = np.zeros(int(ends.max()))
+    origin = int(starts.min())  # an area's window may sit far from the image origin
+    starts, ends = (starts - origin).tolist(), (ends - origin).tolist()
+    tapers = [window_1d(window, e - s) for s, e in zip(starts, ends)]
+    total = np.zeros(max(ends))
     for s, e, taper in zip(starts, ends, tapers):
         total[s:e] += taper
     return [taper / total[s:e] for s, e, taper in zip(starts, ends, tapers)]
@@ -707,8 +735,10 @@ def analyse_plan(plan, *, channels=1, dtype=np.float32):
     """
     from ._validate import as_positive_int
 
+    if not isinstance(plan, Plan):
+        raise ValueError(f"plan must be a Plan from plan_regular_grid or plan_from_grid; got {type(plan).__name__}")
     channels = as_positive_int(channels, "channels")
-    itemsize = np.dtype(dtype).itemsize
+    itemsize = _accumulator_dtype(dtype).itemsize
     pixels = plan.buffer_rows * int((plan.stripes[:, 1] - plan.stripes[:, 0]).max())
     planes = channels if plan.normalised else channels + 1
     boxes = plan.tile_boxes[plan.load_order]

@@ -112,6 +112,8 @@ def run_plan(plan, tiles, max_tiles=None, disk_cache_dir=None, on_load=None, on_
                              "buffer holds; raise max_tiles or pass disk_cache_dir to keep the buffer on disk")
     elif disk_cache_dir is not None:
         raise ValueError("disk_cache_dir is set but max_tiles is not; set max_tiles as well")
+    if disk_cache_dir is not None and not isinstance(disk_cache_dir, (str, os.PathLike)):
+        raise ValueError(f"disk_cache_dir={disk_cache_dir!r} is not a path; expected a str or pathlib.Path")
     if disk_cache_dir is not None:
         if os.path.exists(disk_cache_dir) and not os.path.isdir(disk_cache_dir):
             raise ValueError(f"disk_cache_dir={str(disk_cache_dir)!r} exists and is not a directory")

@@ -54,7 +54,9 @@ def areas(draw, height, width):
 def _area_or_none(height, width, area):
     """`area`, or None when it does not reach into the image or is degenerate (plan_regular_grid refuses it)."""
     image = shapely.box(0, 0, height, width)
-    if not area.is_valid or not shapely.intersects(area, image) or shapely.touches(area, image) or shapely.area(area) <= 0:
+    if not area.is_valid or shapely.area(area) <= 0:
+        return None
+    if not shapely.intersects(area, image) or shapely.touches(area, image):
         return None
     return area
 
