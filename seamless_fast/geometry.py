@@ -13,7 +13,7 @@ import shapely
 MAX_COORDINATE = 2**53  # where float64 stops holding every integer
 
 __all__ = ["regular_axis", "axis_starts", "axis_window", "grid_boxes", "boxes_to_geoms", "geoms_to_boxes",
-           "grid_cells", "is_rectilinear", "shape_to_slices", "boxes_overlap"]
+           "grid_cells", "is_rectilinear", "shape_to_slices", "boxes_overlap", "cells_meeting"]
 
 
 def regular_axis(size, tile, overlap):
@@ -219,3 +219,50 @@ def shape_to_slices(shp):
     ylo, xlo, yhi, xhi = bounds.tolist()
     return slice(round(ylo), round(yhi)), slice(round(xlo), round(xhi))
 
+
+_BLOCK = 8  # cells per side of the blocks `cells_meeting` tests first
+
+
+def cells_meeting(area, cells, index, cols):
+    """Which cells the area reaches into: the interiors meet (so not where they only touch).
+
+    `cells` are boxes, `index` their flat indices on a grid of `cols`
+    columns. Each is tested as ``intersects and not touches``, except that
+    blocks of cells the area holds in its interior, or misses, are settled
+    at once from their bounding box. For a polygonal area, a cell that
+    meets it but not its boundary lies inside it, so ``touches`` (the slow
+    predicate) is only asked of cells on the boundary.
+    """
+    shapely.prepare(area)
+    i, j = np.divmod(index, cols)
+    block = (i // _BLOCK) * (-(-cols // _BLOCK)) + j // _BLOCK
+    ids, block = np.unique(block, return_inverse=True)
+    bbox = np.empty((len(ids), 4), dtype=np.int64)
+    bbox[:, :2], bbox[:, 2:] = np.iinfo(np.int64).max, np.iinfo(np.int64).min
+    for k in (0, 1):
+        np.minimum.at(bbox[:, k], block, cells[:, k])
+        np.maximum.at(bbox[:, k + 2], block, cells[:, k + 2])
+    block_geoms = np.atleast_1d(boxes_to_geoms(bbox))
+    held = shapely.contains_properly(area, block_geoms)[block]
+    open_ = shapely.intersects(area, block_geoms)[block] & ~held
+    hit = held.copy()
+    if open_.any():
+        hit[open_] = _cells_meeting_each(area, cells[open_])
+    return hit
+
+
+def _cells_meeting_each(area, cells):
+    ylo, xlo, yhi, xhi = area.bounds
+    hit = (cells[:, 0] < yhi) & (cells[:, 2] > ylo) & (cells[:, 1] < xhi) & (cells[:, 3] > xlo)
+    if not hit.any():
+        return hit
+    geoms = np.atleast_1d(boxes_to_geoms(cells[hit]))
+    inside = shapely.intersects(area, geoms)
+    edge = inside.copy()
+    if shapely.get_type_id(area) in (3, 6):  # Polygon, MultiPolygon
+        boundary = shapely.boundary(area)
+        shapely.prepare(boundary)
+        edge[inside] = shapely.intersects(boundary, geoms[inside])
+    inside[edge] = ~shapely.touches(area, geoms[edge])
+    hit[hit] = inside
+    return hit

@@ -1,9 +1,10 @@
 """Planning: turn a grid of tiles into a `Plan` of flat integer arrays.
 
-Shapely is used here and in :mod:`seamless_fast.geometry` only. Everything a
-run needs afterwards (order of arrival, output cells, when each cell is final,
-how many buffer rows are live, the weights) is precomputed once as numpy
-arrays, so running a plan never touches a geometry.
+Shapely is used while planning only (here, in :mod:`seamless_fast.geometry`
+and :mod:`seamless_fast._schedule`). Everything a run needs afterwards (order
+of arrival, output cells, when each cell is final, how many buffer rows are
+live, the weights) is precomputed once as numpy arrays, so running a plan
+never touches a geometry.
 """
 
 from dataclasses import dataclass
@@ -11,26 +12,22 @@ from dataclasses import dataclass
 import numpy as np
 import shapely
 
+from ._schedule import (MAX_WEIGHTS, STEP_COLUMNS, live_from_rows, regular_column_stripes, schedule_general,
+                        schedule_rectilinear, seam_rows, segment_cummax, split_columns, step_table, stripe_extents,
+                        weight_vectors)
 from ._validate import as_pair, check_area
-from .geometry import (MAX_COORDINATE, axis_starts, axis_window, boxes_overlap, boxes_to_geoms, geoms_to_boxes,
+from .geometry import (MAX_COORDINATE, axis_starts, axis_window, boxes_to_geoms, cells_meeting, geoms_to_boxes,
                        grid_boxes, grid_cells, is_rectilinear, regular_axis)
-from .windows import check_window, is_separable, window_1d, window_2d
+from .windows import check_window, is_separable, window_2d
 
-STEP_COLUMNS = ("y0", "x0", "h", "w", "first", "fy", "fx", "cy0", "cy1", "cx0", "cx1", "wy", "wx", "cell", "tile",
-                "stripe", "enter_lo", "enter_hi", "leave_lo", "leave_hi")
-
-__all__ = ["STEP_COLUMNS", "MAX_GRID_TILES", "Plan", "PlanStats", "plan_regular_grid", "plan_from_grid",
+__all__ = ["STEP_COLUMNS", "MAX_GRID_TILES", "MAX_WEIGHTS", "Plan", "PlanStats", "plan_regular_grid", "plan_from_grid",
            "regular_grid", "analyse_plan", "get_plan_input_geoms", "get_plan_logit_geoms", "row_by_row_traversal"]
-
 
 MAX_GRID_TILES = 2**22
 """Most tiles a regular grid (or the window of it an area needs) may have: planning takes about 1 KiB
 of memory and 3 microseconds per tile, so this bounds a plan at a few GiB and seconds."""
 
 MAX_IMAGE_SIDE = MAX_COORDINATE
-
-MAX_WEIGHTS = 2**27
-"""Most 1-D window weights a plan holds (1 GiB of float64): a bound on tile sides times grid rows and columns."""
 
 
 def _frozen(array):
@@ -236,7 +233,7 @@ def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=N
     max_buffer_bytes, bytes_per_pixel = _budget(max_buffer_bytes, channels, dtype)
     boxes, (k0, k1) = _regular_boxes(image_size, tile_size, overlap, area)
     row_bytes = int(boxes[0, 0, 2] - boxes[0, 0, 0]) * bytes_per_pixel
-    column_stripe = _regular_column_stripes(image_size[1], tile_size[1], overlap[1], k0, k1, row_bytes,
+    column_stripe = regular_column_stripes(image_size[1], tile_size[1], overlap[1], k0, k1, row_bytes,
                                             max_buffer_bytes) if is_separable(window) else None
     plan = _compile(boxes, image_size, area, window, max_buffer_bytes, bytes_per_pixel, column_stripe)
     return plan, boxes_to_geoms(boxes)
@@ -375,7 +372,7 @@ def plan_from_grid(grid, margin=(0, 0), area=None, traversal_fnc=None, *, window
 
 
 def _compile(boxes, image_size, area, window, max_buffer_bytes=None, bytes_per_pixel=4, column_stripe=None):
-    """The Plan of a grid of integer boxes; `column_stripe` (see `_regular_column_stripes`) overrides
+    """The Plan of a grid of integer boxes; `column_stripe` (see `regular_column_stripes`) overrides
     how a rectilinear grid's columns are cut into stripes."""
     rows, cols = boxes.shape[:2]
     if not is_separable(window):
@@ -387,17 +384,17 @@ def _compile(boxes, image_size, area, window, max_buffer_bytes=None, bytes_per_p
     flat_cells = cells.reshape(-1, 4)
     selected = (flat_cells[:, 2] > flat_cells[:, 0]) & (flat_cells[:, 3] > flat_cells[:, 1])
     if area is not None:
-        selected[selected] = _meets(area, flat_cells[selected], np.flatnonzero(selected), cols)
+        selected[selected] = cells_meeting(area, flat_cells[selected], np.flatnonzero(selected), cols)
         if not selected.any():
             raise ValueError(f"area with bounds {tuple(area.bounds)} meets no output cell of the grid")
     rectilinear = is_rectilinear(boxes)
     normalised = rectilinear and is_separable(window)
     if rectilinear:
-        load_order, emit_after, write_cells = _schedule_rectilinear(boxes, cells, selected)
+        load_order, emit_after, write_cells = schedule_rectilinear(boxes, cells, selected)
     else:
-        load_order, emit_after, write_cells = _schedule_general(flat_boxes, flat_cells, selected)
+        load_order, emit_after, write_cells = schedule_general(flat_boxes, flat_cells, selected)
     if column_stripe is None or not normalised:
-        column_stripe = _split_columns(boxes, max_buffer_bytes, bytes_per_pixel, normalised)
+        column_stripe = split_columns(boxes, max_buffer_bytes, bytes_per_pixel, normalised)
     # Stripes numbered 0, 1, ... over the columns the run loads (an area may leave some out).
     stripe = np.unique(column_stripe[load_order % cols], return_inverse=True)[1].reshape(-1)
     if stripe.max() > 0:
@@ -412,14 +409,14 @@ def _compile(boxes, image_size, area, window, max_buffer_bytes=None, bytes_per_p
     if stripe[-1] > 0:  # in stripes, rows stay until no later tile of the stripe reaches them
         live_from = tiles[:, 0].copy()
     else:
-        live_from = _live_from(flat_cells[write_cells, 0], emit_after, len(load_order), image_size[0])
-    top = _segment_cummax(tiles[:, 2], stripe)
+        live_from = live_from_rows(flat_cells[write_cells, 0], emit_after, len(load_order), image_size[0])
+    top = segment_cummax(tiles[:, 2], stripe)
     buffer_rows = int(max(1, (top - np.minimum(live_from, top)).max()))
-    stripes, seams = _stripe_extents(tiles, stripe)
-    weights, weight_y, weight_x = _weights(boxes, window, normalised)
-    steps = _steps(boxes, cells, load_order, write_cells, emit_after, live_from, stripes[stripe, 0],
+    stripes, seams = stripe_extents(tiles, stripe)
+    weights, weight_y, weight_x = weight_vectors(boxes, window, normalised)
+    steps = step_table(boxes, cells, load_order, write_cells, emit_after, live_from, stripes[stripe, 0],
                    weight_y, weight_x, rectilinear)
-    _seam_rows(steps, stripe, tiles, top, live_from)
+    seam_rows(steps, stripe, tiles, top, live_from)
     return Plan(
         image_size=tuple(image_size), grid_shape=(rows, cols),
         tile_boxes=_frozen(flat_boxes.copy()), cell_boxes=_frozen(flat_cells.copy()),
@@ -430,280 +427,6 @@ def _compile(boxes, image_size, area, window, max_buffer_bytes=None, bytes_per_p
         weight_x=_frozen(weight_x), window=window, steps=_frozen(steps), stripes=_frozen(stripes),
         seams=_frozen(seams),
     )
-
-
-def _split_columns(boxes, max_buffer_bytes, bytes_per_pixel, normalised):
-    """Stripe number of every grid column: as wide as `max_buffer_bytes` allows (all 0 without a budget)."""
-    cols = boxes.shape[1]
-    column_stripe = np.zeros(cols, dtype=np.int64)
-    if max_buffer_bytes is None:
-        return column_stripe
-    xs, xe = boxes[0, :, 1].tolist(), boxes[0, :, 3].tolist()
-    row_bytes = int((boxes[:, :, 2] - boxes[:, :, 0]).max()) * bytes_per_pixel
-    band_bytes = int(boxes[:, :, 3].max() - boxes[:, :, 1].min()) * row_bytes  # every row: irregular grids too
-    if band_bytes <= max_buffer_bytes:
-        return column_stripe
-    if not normalised:
-        raise ValueError(f"max_buffer_bytes={max_buffer_bytes} is below the {band_bytes} bytes one band of "
-                         "this plan needs, and only rectilinear grids with a separable window can be split "
-                         "into stripes")
-    stripe, lo, hi = 0, xs[0], xe[0]
-    for j in range(cols):
-        if (max(hi, xe[j]) - lo) * row_bytes > max_buffer_bytes:
-            stripe, lo = stripe + 1, xs[j]  # the new stripe starts with the seam the last one leaves
-        hi = max(hi, xe[j])
-        if (hi - lo) * row_bytes > max_buffer_bytes:
-            raise ValueError(f"max_buffer_bytes={max_buffer_bytes} is too small: a stripe starting at column "
-                             f"{lo} needs {(hi - lo) * row_bytes} bytes (tile column and seam)")
-        column_stripe[j] = stripe
-    return column_stripe
-
-
-def _regular_column_stripes(size, tile, overlap, k0, k1, row_bytes, max_buffer_bytes):
-    """Stripes of columns ``k0 .. k1 - 1`` of a whole regular axis, as `_split_columns` cuts the whole grid.
-
-    An area plan holds a window of the whole-image grid; cutting its columns
-    where the whole image's are cut keeps the order in which tiles are added
-    at every pixel, so its values equal the whole-image run's bit for bit.
-    Computed without listing the axis: regular columns fall into stripes of
-    ``per`` columns each; the flush column joins the last one if it fits.
-    """
-    if max_buffer_bytes is None or size * row_bytes <= max_buffer_bytes:
-        return np.zeros(k1 - k0, dtype=np.int64)
-    n, stride, length, flush = regular_axis(size, tile, overlap)
-    width = max_buffer_bytes // row_bytes
-    if length > width:
-        raise ValueError(f"max_buffer_bytes={max_buffer_bytes} is too small: a stripe starting at column 0 "
-                         f"needs {length * row_bytes} bytes (tile column and seam)")
-    per = (width - length) // stride + 1
-    stripe = np.arange(k0, k1, dtype=np.int64) // per
-    if flush and k0 < k1 == n:
-        last = (n - 2) // per  # the stripe of the last regular column
-        stripe[-1] = last if size - last * per * stride <= width else last + 1
-    return stripe
-
-
-def _stripe_extents(tiles, stripe):
-    """Buffer columns [x0, x1) of each stripe (over the tiles it loads), and the seams [lo, hi) between them."""
-    count = int(stripe.max()) + 1
-    stripes = np.zeros((count, 2), dtype=np.int64)
-    seams = np.zeros((count - 1, 2), dtype=np.int64)
-    reach = 0
-    for s in range(count):
-        mine = tiles[stripe == s]
-        stripes[s] = mine[:, 1].min(), max(reach, mine[:, 3].max())
-        if s:
-            seams[s - 1] = stripes[s, 0], max(reach, stripes[s, 0])
-        reach = int(stripes[s, 1])
-    return stripes, seams
-
-
-def _segment_cummax(values, segment):
-    """Running maximum of `values`, restarted wherever `segment` changes."""
-    out = values.copy()
-    for s in np.unique(segment).tolist():
-        part = segment == s
-        out[part] = np.maximum.accumulate(values[part])
-    return out
-
-
-def _seam_rows(steps, stripe, tiles, top, live_from):
-    """Fill the enter/leave columns: rows that come into each stripe's buffer and rows that leave it."""
-    col = {name: n for n, name in enumerate(STEP_COLUMNS)}
-    steps[:, col["stripe"]] = stripe
-    starts = np.r_[True, stripe[1:] != stripe[:-1]]
-    ends = np.r_[stripe[1:] != stripe[:-1], True]
-    previous_top = np.where(starts, tiles[:, 0], np.r_[0, top[:-1]])
-    steps[:, col["enter_lo"]] = np.maximum(previous_top, live_from)
-    steps[:, col["enter_hi"]] = np.maximum(top, steps[:, col["enter_lo"]])
-    next_live = np.where(ends, top, np.r_[live_from[1:], 0])
-    steps[:, col["leave_lo"]] = np.minimum(live_from, top)
-    steps[:, col["leave_hi"]] = np.maximum(np.minimum(next_live, top), steps[:, col["leave_lo"]])
-
-
-_BLOCK = 8  # cells per side of the blocks `_meets` tests first
-
-
-def _meets(area, cells, index, cols):
-    """Which cells the area reaches into: the interiors meet (so not where they only touch).
-
-    `cells` are boxes, `index` their flat indices on a grid of `cols`
-    columns. Each is tested as ``intersects and not touches``, except that
-    blocks of cells the area holds in its interior, or misses, are settled
-    at once from their bounding box. For a polygonal area, a cell that
-    meets it but not its boundary lies inside it, so ``touches`` (the slow
-    predicate) is only asked of cells on the boundary.
-    """
-    shapely.prepare(area)
-    i, j = np.divmod(index, cols)
-    block = (i // _BLOCK) * (-(-cols // _BLOCK)) + j // _BLOCK
-    ids, block = np.unique(block, return_inverse=True)
-    bbox = np.empty((len(ids), 4), dtype=np.int64)
-    bbox[:, :2], bbox[:, 2:] = np.iinfo(np.int64).max, np.iinfo(np.int64).min
-    for k in (0, 1):
-        np.minimum.at(bbox[:, k], block, cells[:, k])
-        np.maximum.at(bbox[:, k + 2], block, cells[:, k + 2])
-    block_geoms = np.atleast_1d(boxes_to_geoms(bbox))
-    held = shapely.contains_properly(area, block_geoms)[block]
-    open_ = shapely.intersects(area, block_geoms)[block] & ~held
-    hit = held.copy()
-    if open_.any():
-        hit[open_] = _meets_each(area, cells[open_])
-    return hit
-
-
-def _meets_each(area, cells):
-    ylo, xlo, yhi, xhi = area.bounds
-    hit = (cells[:, 0] < yhi) & (cells[:, 2] > ylo) & (cells[:, 1] < xhi) & (cells[:, 3] > xlo)
-    if not hit.any():
-        return hit
-    geoms = np.atleast_1d(boxes_to_geoms(cells[hit]))
-    inside = shapely.intersects(area, geoms)
-    edge = inside.copy()
-    if shapely.get_type_id(area) in (3, 6):  # Polygon, MultiPolygon
-        boundary = shapely.boundary(area)
-        shapely.prepare(boundary)
-        edge[inside] = shapely.intersects(boundary, geoms[inside])
-    inside[edge] = ~shapely.touches(area, geoms[edge])
-    hit[hit] = inside
-    return hit
-
-
-def _schedule_rectilinear(boxes, cells, selected):
-    """Needed tiles, arrival order and emission steps on a grid whose rows/cols share extents.
-
-    A cell needs the tile rows overlapping its y-extent times the tile
-    columns overlapping its x-extent; tiles arrive in row-major order, so a
-    cell is final after the last of those (bottom-right) tiles.
-    """
-    rows, cols = boxes.shape[:2]
-    sel = selected.reshape(rows, cols)
-    si, sj = np.nonzero(sel)
-    first_row = np.searchsorted(boxes[:, 0, 2], cells[si, 0, 0], side="right")
-    last_row = np.searchsorted(boxes[:, 0, 0], cells[si, 0, 2], side="left") - 1
-    first_col = np.searchsorted(boxes[0, :, 3], cells[0, sj, 1], side="right")
-    last_col = np.searchsorted(boxes[0, :, 1], cells[0, sj, 3], side="left") - 1
-    # Mark each cell's block of needed tiles with a 2-D difference array.
-    marks = np.zeros((rows + 1, cols + 1), dtype=np.int64)
-    np.add.at(marks, (first_row, first_col), 1)
-    np.add.at(marks, (last_row + 1, first_col), -1)
-    np.add.at(marks, (first_row, last_col + 1), -1)
-    np.add.at(marks, (last_row + 1, last_col + 1), 1)
-    needed = (marks.cumsum(axis=0).cumsum(axis=1)[:rows, :cols] > 0).ravel()
-    load_order = np.flatnonzero(needed)
-    position = np.cumsum(needed) - 1
-    emit_after = position[last_row * cols + last_col]
-    return load_order, emit_after, si * cols + sj
-
-
-def _schedule_general(flat_boxes, flat_cells, selected):
-    """As above for any grid: overlaps found with an STRtree, tiles ordered by (ylo, xlo)."""
-    write_cells = np.flatnonzero(selected)
-    tree = shapely.STRtree(boxes_to_geoms(flat_boxes))
-    cell_pos, tile = tree.query(boxes_to_geoms(flat_cells[write_cells]), predicate="intersects")
-    keep = boxes_overlap(flat_cells[write_cells[cell_pos]], flat_boxes[tile])
-    cell_pos, tile = cell_pos[keep], tile[keep]
-    needed = np.unique(tile)
-    load_order = needed[np.lexsort((needed, flat_boxes[needed, 1], flat_boxes[needed, 0]))]
-    position = np.full(len(flat_boxes), -1, dtype=np.int64)
-    position[load_order] = np.arange(len(load_order))
-    emit_after = np.full(len(write_cells), -1, dtype=np.int64)
-    np.maximum.at(emit_after, cell_pos, position[tile])
-    return load_order, emit_after, write_cells
-
-
-def _live_from(cell_ylo, emit_after, n_loads, height):
-    """First row still needed by an unemitted cell at each arrival step (`height` once none is)."""
-    pending_min = np.append(np.minimum.accumulate(cell_ylo[::-1])[::-1], height)
-    return pending_min[np.searchsorted(emit_after, np.arange(n_loads), side="left")]
-
-
-def _steps(boxes, cells, load_order, write_cells, emit_after, live_from, x_origin, weight_y, weight_x,
-           rectilinear):
-    """The per-step table of :data:`STEP_COLUMNS` (see `Plan.steps`)."""
-    rows, cols = boxes.shape[:2]
-    flat = boxes.reshape(-1, 4)
-    tile = flat[load_order]
-    table = np.zeros((len(load_order), len(STEP_COLUMNS)), dtype=np.int64)
-    col = {name: n for n, name in enumerate(STEP_COLUMNS)}
-    table[:, col["y0"]] = tile[:, 0]
-    table[:, col["x0"]] = tile[:, 1] - x_origin
-    table[:, col["h"]] = tile[:, 2] - tile[:, 0]
-    table[:, col["w"]] = tile[:, 3] - tile[:, 1]
-    table[:, col["first"]] = np.clip(live_from - tile[:, 0], 0, table[:, col["h"]])
-    table[:, col["wy"]] = weight_y[load_order]
-    table[:, col["wx"]] = weight_x[load_order]
-    table[:, col["tile"]] = load_order
-    table[:, col["cell"]] = -1
-    if rectilinear:
-        # A tile first touches what the previous grid row and the previous tile in its row left free.
-        i, j = np.divmod(load_order, cols)
-        row_end = np.append(0, boxes[:-1, 0, 2])[i]
-        col_end = np.append(0, boxes[0, :-1, 3])[j]
-        table[:, col["fy"]] = np.clip(row_end - tile[:, 0], 0, table[:, col["h"]])
-        table[:, col["fx"]] = np.clip(col_end - tile[:, 1], 0, table[:, col["w"]])
-        # Each written cell is final the moment its own tile arrives.
-        inverse = np.empty(rows * cols, dtype=np.int64)
-        inverse[load_order] = np.arange(len(load_order))
-        position = inverse[write_cells]
-        assert np.array_equal(emit_after, position), "cells finish with their own tile on a rectilinear grid"
-        cell = cells.reshape(-1, 4)[write_cells]
-        table[position, col["cell"]] = write_cells
-        table[position, col["cy0"]] = cell[:, 0] - flat[write_cells, 0]
-        table[position, col["cy1"]] = cell[:, 2] - flat[write_cells, 0]
-        table[position, col["cx0"]] = cell[:, 1] - flat[write_cells, 1]
-        table[position, col["cx1"]] = cell[:, 3] - flat[write_cells, 1]
-    return table
-
-
-def _weights(boxes, window, normalised):
-    """Flat 1-D weight vectors and each tile's offsets into them."""
-    rows, cols = boxes.shape[:2]
-    if not is_separable(window):
-        none = np.full(rows * cols, -1, dtype=np.int64)
-        return np.zeros(0), none, none.copy()
-    _check_weight_size(boxes, normalised)
-    if normalised:
-        ys = _normalised_axis(boxes[:, 0, 0], boxes[:, 0, 2], window)
-        xs = _normalised_axis(boxes[0, :, 1], boxes[0, :, 3], window)
-        y_off = np.cumsum([0] + [len(v) for v in ys])[:-1]
-        x_off = y_off[-1] + len(ys[-1]) + np.cumsum([0] + [len(v) for v in xs])[:-1]
-        weights = np.concatenate(ys + xs)
-        weight_y = np.repeat(y_off, cols)
-        weight_x = np.tile(x_off, rows)
-        return weights, weight_y.astype(np.int64), weight_x.astype(np.int64)
-    flat = boxes.reshape(-1, 4)
-    lengths = np.unique(np.concatenate([flat[:, 2] - flat[:, 0], flat[:, 3] - flat[:, 1]]))
-    offsets = np.cumsum(np.append(0, lengths))
-    weights = np.concatenate([window_1d(window, n) for n in lengths])
-    lookup = dict(zip(lengths.tolist(), offsets[:-1].tolist()))
-    weight_y = np.array([lookup[n] for n in (flat[:, 2] - flat[:, 0]).tolist()], dtype=np.int64)
-    weight_x = np.array([lookup[n] for n in (flat[:, 3] - flat[:, 1]).tolist()], dtype=np.int64)
-    return weights, weight_y, weight_x
-
-
-def _check_weight_size(boxes, normalised):
-    """Refuse tiles whose 1-D weight vectors would not fit in memory, before computing them."""
-    heights, widths = boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]
-    if normalised:
-        count = int(heights[:, 0].sum()) + int(widths[0].sum())
-    else:
-        count = sum(np.unique(np.concatenate([heights.ravel(), widths.ravel()])).tolist())
-    if count > MAX_WEIGHTS:
-        raise ValueError(f"tiles of up to {int(heights.max())} x {int(widths.max())} pixels on a grid of "
-                         f"{boxes.shape[0]} x {boxes.shape[1]} need {count} window weights; a plan holds at "
-                         f"most {MAX_WEIGHTS} (8 bytes each): use smaller tiles")
-
-
-def _normalised_axis(starts, ends, window):
-    """Per grid row (or column): its taper divided by the sum of all tapers covering each pixel."""
-    origin = int(starts.min())  # an area's window may sit far from the image origin
-    starts, ends = (starts - origin).tolist(), (ends - origin).tolist()
-    tapers = [window_1d(window, e - s) for s, e in zip(starts, ends)]
-    total = np.zeros(max(ends))
-    for s, e, taper in zip(starts, ends, tapers):
-        total[s:e] += taper
-    return [taper / total[s:e] for s, e, taper in zip(starts, ends, tapers)]
 
 
 def analyse_plan(plan, *, channels=1, dtype=np.float32):

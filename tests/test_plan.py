@@ -291,3 +291,29 @@ def test_an_area_window_far_from_the_origin_normalises_like_the_whole_image():
             mine = getattr(part, offsets)[t]
             theirs = getattr(whole, offsets)[w]
             np.testing.assert_array_equal(part.weights[mine + a:mine + b], whole.weights[theirs + a:theirs + b])
+
+
+@given(size=st.integers(1, 3000), tile=st.integers(1, 300), height=st.integers(1, 40), data=st.data())
+def test_stripes_of_a_regular_axis_are_cut_as_on_the_whole_grid(size, tile, height, data):
+    # An area plan cuts its columns into stripes where the whole image's grid is cut (so its additions happen
+    # in the same order): the closed form must equal the greedy cut of the whole grid, errors included.
+    from seamless_fast._schedule import regular_column_stripes, split_columns
+
+    overlap = data.draw(st.integers(0, tile - 1))
+    whole, _ = sf.plan_regular_grid((height, size), (height, tile), (0, overlap))
+    boxes = whole.tile_boxes.reshape(*whole.grid_shape, 4)
+    row_bytes = int(boxes[0, 0, 2] - boxes[0, 0, 0]) * 4
+    budget = data.draw(st.integers(1, size * row_bytes * 2 + 2))
+    cols = whole.grid_shape[1]
+    try:
+        expected = split_columns(boxes, budget, 4, True)
+    except ValueError as error:
+        with pytest.raises(ValueError, match="is too small"):
+            regular_column_stripes(size, tile, overlap, 0, cols, row_bytes, budget)
+        assert "is too small" in str(error)
+        return
+    np.testing.assert_array_equal(regular_column_stripes(size, tile, overlap, 0, cols, row_bytes, budget), expected)
+    k0 = data.draw(st.integers(0, cols - 1))
+    k1 = data.draw(st.integers(k0 + 1, cols))
+    np.testing.assert_array_equal(regular_column_stripes(size, tile, overlap, k0, k1, row_bytes, budget),
+                                  expected[k0:k1])
