@@ -45,7 +45,15 @@ def as_positive_int(value, name):
 
 
 def check_area(area, image_size):
-    """Validate an ``area`` geometry against ``image_size``; return it (or None)."""
+    """Validate an ``area`` geometry against ``image_size``; return it (or None).
+
+    Refused, each with a ValueError naming `area`: anything but a shapely
+    geometry, an empty one, one with a NaN or infinite coordinate, an
+    invalid one (e.g. a self-intersecting polygon: GEOS predicates on it
+    may raise or answer wrongly; ``shapely.make_valid(area)`` repairs it, if
+    its result is what was meant), and one whose interior does not reach
+    into the image.
+    """
     if area is None:
         return None
     import shapely
@@ -54,6 +62,15 @@ def check_area(area, image_size):
         raise ValueError(f"area={area!r} is not a shapely geometry; expected e.g. shapely.box(ylo, xlo, yhi, xhi)")
     if area.is_empty:
         raise ValueError("area is an empty geometry; expected a geometry inside the image")
+    coords = shapely.get_coordinates(area)
+    finite = np.isfinite(coords).all(axis=1)
+    if not finite.all():
+        first = int(np.flatnonzero(~finite)[0])
+        raise ValueError(f"area has a non-finite coordinate: vertex {first} is {tuple(coords[first].tolist())}; "
+                         "expected finite (y, x) coordinates")
+    if not shapely.is_valid(area):
+        raise ValueError(f"area is not a valid geometry ({shapely.is_valid_reason(area)}); repair it first, "
+                         "e.g. with shapely.make_valid(area), and check the result is the area you meant")
     image = shapely.box(0, 0, *image_size)
     if not shapely.intersects(area, image) or shapely.touches(area, image):
         raise ValueError(f"area with bounds {tuple(area.bounds)} (ylo, xlo, yhi, xhi) lies outside "

@@ -7,6 +7,7 @@ into batches, call it and yield the tiles one by one in plan order.
 
 import itertools
 import queue
+import sys
 import threading
 
 from ._validate import as_positive_int, check_callable
@@ -117,15 +118,29 @@ def _check_args(geoms, batch_size, get_tiles_fnc):
 
 
 def _iter_tiles(geom_iter, batch_size, get_tiles_fnc):
+    taken = min(batch_size, sys.maxsize)  # islice's limit; a batch that large is "all of them" anyway
     for number in itertools.count():
-        batch = list(itertools.islice(geom_iter, batch_size))
+        batch = list(itertools.islice(geom_iter, taken))
         if not batch:
             return
-        batch_indices = [index for index, _ in batch]
-        batch_geoms = [geom for _, geom in batch]
+        batch_indices, batch_geoms = _unpack(batch, number * taken)
         tiles = get_tiles_fnc(batch_indices, batch_geoms)
         _check_tile_count(tiles, len(batch), f"batch {number} (0-based, first index {batch_indices[0]!r})")
         yield from tiles
+
+
+def _unpack(batch, first):
+    """The indices and geoms of a batch of (index, geom) pairs; `first` numbers its first item in `geoms`."""
+    indices, geoms = [], []
+    for k, item in enumerate(batch):
+        try:
+            index, geom = item
+        except (TypeError, ValueError):
+            raise ValueError(f"geoms item {first + k} is {item!r}; expected an (index, geom) pair as "
+                             "get_plan_input_geoms gives") from None
+        indices.append(index)
+        geoms.append(geom)
+    return indices, geoms
 
 
 def _check_tile_count(tiles, expected, batch_name):

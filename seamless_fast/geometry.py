@@ -10,30 +10,71 @@ import math
 import numpy as np
 import shapely
 
-__all__ = ["regular_axis", "grid_boxes", "boxes_to_geoms", "geoms_to_boxes", "grid_cells",
-           "is_rectilinear", "shape_to_slices", "boxes_overlap"]
+MAX_COORDINATE = 2**53  # where float64 stops holding every integer
+
+__all__ = ["regular_axis", "axis_starts", "axis_window", "grid_boxes", "boxes_to_geoms", "geoms_to_boxes",
+           "grid_cells", "is_rectilinear", "shape_to_slices", "boxes_overlap", "cells_meeting"]
 
 
-def regular_axis(size, tile, overlap, lo=0, hi=None):
-    """Tile starts along one axis by the seed's rule, and the (possibly clamped) tile length.
+def regular_axis(size, tile, overlap):
+    """The seed's grid rule along one axis, without listing the tiles: ``(n, stride, length, flush)``.
 
-    Tiles start at ``span_lo, span_lo + s, ...`` with stride ``s = tile - overlap``
-    over the span ``[max(0, lo - tile), min(size, hi + tile))`` around the
-    wanted interval ``[lo, hi)``; if the regular tiles stop short of ``hi``, one
-    more tile is added that ends exactly at ``hi`` (the flush tile). A tile
-    longer than the image is clamped to the image.
+    Regular tiles start at ``0, s, 2s, ...`` with stride ``s = tile - overlap``,
+    as many as fit (``(size - overlap) // s``); if the last one ends before
+    `size`, one more tile (the flush tile) ends exactly at `size`. A tile
+    longer than the image is clamped to the image (one tile). `n` counts all
+    tiles, `length` is the (clamped) tile length, `flush` whether the last
+    tile is the flush tile.
+
+    Examples
+    --------
+    >>> regular_axis(1000, 256, 64)
+    (5, 192, 256, True)
     """
-    hi = size if hi is None else hi
     if tile >= size:
-        return np.zeros(1, dtype=np.int64), size
+        return 1, size, size, False
     stride = tile - overlap
-    span_lo = max(0, lo - tile)
-    span_hi = min(size, hi + tile)
-    count = (span_hi - span_lo - overlap) // stride
-    starts = span_lo + stride * np.arange(count, dtype=np.int64)
-    if starts[-1] + tile < hi:
-        starts = np.append(starts, hi - tile)
-    return starts, tile
+    count = (size - overlap) // stride
+    flush = (count - 1) * stride + tile < size
+    return count + flush, stride, tile, flush
+
+
+def axis_starts(size, tile, overlap, k0=0, k1=None):
+    """Starts of tiles ``k0 .. k1 - 1`` along one axis by :func:`regular_axis`, and the tile length."""
+    n, stride, length, flush = regular_axis(size, tile, overlap)
+    k1 = n if k1 is None else k1
+    starts = stride * np.arange(k0, k1, dtype=np.int64)
+    if flush and k0 < k1 == n:
+        starts[-1] = size - length
+    return starts, length
+
+
+def _starts_at_or_before(v, size, tile, overlap):
+    """How many tiles of the axis start at or before integer position `v`."""
+    n, stride, length, flush = regular_axis(size, tile, overlap)
+    if v < 0:
+        return 0
+    regular = min(n - flush, v // stride + 1)
+    return regular + int(flush and size - length <= v)
+
+
+def axis_window(size, tile, overlap, lo, hi):
+    """Tiles ``[k0, k1)`` of the whole axis that an interval ``(lo, hi)`` of it needs.
+
+    Output cells along the axis are ``[start_k, start_{k+1})`` (the last ends
+    at `size`): the part of tile k that no later tile reaches. The window
+    holds every tile that overlaps a cell meeting the open interval (lo, hi),
+    plus the tile after the last such cell when there is one, so that
+    :func:`grid_cells` of the window gives every such cell exactly as on the
+    whole axis. `lo` and `hi` are floats within ``[0, size]``.
+    """
+    n, stride, length, flush = regular_axis(size, tile, overlap)
+    ilo, ihi = max(0, math.floor(lo)), min(size, math.ceil(hi))
+    first_cell = max(_starts_at_or_before(ilo, size, tile, overlap) - 1, 0)
+    last_cell = max(_starts_at_or_before(ihi - 1, size, tile, overlap) - 1, first_cell)
+    first_start = int(axis_starts(size, tile, overlap, first_cell, first_cell + 1)[0][0])
+    k0 = _starts_at_or_before(first_start - length, size, tile, overlap)  # the first tile ending after it
+    return k0, min(last_cell + 2, n)
 
 
 def grid_boxes(ystarts, ylen, xstarts, xlen):
@@ -82,9 +123,15 @@ def geoms_to_boxes(grid, name="grid"):
     if np.isnan(bounds).any():
         i, j = np.argwhere(np.isnan(bounds).any(axis=-1))[0]
         raise ValueError(f"{name}[{i}, {j}] is an empty geometry; expected a box")
+    far = ~(np.abs(bounds) <= MAX_COORDINATE).all(axis=-1)  # inf too, before the cast below
+    if far.any():
+        i, j = np.argwhere(far)[0]
+        raise ValueError(f"{name}[{i}, {j}] has bounds {tuple(bounds[i, j].tolist())}; every coordinate must "
+                         f"be finite and at most {MAX_COORDINATE} (2**53) in size")
     boxes = np.rint(bounds).astype(np.int64)
-    bad = (np.abs(bounds - boxes).max(axis=-1) > 1e-9) | \
-          ~np.isclose(shapely.area(grid), (bounds[..., 2] - bounds[..., 0]) * (bounds[..., 3] - bounds[..., 1]))
+    box_area = (bounds[..., 2] - bounds[..., 0]) * (bounds[..., 3] - bounds[..., 1])
+    # Integer-cornered polygons have areas in multiples of 1/2: a rectangle matches its bounds to within that.
+    bad = (np.abs(bounds - boxes).max(axis=-1) > 1e-9) | ~(np.abs(shapely.area(grid) - box_area) < 0.5)
     bad |= (boxes[..., 2] <= boxes[..., 0]) | (boxes[..., 3] <= boxes[..., 1]) | (boxes[..., :2] < 0).any(axis=-1)
     if bad.any():
         i, j = np.argwhere(bad)[0]
@@ -149,8 +196,13 @@ def boxes_overlap(a, b):
             & (np.maximum(a[..., 1], b[..., 1]) < np.minimum(a[..., 3], b[..., 3])))
 
 
-def shape_to_slices(geom):
-    """``(slice(ylo, yhi), slice(xlo, xhi))`` from a geometry's rounded bounds.
+def shape_to_slices(shp):
+    """``(slice(ylo, yhi), slice(xlo, xhi))`` from a geometry's rounded bounds (the seed's function).
+
+    Parameters
+    ----------
+    shp : shapely.Geometry
+        A non-empty geometry with finite coordinates, in (y, x) order.
 
     Examples
     --------
@@ -158,11 +210,59 @@ def shape_to_slices(geom):
     >>> shape_to_slices(shapely.box(0, 64, 256, 320))
     (slice(0, 256, None), slice(64, 320, None))
     """
-    ylo, xlo, yhi, xhi = geom.bounds
+    if not isinstance(shp, shapely.Geometry):
+        raise ValueError(f"shp={shp!r} is not a shapely geometry")
+    bounds = shapely.bounds(shp)
+    if not np.isfinite(bounds).all():
+        raise ValueError(f"shp={shp} has no finite bounds ({tuple(bounds.tolist())}); expected a non-empty "
+                         "geometry with finite coordinates")
+    ylo, xlo, yhi, xhi = bounds.tolist()
     return slice(round(ylo), round(yhi)), slice(round(xlo), round(xhi))
 
 
-def area_bounds(area):
-    """Integer pixel bounds (ylo, xlo, yhi, xhi) that enclose an area geometry."""
+_BLOCK = 8  # cells per side of the blocks `cells_meeting` tests first
+
+
+def cells_meeting(area, cells, index, cols):
+    """Which cells the area reaches into: the interiors meet (so not where they only touch).
+
+    `cells` are boxes, `index` their flat indices on a grid of `cols`
+    columns. Each is tested as ``intersects and not touches``, except that
+    blocks of cells the area holds in its interior, or misses, are settled
+    at once from their bounding box. For a polygonal area, a cell that
+    meets it but not its boundary lies inside it, so ``touches`` (the slow
+    predicate) is only asked of cells on the boundary.
+    """
+    shapely.prepare(area)
+    i, j = np.divmod(index, cols)
+    block = (i // _BLOCK) * (-(-cols // _BLOCK)) + j // _BLOCK
+    ids, block = np.unique(block, return_inverse=True)
+    bbox = np.empty((len(ids), 4), dtype=np.int64)
+    bbox[:, :2], bbox[:, 2:] = np.iinfo(np.int64).max, np.iinfo(np.int64).min
+    for k in (0, 1):
+        np.minimum.at(bbox[:, k], block, cells[:, k])
+        np.maximum.at(bbox[:, k + 2], block, cells[:, k + 2])
+    block_geoms = np.atleast_1d(boxes_to_geoms(bbox))
+    held = shapely.contains_properly(area, block_geoms)[block]
+    open_ = shapely.intersects(area, block_geoms)[block] & ~held
+    hit = held.copy()
+    if open_.any():
+        hit[open_] = _cells_meeting_each(area, cells[open_])
+    return hit
+
+
+def _cells_meeting_each(area, cells):
     ylo, xlo, yhi, xhi = area.bounds
-    return math.floor(ylo), math.floor(xlo), math.ceil(yhi), math.ceil(xhi)
+    hit = (cells[:, 0] < yhi) & (cells[:, 2] > ylo) & (cells[:, 1] < xhi) & (cells[:, 3] > xlo)
+    if not hit.any():
+        return hit
+    geoms = np.atleast_1d(boxes_to_geoms(cells[hit]))
+    inside = shapely.intersects(area, geoms)
+    edge = inside.copy()
+    if shapely.get_type_id(area) in (3, 6):  # Polygon, MultiPolygon
+        boundary = shapely.boundary(area)
+        shapely.prepare(boundary)
+        edge[inside] = shapely.intersects(boundary, geoms[inside])
+    inside[edge] = ~shapely.touches(area, geoms[edge])
+    hit[hit] = inside
+    return hit

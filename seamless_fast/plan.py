@@ -1,9 +1,10 @@
 """Planning: turn a grid of tiles into a `Plan` of flat integer arrays.
 
-Shapely is used here and in :mod:`seamless_fast.geometry` only. Everything a
-run needs afterwards (order of arrival, output cells, when each cell is final,
-how many buffer rows are live, the weights) is precomputed once as numpy
-arrays, so running a plan never touches a geometry.
+Shapely is used while planning only (here, in :mod:`seamless_fast.geometry`
+and :mod:`seamless_fast._schedule`). Everything a run needs afterwards (order
+of arrival, output cells, when each cell is final, how many buffer rows are
+live, the weights) is precomputed once as numpy arrays, so running a plan
+never touches a geometry.
 """
 
 from dataclasses import dataclass
@@ -11,16 +12,22 @@ from dataclasses import dataclass
 import numpy as np
 import shapely
 
+from ._schedule import (MAX_WEIGHTS, STEP_COLUMNS, live_from_rows, regular_column_stripes, schedule_general,
+                        schedule_rectilinear, seam_rows, segment_cummax, split_columns, step_table, stripe_extents,
+                        weight_vectors)
 from ._validate import as_pair, check_area
-from .geometry import (area_bounds, boxes_overlap, boxes_to_geoms, geoms_to_boxes, grid_boxes,
-                       grid_cells, is_rectilinear, regular_axis)
-from .windows import check_window, is_separable, window_1d, window_2d
+from .geometry import (MAX_COORDINATE, axis_starts, axis_window, boxes_to_geoms, cells_meeting, geoms_to_boxes,
+                       grid_boxes, grid_cells, is_rectilinear, regular_axis)
+from .windows import check_window, is_separable, window_2d
 
-STEP_COLUMNS = ("y0", "x0", "h", "w", "first", "fy", "fx", "cy0", "cy1", "cx0", "cx1", "wy", "wx", "cell", "tile",
-                "stripe", "enter_lo", "enter_hi", "leave_lo", "leave_hi")
+__all__ = ["STEP_COLUMNS", "MAX_GRID_TILES", "MAX_WEIGHTS", "Plan", "PlanStats", "plan_regular_grid", "plan_from_grid",
+           "regular_grid", "analyse_plan", "get_plan_input_geoms", "get_plan_logit_geoms", "row_by_row_traversal"]
 
-__all__ = ["STEP_COLUMNS", "Plan", "PlanStats", "plan_regular_grid", "plan_from_grid", "analyse_plan",
-           "get_plan_input_geoms"]
+MAX_GRID_TILES = 2**22
+"""Most tiles a regular grid (or the window of it an area needs) may have: planning takes about 1 KiB
+of memory and 3 microseconds per tile, so this bounds a plan at a few GiB and seconds."""
+
+MAX_IMAGE_SIDE = MAX_COORDINATE
 
 
 def _frozen(array):
@@ -151,14 +158,14 @@ class PlanStats(tuple):
                 f"buffer_bytes={self.buffer_bytes})")
 
 
-def plan_regular_grid(image_size, tile_size, overlap, area=None, *, window="pyramid", max_buffer_bytes=None,
-                      channels=1, dtype=np.float32):
+def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=None, *, window="pyramid",
+                      max_buffer_bytes=None, channels=1, dtype=np.float32):
     """Plan a regular grid of overlapping tiles over an image.
 
-    Tiles start every ``tile_size - overlap`` pixels along each axis; where
-    they stop short of the image (or area) border one more row or column of
-    tiles is added flush with it. A tile larger than the image is clamped to
-    the image along that axis.
+    Tiles start every ``tile_size - overlap`` pixels along each axis from 0;
+    where they stop short of the image border one more row or column of
+    tiles is added flush with it (the seed's rule). A tile larger than the
+    image is clamped to the image along that axis.
 
     Parameters
     ----------
@@ -167,10 +174,20 @@ def plan_regular_grid(image_size, tile_size, overlap, area=None, *, window="pyra
     tile_size : int or (int, int)
         Tile ``(height, width)`` the model takes.
     overlap : int or (int, int)
-        Overlap between neighbouring tiles; any value from 0 to tile size - 1.
+        Overlap between neighbouring tiles; any value from 0 to tile size - 1
+        (the seed asked for an even overlap; any is fine here).
     area : shapely.Geometry, optional
         Only cells whose interior meets this geometry (given in (y, x) order)
-        are written, and only the tiles they need are requested.
+        are written, and only the tiles they need are requested. The tiles
+        and cells are those of the whole image's grid (unlike the seed, which
+        started the grid at the area), so a run with an area writes exactly
+        the values a whole-image run writes in those cells. The plan and the
+        grid returned cover the window of the whole-image grid the area
+        needs, so grid indices count from that window's top-left tile.
+    traversal_fnc : callable, optional
+        Accepted for the seed's signature and not called: the order of the
+        tiles is chosen by the plan (row by row, each cell written as soon as
+        its own tile arrives), which is what the streaming blend needs.
     window : str, callable or 2-D array, keyword-only
         Blending window; see :mod:`seamless_fast.windows`.
     max_buffer_bytes : int, optional, keyword-only
@@ -188,6 +205,12 @@ def plan_regular_grid(image_size, tile_size, overlap, area=None, *, window="pyra
     plan : Plan
     grid : ndarray of shapely boxes, shape (rows, cols)
 
+    Raises
+    ------
+    ValueError
+        For a bad argument, or when the grid would have more than
+        :data:`MAX_GRID_TILES` tiles.
+
     Examples
     --------
     >>> plan, grid = plan_regular_grid((1000, 777), 128, 32)
@@ -197,23 +220,72 @@ def plan_regular_grid(image_size, tile_size, overlap, area=None, *, window="pyra
     (88, 88)
     """
     image_size = as_pair(image_size, "image_size", minimum=1)
+    if max(image_size) > MAX_IMAGE_SIDE:
+        raise ValueError(f"image_size={image_size} is too large: each side must be at most {MAX_IMAGE_SIDE} "
+                         "pixels (2**53, where float64 coordinates stop being exact)")
+    tile_size = as_pair(tile_size, "tile_size", minimum=1)
+    overlap = as_pair(overlap, "overlap", minimum=0)
+    if overlap[0] >= tile_size[0] or overlap[1] >= tile_size[1]:
+        raise ValueError(f"overlap={overlap} must be smaller than tile_size={tile_size} on both axes")
+    _check_traversal(traversal_fnc)
+    area = check_area(area, image_size)
+    window = check_window(window)
+    max_buffer_bytes, bytes_per_pixel = _budget(max_buffer_bytes, channels, dtype)
+    boxes, (k0, k1) = _regular_boxes(image_size, tile_size, overlap, area)
+    row_bytes = int(boxes[0, 0, 2] - boxes[0, 0, 0]) * bytes_per_pixel
+    column_stripe = regular_column_stripes(image_size[1], tile_size[1], overlap[1], k0, k1, row_bytes,
+                                            max_buffer_bytes) if is_separable(window) else None
+    plan = _compile(boxes, image_size, area, window, max_buffer_bytes, bytes_per_pixel, column_stripe)
+    return plan, boxes_to_geoms(boxes)
+
+
+def regular_grid(image_size, tile_size, overlap, area=None):
+    """The grid of shapely boxes :func:`plan_regular_grid` plans over (the seed's ``regular_grid``).
+
+    ``plan_from_grid(regular_grid(size, tile, overlap, area), area=area)``
+    makes the same plan as ``plan_regular_grid(size, tile, overlap, area)``.
+
+    Examples
+    --------
+    >>> regular_grid((1000, 777), 128, 32).shape
+    (11, 8)
+    """
+    image_size = as_pair(image_size, "image_size", minimum=1)
+    if max(image_size) > MAX_IMAGE_SIDE:
+        raise ValueError(f"image_size={image_size} is too large: each side must be at most {MAX_IMAGE_SIDE}")
     tile_size = as_pair(tile_size, "tile_size", minimum=1)
     overlap = as_pair(overlap, "overlap", minimum=0)
     if overlap[0] >= tile_size[0] or overlap[1] >= tile_size[1]:
         raise ValueError(f"overlap={overlap} must be smaller than tile_size={tile_size} on both axes")
     area = check_area(area, image_size)
-    window = check_window(window)
-    if area is None:
-        lo, hi = (0, 0), image_size
-    else:
-        ylo, xlo, yhi, xhi = area_bounds(area)
-        lo = (max(ylo, 0), max(xlo, 0))
-        hi = (min(yhi, image_size[0]), min(xhi, image_size[1]))
-    budget = _budget(max_buffer_bytes, channels, dtype)
-    axes = [regular_axis(image_size[a], tile_size[a], overlap[a], lo[a], hi[a]) for a in (0, 1)]
-    boxes = grid_boxes(*axes[0], *axes[1])
-    plan = _compile(boxes, image_size, area, window, *budget)
-    return plan, boxes_to_geoms(boxes)
+    return boxes_to_geoms(_regular_boxes(image_size, tile_size, overlap, area)[0])
+
+
+def _regular_boxes(image_size, tile_size, overlap, area):
+    """Boxes of the whole-image grid, or of the window of it that `area` needs (refused when too many),
+    and the window's columns ``(k0, k1)`` on the whole grid."""
+    spans = []
+    for a in (0, 1):
+        size, tile, over = image_size[a], tile_size[a], overlap[a]
+        if area is None:
+            spans.append((0, regular_axis(size, tile, over)[0]))
+        else:
+            lo, hi = area.bounds[a], area.bounds[a + 2]
+            spans.append(axis_window(size, tile, over, min(max(lo, 0.0), size), min(max(hi, 0.0), size)))
+    rows, cols = (k1 - k0 for k0, k1 in spans)
+    if rows * cols > MAX_GRID_TILES:
+        where = "" if area is None else f" around the area with bounds {tuple(area.bounds)}"
+        raise ValueError(f"image_size={image_size} with tile_size={tile_size} and overlap={overlap} needs a grid "
+                         f"of {rows} x {cols} = {rows * cols} tiles{where}; a plan holds at most {MAX_GRID_TILES} "
+                         "(about 1 KiB of memory each while planning): use larger tiles or an area")
+    (ys, ylen), (xs, xlen) = (axis_starts(image_size[a], tile_size[a], overlap[a], *spans[a]) for a in (0, 1))
+    return grid_boxes(ys, ylen, xs, xlen), spans[1]
+
+
+def _check_traversal(traversal_fnc):
+    if traversal_fnc is not None and not callable(traversal_fnc):
+        raise ValueError(f"traversal_fnc={traversal_fnc!r} is not callable; it is accepted for the seed's "
+                         "signature and not used (pass nothing)")
 
 
 def _budget(max_buffer_bytes, channels, dtype):
@@ -221,15 +293,25 @@ def _budget(max_buffer_bytes, channels, dtype):
     from ._validate import as_positive_int
 
     channels = as_positive_int(channels, "channels")
-    dtype = np.dtype(dtype)
-    if dtype.kind != "f" or dtype.itemsize < 4:
-        raise ValueError(f"dtype={dtype} is not an accumulator dtype; expected float32 or float64")
+    dtype = _accumulator_dtype(dtype)
     if max_buffer_bytes is not None:
         max_buffer_bytes = as_positive_int(max_buffer_bytes, "max_buffer_bytes")
     return max_buffer_bytes, channels * dtype.itemsize
 
 
-def plan_from_grid(grid, area=None, *, window="pyramid", max_buffer_bytes=None, channels=1, dtype=np.float32):
+def _accumulator_dtype(dtype):
+    try:
+        out = np.dtype(dtype)
+    except TypeError:
+        out = None
+    if out is None or out.kind != "f" or out.itemsize < 4:
+        shown = repr(dtype) if out is None else out
+        raise ValueError(f"dtype={shown} is not an accumulator dtype; expected float32 or float64")
+    return out
+
+
+def plan_from_grid(grid, margin=(0, 0), area=None, traversal_fnc=None, *, window="pyramid", max_buffer_bytes=None,
+                   channels=1, dtype=np.float32):
     """Plan a run over any grid of boxes, regular or not.
 
     Parameters
@@ -238,8 +320,20 @@ def plan_from_grid(grid, area=None, *, window="pyramid", max_buffer_bytes=None, 
         Axis-aligned boxes with integer bounds in (y, x) order; y bounds must
         not decrease down a column, x bounds not along a row. Tiles may have
         different sizes and overlaps, and rows need not share y-extents.
+    margin : int or (int, int), optional
+        Accepted for the seed's signature and without effect. The seed cut
+        `margin` pixels off each side of a tile's output that had a
+        neighbour, only to choose which tile writes which pixels (with
+        ``(0, 0)``, its default, overlaps were written more than once). Here
+        every pixel gets the full blend of every tile covering it, written
+        exactly once, in the cells described in the notes; a margin would
+        change nothing but which cell carries a pixel. Must be >= 0.
     area : shapely.Geometry, optional
-        As in :func:`plan_regular_grid`.
+        As in :func:`plan_regular_grid`: only cells whose interior meets it
+        are written, and only the tiles they need are requested.
+    traversal_fnc : callable, optional
+        Accepted for the seed's signature and not called: the order of the
+        tiles is chosen by the plan (row-major by tile position).
     window : str, callable or 2-D array, keyword-only
         Blending window.
     max_buffer_bytes, channels, dtype : keyword-only
@@ -251,7 +345,7 @@ def plan_from_grid(grid, area=None, *, window="pyramid", max_buffer_bytes=None, 
 
     Notes
     -----
-    Output cells are cut at the middle of each overlap (see
+    Output cells are cut where the next tile starts (see
     :func:`seamless_fast.geometry.grid_cells`). On a rectilinear grid they
     cover every tile pixel exactly once; on an irregular grid each cell still
     lies inside its own tile and no pixel is written twice.
@@ -262,7 +356,14 @@ def plan_from_grid(grid, area=None, *, window="pyramid", max_buffer_bytes=None, 
     >>> grid = np.array([[shapely.box(0, 0, 60, 50), shapely.box(0, 30, 60, 90)]])
     >>> plan_from_grid(grid).n_writes
     2
+    >>> plan_from_grid(grid, (8, 8)).n_writes  # the seed's positional margin
+    2
     """
+    if isinstance(margin, shapely.Geometry):
+        raise ValueError(f"margin={margin} is a geometry; the second argument of plan_from_grid is the seed's "
+                         "margin: pass the area by keyword, area=...")
+    as_pair(margin, "margin", minimum=0)
+    _check_traversal(traversal_fnc)
     boxes = geoms_to_boxes(grid)
     image_size = (int(boxes[..., 2].max()), int(boxes[..., 3].max()))
     area = check_area(area, image_size)
@@ -270,7 +371,9 @@ def plan_from_grid(grid, area=None, *, window="pyramid", max_buffer_bytes=None, 
     return _compile(boxes, image_size, area, window, *_budget(max_buffer_bytes, channels, dtype))
 
 
-def _compile(boxes, image_size, area, window, max_buffer_bytes=None, bytes_per_pixel=4):
+def _compile(boxes, image_size, area, window, max_buffer_bytes=None, bytes_per_pixel=4, column_stripe=None):
+    """The Plan of a grid of integer boxes; `column_stripe` (see `regular_column_stripes`) overrides
+    how a rectilinear grid's columns are cut into stripes."""
     rows, cols = boxes.shape[:2]
     if not is_separable(window):
         sizes = np.unique(boxes[..., 2:].reshape(-1, 2) - boxes[..., :2].reshape(-1, 2), axis=0)
@@ -281,36 +384,39 @@ def _compile(boxes, image_size, area, window, max_buffer_bytes=None, bytes_per_p
     flat_cells = cells.reshape(-1, 4)
     selected = (flat_cells[:, 2] > flat_cells[:, 0]) & (flat_cells[:, 3] > flat_cells[:, 1])
     if area is not None:
-        selected[selected] = _meets(area, flat_cells[selected])
+        selected[selected] = cells_meeting(area, flat_cells[selected], np.flatnonzero(selected), cols)
         if not selected.any():
             raise ValueError(f"area with bounds {tuple(area.bounds)} meets no output cell of the grid")
     rectilinear = is_rectilinear(boxes)
     normalised = rectilinear and is_separable(window)
     if rectilinear:
-        load_order, emit_after, write_cells = _schedule_rectilinear(boxes, cells, selected)
+        load_order, emit_after, write_cells = schedule_rectilinear(boxes, cells, selected)
     else:
-        load_order, emit_after, write_cells = _schedule_general(flat_boxes, flat_cells, selected)
-    column_stripe = _split_columns(boxes, max_buffer_bytes, bytes_per_pixel, normalised)
-    if column_stripe[-1] > 0:
-        load_order = load_order[np.lexsort((load_order, column_stripe[load_order % cols]))]
+        load_order, emit_after, write_cells = schedule_general(flat_boxes, flat_cells, selected)
+    if column_stripe is None or not normalised:
+        column_stripe = split_columns(boxes, max_buffer_bytes, bytes_per_pixel, normalised)
+    # Stripes numbered 0, 1, ... over the columns the run loads (an area may leave some out).
+    stripe = np.unique(column_stripe[load_order % cols], return_inverse=True)[1].reshape(-1)
+    if stripe.max() > 0:
+        order = np.lexsort((load_order, stripe))
+        load_order, stripe = load_order[order], stripe[order]
         position = np.empty(rows * cols, dtype=np.int64)
         position[load_order] = np.arange(len(load_order))
         emit_after = position[write_cells]
     order = np.lexsort((write_cells, emit_after))
     write_cells, emit_after = write_cells[order], emit_after[order]
-    stripe = column_stripe[load_order % cols]
     tiles = flat_boxes[load_order]
     if stripe[-1] > 0:  # in stripes, rows stay until no later tile of the stripe reaches them
         live_from = tiles[:, 0].copy()
     else:
-        live_from = _live_from(flat_cells[write_cells, 0], emit_after, len(load_order), image_size[0])
-    top = _segment_cummax(tiles[:, 2], stripe)
+        live_from = live_from_rows(flat_cells[write_cells, 0], emit_after, len(load_order), image_size[0])
+    top = segment_cummax(tiles[:, 2], stripe)
     buffer_rows = int(max(1, (top - np.minimum(live_from, top)).max()))
-    stripes, seams = _stripe_extents(tiles, stripe)
-    weights, weight_y, weight_x = _weights(boxes, window, normalised)
-    steps = _steps(boxes, cells, load_order, write_cells, emit_after, live_from, stripes[stripe, 0],
+    stripes, seams = stripe_extents(tiles, stripe)
+    weights, weight_y, weight_x = weight_vectors(boxes, window, normalised)
+    steps = step_table(boxes, cells, load_order, write_cells, emit_after, live_from, stripes[stripe, 0],
                    weight_y, weight_x, rectilinear)
-    _seam_rows(steps, stripe, tiles, top, live_from)
+    seam_rows(steps, stripe, tiles, top, live_from)
     return Plan(
         image_size=tuple(image_size), grid_shape=(rows, cols),
         tile_boxes=_frozen(flat_boxes.copy()), cell_boxes=_frozen(flat_cells.copy()),
@@ -321,198 +427,6 @@ def _compile(boxes, image_size, area, window, max_buffer_bytes=None, bytes_per_p
         weight_x=_frozen(weight_x), window=window, steps=_frozen(steps), stripes=_frozen(stripes),
         seams=_frozen(seams),
     )
-
-
-def _split_columns(boxes, max_buffer_bytes, bytes_per_pixel, normalised):
-    """Stripe number of every grid column: as wide as `max_buffer_bytes` allows (all 0 without a budget)."""
-    cols = boxes.shape[1]
-    column_stripe = np.zeros(cols, dtype=np.int64)
-    if max_buffer_bytes is None:
-        return column_stripe
-    xs, xe = boxes[0, :, 1].tolist(), boxes[0, :, 3].tolist()
-    row_bytes = int((boxes[:, :, 2] - boxes[:, :, 0]).max()) * bytes_per_pixel
-    if (max(xe) - min(xs)) * row_bytes <= max_buffer_bytes:
-        return column_stripe
-    if not normalised:
-        raise ValueError(f"max_buffer_bytes={max_buffer_bytes} is below the {(max(xe) - min(xs)) * row_bytes} "
-                         "bytes one band of this plan needs, and only rectilinear grids with a separable "
-                         "window can be split into stripes")
-    stripe, lo, hi = 0, xs[0], xe[0]
-    for j in range(cols):
-        if (max(hi, xe[j]) - lo) * row_bytes > max_buffer_bytes:
-            stripe, lo = stripe + 1, xs[j]  # the new stripe starts with the seam the last one leaves
-        hi = max(hi, xe[j])
-        if (hi - lo) * row_bytes > max_buffer_bytes:
-            raise ValueError(f"max_buffer_bytes={max_buffer_bytes} is too small: a stripe starting at column "
-                             f"{lo} needs {(hi - lo) * row_bytes} bytes (tile column and seam)")
-        column_stripe[j] = stripe
-    return column_stripe
-
-
-def _stripe_extents(tiles, stripe):
-    """Buffer columns [x0, x1) of each stripe (over the tiles it loads), and the seams [lo, hi) between them."""
-    count = int(stripe.max()) + 1
-    stripes = np.zeros((count, 2), dtype=np.int64)
-    seams = np.zeros((count - 1, 2), dtype=np.int64)
-    reach = 0
-    for s in range(count):
-        mine = tiles[stripe == s]
-        stripes[s] = mine[:, 1].min(), max(reach, mine[:, 3].max())
-        if s:
-            seams[s - 1] = stripes[s, 0], max(reach, stripes[s, 0])
-        reach = int(stripes[s, 1])
-    return stripes, seams
-
-
-def _segment_cummax(values, segment):
-    """Running maximum of `values`, restarted wherever `segment` changes."""
-    out = values.copy()
-    for s in np.unique(segment).tolist():
-        part = segment == s
-        out[part] = np.maximum.accumulate(values[part])
-    return out
-
-
-def _seam_rows(steps, stripe, tiles, top, live_from):
-    """Fill the enter/leave columns: rows that come into each stripe's buffer and rows that leave it."""
-    col = {name: n for n, name in enumerate(STEP_COLUMNS)}
-    steps[:, col["stripe"]] = stripe
-    starts = np.r_[True, stripe[1:] != stripe[:-1]]
-    ends = np.r_[stripe[1:] != stripe[:-1], True]
-    previous_top = np.where(starts, tiles[:, 0], np.r_[0, top[:-1]])
-    steps[:, col["enter_lo"]] = np.maximum(previous_top, live_from)
-    steps[:, col["enter_hi"]] = np.maximum(top, steps[:, col["enter_lo"]])
-    next_live = np.where(ends, top, np.r_[live_from[1:], 0])
-    steps[:, col["leave_lo"]] = np.minimum(live_from, top)
-    steps[:, col["leave_hi"]] = np.maximum(np.minimum(next_live, top), steps[:, col["leave_lo"]])
-
-
-def _meets(area, cells):
-    """Which cells the area reaches into (not just touches at the border)."""
-    shapely.prepare(area)
-    geoms = boxes_to_geoms(cells)
-    return shapely.intersects(area, geoms) & ~shapely.touches(area, geoms)
-
-
-def _schedule_rectilinear(boxes, cells, selected):
-    """Needed tiles, arrival order and emission steps on a grid whose rows/cols share extents.
-
-    A cell needs the tile rows overlapping its y-extent times the tile
-    columns overlapping its x-extent; tiles arrive in row-major order, so a
-    cell is final after the last of those (bottom-right) tiles.
-    """
-    rows, cols = boxes.shape[:2]
-    sel = selected.reshape(rows, cols)
-    si, sj = np.nonzero(sel)
-    first_row = np.searchsorted(boxes[:, 0, 2], cells[si, 0, 0], side="right")
-    last_row = np.searchsorted(boxes[:, 0, 0], cells[si, 0, 2], side="left") - 1
-    first_col = np.searchsorted(boxes[0, :, 3], cells[0, sj, 1], side="right")
-    last_col = np.searchsorted(boxes[0, :, 1], cells[0, sj, 3], side="left") - 1
-    # Mark each cell's block of needed tiles with a 2-D difference array.
-    marks = np.zeros((rows + 1, cols + 1), dtype=np.int64)
-    np.add.at(marks, (first_row, first_col), 1)
-    np.add.at(marks, (last_row + 1, first_col), -1)
-    np.add.at(marks, (first_row, last_col + 1), -1)
-    np.add.at(marks, (last_row + 1, last_col + 1), 1)
-    needed = (marks.cumsum(axis=0).cumsum(axis=1)[:rows, :cols] > 0).ravel()
-    load_order = np.flatnonzero(needed)
-    position = np.cumsum(needed) - 1
-    emit_after = position[last_row * cols + last_col]
-    return load_order, emit_after, si * cols + sj
-
-
-def _schedule_general(flat_boxes, flat_cells, selected):
-    """As above for any grid: overlaps found with an STRtree, tiles ordered by (ylo, xlo)."""
-    write_cells = np.flatnonzero(selected)
-    tree = shapely.STRtree(boxes_to_geoms(flat_boxes))
-    cell_pos, tile = tree.query(boxes_to_geoms(flat_cells[write_cells]), predicate="intersects")
-    keep = boxes_overlap(flat_cells[write_cells[cell_pos]], flat_boxes[tile])
-    cell_pos, tile = cell_pos[keep], tile[keep]
-    needed = np.unique(tile)
-    load_order = needed[np.lexsort((needed, flat_boxes[needed, 1], flat_boxes[needed, 0]))]
-    position = np.full(len(flat_boxes), -1, dtype=np.int64)
-    position[load_order] = np.arange(len(load_order))
-    emit_after = np.full(len(write_cells), -1, dtype=np.int64)
-    np.maximum.at(emit_after, cell_pos, position[tile])
-    return load_order, emit_after, write_cells
-
-
-def _live_from(cell_ylo, emit_after, n_loads, height):
-    """First row still needed by an unemitted cell at each arrival step (`height` once none is)."""
-    pending_min = np.append(np.minimum.accumulate(cell_ylo[::-1])[::-1], height)
-    return pending_min[np.searchsorted(emit_after, np.arange(n_loads), side="left")]
-
-
-def _steps(boxes, cells, load_order, write_cells, emit_after, live_from, x_origin, weight_y, weight_x,
-           rectilinear):
-    """The per-step table of :data:`STEP_COLUMNS` (see `Plan.steps`)."""
-    rows, cols = boxes.shape[:2]
-    flat = boxes.reshape(-1, 4)
-    tile = flat[load_order]
-    table = np.zeros((len(load_order), len(STEP_COLUMNS)), dtype=np.int64)
-    col = {name: n for n, name in enumerate(STEP_COLUMNS)}
-    table[:, col["y0"]] = tile[:, 0]
-    table[:, col["x0"]] = tile[:, 1] - x_origin
-    table[:, col["h"]] = tile[:, 2] - tile[:, 0]
-    table[:, col["w"]] = tile[:, 3] - tile[:, 1]
-    table[:, col["first"]] = np.clip(live_from - tile[:, 0], 0, table[:, col["h"]])
-    table[:, col["wy"]] = weight_y[load_order]
-    table[:, col["wx"]] = weight_x[load_order]
-    table[:, col["tile"]] = load_order
-    table[:, col["cell"]] = -1
-    if rectilinear:
-        # A tile first touches what the previous grid row and the previous tile in its row left free.
-        i, j = np.divmod(load_order, cols)
-        row_end = np.append(0, boxes[:-1, 0, 2])[i]
-        col_end = np.append(0, boxes[0, :-1, 3])[j]
-        table[:, col["fy"]] = np.clip(row_end - tile[:, 0], 0, table[:, col["h"]])
-        table[:, col["fx"]] = np.clip(col_end - tile[:, 1], 0, table[:, col["w"]])
-        # Each written cell is final the moment its own tile arrives.
-        inverse = np.empty(rows * cols, dtype=np.int64)
-        inverse[load_order] = np.arange(len(load_order))
-        position = inverse[write_cells]
-        assert np.array_equal(emit_after, position), "cells finish with their own tile on a rectilinear grid"
-        cell = cells.reshape(-1, 4)[write_cells]
-        table[position, col["cell"]] = write_cells
-        table[position, col["cy0"]] = cell[:, 0] - flat[write_cells, 0]
-        table[position, col["cy1"]] = cell[:, 2] - flat[write_cells, 0]
-        table[position, col["cx0"]] = cell[:, 1] - flat[write_cells, 1]
-        table[position, col["cx1"]] = cell[:, 3] - flat[write_cells, 1]
-    return table
-
-
-def _weights(boxes, window, normalised):
-    """Flat 1-D weight vectors and each tile's offsets into them."""
-    rows, cols = boxes.shape[:2]
-    if not is_separable(window):
-        none = np.full(rows * cols, -1, dtype=np.int64)
-        return np.zeros(0), none, none.copy()
-    if normalised:
-        ys = _normalised_axis(boxes[:, 0, 0], boxes[:, 0, 2], window)
-        xs = _normalised_axis(boxes[0, :, 1], boxes[0, :, 3], window)
-        y_off = np.cumsum([0] + [len(v) for v in ys])[:-1]
-        x_off = y_off[-1] + len(ys[-1]) + np.cumsum([0] + [len(v) for v in xs])[:-1]
-        weights = np.concatenate(ys + xs)
-        weight_y = np.repeat(y_off, cols)
-        weight_x = np.tile(x_off, rows)
-        return weights, weight_y.astype(np.int64), weight_x.astype(np.int64)
-    flat = boxes.reshape(-1, 4)
-    lengths = np.unique(np.concatenate([flat[:, 2] - flat[:, 0], flat[:, 3] - flat[:, 1]]))
-    offsets = np.cumsum(np.append(0, lengths))
-    weights = np.concatenate([window_1d(window, n) for n in lengths])
-    lookup = dict(zip(lengths.tolist(), offsets[:-1].tolist()))
-    weight_y = np.array([lookup[n] for n in (flat[:, 2] - flat[:, 0]).tolist()], dtype=np.int64)
-    weight_x = np.array([lookup[n] for n in (flat[:, 3] - flat[:, 1]).tolist()], dtype=np.int64)
-    return weights, weight_y, weight_x
-
-
-def _normalised_axis(starts, ends, window):
-    """Per grid row (or column): its taper divided by the sum of all tapers covering each pixel."""
-    tapers = [window_1d(window, int(e - s)) for s, e in zip(starts, ends)]
-    total = np.zeros(int(ends.max()))
-    for s, e, taper in zip(starts, ends, tapers):
-        total[s:e] += taper
-    return [taper / total[s:e] for s, e, taper in zip(starts, ends, tapers)]
 
 
 def analyse_plan(plan, *, channels=1, dtype=np.float32):
@@ -544,8 +458,10 @@ def analyse_plan(plan, *, channels=1, dtype=np.float32):
     """
     from ._validate import as_positive_int
 
+    if not isinstance(plan, Plan):
+        raise ValueError(f"plan must be a Plan from plan_regular_grid or plan_from_grid; got {type(plan).__name__}")
     channels = as_positive_int(channels, "channels")
-    itemsize = np.dtype(dtype).itemsize
+    itemsize = _accumulator_dtype(dtype).itemsize
     pixels = plan.buffer_rows * int((plan.stripes[:, 1] - plan.stripes[:, 0]).max())
     planes = channels if plan.normalised else channels + 1
     boxes = plan.tile_boxes[plan.load_order]
@@ -563,5 +479,43 @@ def get_plan_input_geoms(plan):
     >>> get_plan_input_geoms(plan)[0][0]
     (0, 0)
     """
-    geoms = boxes_to_geoms(plan.tile_boxes[plan.load_order])
+    if not isinstance(plan, Plan):
+        raise ValueError(f"plan must be a Plan from plan_regular_grid or plan_from_grid; got {type(plan).__name__}")
+    geoms = np.atleast_1d(boxes_to_geoms(plan.tile_boxes[plan.load_order]))
     return [(plan.grid_index(t), g) for t, g in zip(plan.load_order.tolist(), geoms)]
+
+
+def get_plan_logit_geoms(plan):
+    """The newer seed's name for :func:`get_plan_input_geoms`: the tiles to compute, in order.
+
+    Examples
+    --------
+    >>> plan, _ = plan_regular_grid((300, 300), 128, 32)
+    >>> get_plan_logit_geoms(plan) == get_plan_input_geoms(plan)
+    True
+    """
+    return get_plan_input_geoms(plan)
+
+
+def row_by_row_traversal(grid, add_load, add_unload, add_write):
+    """The seed's default `traversal_fnc`, for code that passes it by name; the order plans here use.
+
+    Calls ``add_load(i, j)``, ``add_write(i, j)`` and ``add_unload(i, j)``
+    for every grid index in row-major order: each tile's cell is final, and
+    the tile no longer needed, the moment it arrives. Plans never call a
+    traversal function; this one only documents their order.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> calls = []
+    >>> row_by_row_traversal(np.empty((1, 2)), *(lambda i, j, a=a: calls.append((a, i, j)) for a in "luw"))
+    >>> calls
+    [('l', 0, 0), ('w', 0, 0), ('u', 0, 0), ('l', 0, 1), ('w', 0, 1), ('u', 0, 1)]
+    """
+    rows, cols = np.shape(grid)[:2]
+    for i in range(rows):
+        for j in range(cols):
+            add_load(i, j)
+            add_write(i, j)
+            add_unload(i, j)

@@ -1,31 +1,49 @@
 """Pull-style running: the seed's ``run_plan`` generator on top of :class:`Blender`."""
 
+import collections.abc
 import os
 
 from ._validate import as_positive_int, check_callable
 from .blend import Blender
 from .plan import Plan, analyse_plan
 
-__all__ = ["run_plan", "iterate_tiles"]
+__all__ = ["run_plan", "iterate_tiles", "check_tile_count"]
 
 _MISSING = object()
 
 
-def iterate_tiles(blender, tiles):
-    """Push every tile from the iterable `tiles`; yield ``(step, cells)`` after each.
+def check_tile_count(tiles, expected):
+    """Refuse a sized `tiles` (a list, an array of tiles) whose length is not `expected`, before any is read.
 
-    Raises a ValueError naming the counts when `tiles` runs out early or
-    holds more tiles than the plan expects.
+    Iterators and generators have no length and pass: they are checked as
+    they run (see :func:`iterate_tiles`).
+    """
+    if isinstance(tiles, collections.abc.Iterator) or not hasattr(tiles, "__len__"):
+        return
+    try:
+        count = len(tiles)
+    except TypeError:  # e.g. a 0-d array: not a sequence of tiles, reported when iterated
+        return
+    if count != expected:
+        raise ValueError(f"tiles holds {count} tiles; the plan expects {expected}")
+
+
+def iterate_tiles(blender, tiles):
+    """Push the plan's tiles from the iterable `tiles`; yield ``(step, cells)`` after each.
+
+    Takes exactly ``plan.n_loads`` tiles and never asks for one more, so an
+    endless generator (as the seed's examples pass) is fine; a sized
+    `tiles` of another length is refused before any tile is read. Raises a
+    ValueError naming the counts when `tiles` runs out early.
     """
     expected = blender.plan.n_loads
+    check_tile_count(tiles, expected)
     iterator = iter(tiles)
     for step in range(expected):
         tile = next(iterator, _MISSING)
         if tile is _MISSING:
             raise ValueError(f"tiles ran out after {step} tiles; the plan expects {expected}")
         yield step, blender.push(tile)
-    if next(iterator, _MISSING) is not _MISSING:
-        raise ValueError(f"tiles holds more than the {expected} tiles the plan expects")
 
 
 def run_plan(plan, tiles, max_tiles=None, disk_cache_dir=None, on_load=None, on_unload=None, on_step=None,
@@ -40,6 +58,9 @@ def run_plan(plan, tiles, max_tiles=None, disk_cache_dir=None, on_load=None, on_
     tiles : iterable of array-like
         One model output per tile of :func:`get_plan_input_geoms`, in that
         order: (H, W, C), (C, H, W) with ``channel_first``, or (H, W).
+        Exactly ``plan.n_loads`` tiles are taken and no more, so a generator
+        may be endless; a list or array of another length is refused when
+        `run_plan` is called.
     max_tiles : int, optional
         Memory bound, in tile-equivalents, for the blend buffer (see
         :func:`analyse_plan`). Over it, the run is refused unless
@@ -91,9 +112,13 @@ def run_plan(plan, tiles, max_tiles=None, disk_cache_dir=None, on_load=None, on_
                              "buffer holds; raise max_tiles or pass disk_cache_dir to keep the buffer on disk")
     elif disk_cache_dir is not None:
         raise ValueError("disk_cache_dir is set but max_tiles is not; set max_tiles as well")
+    if disk_cache_dir is not None and not isinstance(disk_cache_dir, (str, os.PathLike)):
+        raise ValueError(f"disk_cache_dir={disk_cache_dir!r} is not a path; expected a str or pathlib.Path")
     if disk_cache_dir is not None:
         if os.path.exists(disk_cache_dir) and not os.path.isdir(disk_cache_dir):
             raise ValueError(f"disk_cache_dir={str(disk_cache_dir)!r} exists and is not a directory")
+    check_tile_count(tiles, plan.n_loads)
+    if disk_cache_dir is not None:
         os.makedirs(disk_cache_dir, exist_ok=True)
         if held <= max_tiles:
             disk_cache_dir = None  # the buffer fits the budget: keep it in RAM

@@ -316,3 +316,24 @@ def test_unstarted_generator_starts_no_thread():
     assert prefetch_threads() == []
     del tiles
     assert get_tiles.calls == []
+
+
+# --- sizes and malformed geoms ----------------------------------------------------------------
+
+@pytest.mark.parametrize("getter", GETTERS)
+def test_a_batch_size_beyond_any_count_takes_everything_in_one_batch(getter):
+    get_tiles = RecordingTiles()
+    tiles = list(GETTERS[getter](make_geoms(5), 10**30, get_tiles))
+    assert_same_tiles(tiles, expected_tiles(make_geoms(5), False))
+    assert len(get_tiles.calls) == 1
+
+
+@pytest.mark.parametrize("getter", GETTERS)
+@pytest.mark.parametrize("item", [7, ((0, 0), "geom", "extra"), "ab c", None])
+def test_geoms_items_that_are_not_pairs_are_named(getter, item):
+    geoms = make_geoms(4) + [item]
+    get_tiles = RecordingTiles()
+    tiles = GETTERS[getter](geoms, 3, get_tiles)
+    with pytest.raises(ValueError, match=r"geoms item 4 is .*; expected an \(index, geom\) pair"):
+        list(tiles)
+    assert len(get_tiles.calls) == 1, "the batches before the bad item were computed, none after"

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 import seamless_fast as sf
 from seamless_fast.geometry import boxes_overlap
+from seamless_fast.plan import regular_grid
 
 from reference import seed_axis_starts
 
@@ -23,16 +24,28 @@ def test_regular_axis_follows_seed_rule(size, tile, data):
     assert bounds[-1, 2] == size or size > tile and bounds[-1, 2] == size
 
 
-@given(size=st.integers(64, 2000), data=st.data())
-def test_regular_axis_with_area_follows_seed_rule(size, data):
-    tile = data.draw(st.integers(8, 64))
+@given(size=st.integers(1, 2000), data=st.data())
+def test_area_grid_is_a_window_of_the_whole_image_grid(size, data):
+    # Unlike the seed, which started the grid at the area, an area plan keeps the whole image's tiles.
+    tile = data.draw(st.integers(1, 64))
     overlap = data.draw(st.integers(0, tile - 1))
-    lo = data.draw(st.integers(0, size - 1))
-    hi = data.draw(st.integers(lo + 1, size))
+    lo = data.draw(st.floats(0, size - 0.5))
+    hi = data.draw(st.floats(lo + 0.25, size + 5))
     area = shapely.box(lo, 0, hi, 7)
-    _, grid = sf.plan_regular_grid((size, 7), (tile, 7), (overlap, 0), area=area)
-    starts, _ = seed_axis_starts(size, tile, overlap, lo, hi)
-    np.testing.assert_array_equal(shapely.bounds(grid[:, 0])[:, 0], starts)
+    whole, whole_grid = sf.plan_regular_grid((size, 7), (tile, 7), (overlap, 0))
+    plan, grid = sf.plan_regular_grid((size, 7), (tile, 7), (overlap, 0), area=area)
+    starts = shapely.bounds(whole_grid[:, 0])[:, 0]
+    window = shapely.bounds(grid[:, 0])[:, 0]
+    k0 = int(np.flatnonzero(starts == window[0])[0])
+    np.testing.assert_array_equal(starts[k0:k0 + len(window)], window)
+    # written: exactly the whole-image cells that meet (lo, hi); loaded: exactly the tiles they need
+    cells = whole.cell_boxes
+    meets = (cells[:, 0] < hi) & (cells[:, 2] > lo)
+    assert sorted(map(tuple, plan.cell_boxes[plan.write_cells].tolist())) == sorted(map(tuple, cells[meets].tolist()))
+    needed = boxes_overlap(whole.tile_boxes[:, None], cells[meets][None]).any(axis=1)
+    assert sorted(map(tuple, plan.tile_boxes[plan.load_order].tolist())) == \
+        sorted(map(tuple, whole.tile_boxes[needed].tolist()))
+    assert len(window) <= needed.sum() + 1, "at most one tile beyond the needed ones (for the last cell's end)"
 
 
 def test_grid_object_matches_plan():
@@ -194,3 +207,113 @@ def test_area_that_meets_no_cell():
     grid = np.array([[shapely.box(0, 0, 10, 10), shapely.box(0, 30, 10, 40)]])
     with pytest.raises(ValueError, match="meets no output cell"):
         sf.plan_from_grid(grid, area=shapely.box(0, 15, 10, 25))
+
+
+# -- sizes and inputs that would reach a MemoryError, a GEOS or a numpy error ----------------------
+
+@pytest.mark.parametrize("args, message", [
+    (((10**9, 10**9), 256, 64), r"image_size=\(1000000000, 1000000000\) with tile_size=\(256, 256\) and "
+                                r"overlap=\(64, 64\) needs a grid of 5208333 x 5208333 = 27126732638889 tiles; "
+                                r"a plan holds at most 4194304"),
+    (((10**9, 7), (2, 7), (1, 0)), "needs a grid of 999999999 x 1 = 999999999 tiles"),
+    (((2**53 + 1, 5), 4, 1), r"image_size=\(9007199254740993, 5\) is too large: each side must be at most"),
+    (((10**12, 10), 10**12, 0), "tiles of up to 1000000000000 x 10 pixels .* need 1000000000010 window weights"),
+])
+def test_sizes_too_large_for_a_plan_are_refused_naming_them(args, message):
+    with pytest.raises(ValueError, match=message):
+        sf.plan_regular_grid(*args)
+
+
+def test_huge_image_with_an_area_plans_only_its_window():
+    side = 10**12
+    area = shapely.box(side - 300, side - 500, side - 10, side - 20)
+    plan, grid = sf.plan_regular_grid((side, side), 256, 64, area=area)
+    assert grid.size <= 16 and plan.image_size == (side, side)
+    assert plan.tile_boxes[:, 2:].max() == side, "the flush tiles of the whole image's grid"
+    assert regular_grid((side, side), 256, 64, area).shape == grid.shape
+    with pytest.raises(ValueError, match="needs a grid of .* tiles around the area with bounds"):
+        sf.plan_regular_grid((side, side), 256, 64, area=shapely.box(0, 0, 10**6, 10**6))
+
+
+@pytest.mark.parametrize("grid, message", [
+    (np.array([[shapely.box(0, 0, 10, np.inf)]]), r"grid\[0, 0\] has bounds \(0.0, 0.0, 10.0, inf\); every "
+                                                  r"coordinate must be finite and at most 9007199254740992"),
+    (np.array([[shapely.box(0, 0, 10, 10), shapely.box(0, 5, 10, 1e300)]]), r"grid\[0, 1\] has bounds .*1e\+300"),
+    # a box with a 1 x 1 notch: its area is within 1e-5 of its bounds' area, and still not a box
+    (np.array([[shapely.Polygon([(0, 0), (0, 1000), (1000, 1000), (1000, 1), (999, 1), (999, 0)])]]),
+     r"grid\[0, 0\] has bounds .*expected an axis-aligned"),
+])
+def test_grids_with_far_or_non_box_tiles_are_refused(grid, message):
+    with pytest.raises(ValueError, match=message):
+        sf.plan_from_grid(grid)
+
+
+def test_the_band_check_sees_every_row_of_an_irregular_grid():
+    # row 0 spans 15 columns, row 1 spans 60: the buffer needs 60 columns of 10 rows
+    grid = np.array([[shapely.box(0, 0, 10, 10), shapely.box(0, 5, 10, 15)],
+                     [shapely.box(5, 0, 15, 40), shapely.box(5, 20, 15, 60)]])
+    with pytest.raises(ValueError, match="max_buffer_bytes=1000 is below the 2400 bytes one band"):
+        sf.plan_from_grid(grid, max_buffer_bytes=1000)
+    plan = sf.plan_from_grid(grid, max_buffer_bytes=2400)
+    assert sf.analyse_plan(plan).buffer_bytes <= 2 * 2400  # values and the weight-sum plane
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda p: sf.analyse_plan([]), "plan must be a Plan"),
+    (lambda p: sf.analyse_plan(p, dtype="banana"), "dtype='banana' is not an accumulator dtype"),
+    (lambda p: sf.analyse_plan(p, dtype=np.int8), "dtype=int8 is not an accumulator dtype"),
+    (lambda p: sf.analyse_plan(p, channels=0), "channels=0 must be a positive integer"),
+    (lambda p: sf.plan_regular_grid((100, 100), 32, 8, dtype="banana"), "dtype='banana' is not an accumulator"),
+    (lambda p: sf.get_plan_input_geoms(None), "plan must be a Plan"),
+    (lambda p: sf.shape_to_slices(shapely.Polygon()), "shp=POLYGON EMPTY has no finite bounds"),
+    (lambda p: sf.shape_to_slices((0, 0, 4, 4)), r"shp=\(0, 0, 4, 4\) is not a shapely geometry"),
+    (lambda p: sf.run_plan(p, [], max_tiles=100, disk_cache_dir=3), "disk_cache_dir=3 is not a path"),
+])
+def test_bad_arguments_to_plan_helpers(call, message):
+    plan, _ = sf.plan_regular_grid((100, 100), 32, 8)
+    with pytest.raises(ValueError, match=message):
+        call(plan)
+
+
+def test_an_area_window_far_from_the_origin_normalises_like_the_whole_image():
+    # an area plan keeps weight sums over its window only: they equal the whole image's over its written cells
+    whole, _ = sf.plan_regular_grid((3000, 2000), 100, 30)
+    part, _ = sf.plan_regular_grid((3000, 2000), 100, 30, area=shapely.box(2500, 1500, 2600, 1700))
+    cells = part.cell_boxes[part.write_cells]
+    lo, hi = cells[:, :2].min(axis=0), cells[:, 2:].max(axis=0)  # a box area: its cells make a rectangle
+    rows = {tuple(b): k for k, b in enumerate(whole.tile_boxes.tolist())}
+    for t in part.load_order.tolist():
+        w = rows[tuple(part.tile_boxes[t].tolist())]
+        for axis, offsets in ((0, "weight_y"), (1, "weight_x")):
+            start, end = part.tile_boxes[t, axis], part.tile_boxes[t, axis + 2]
+            a, b = max(lo[axis], start) - start, min(hi[axis], end) - start
+            assert b > a
+            mine = getattr(part, offsets)[t]
+            theirs = getattr(whole, offsets)[w]
+            np.testing.assert_array_equal(part.weights[mine + a:mine + b], whole.weights[theirs + a:theirs + b])
+
+
+@given(size=st.integers(1, 3000), tile=st.integers(1, 300), height=st.integers(1, 40), data=st.data())
+def test_stripes_of_a_regular_axis_are_cut_as_on_the_whole_grid(size, tile, height, data):
+    # An area plan cuts its columns into stripes where the whole image's grid is cut (so its additions happen
+    # in the same order): the closed form must equal the greedy cut of the whole grid, errors included.
+    from seamless_fast._schedule import regular_column_stripes, split_columns
+
+    overlap = data.draw(st.integers(0, tile - 1))
+    whole, _ = sf.plan_regular_grid((height, size), (height, tile), (0, overlap))
+    boxes = whole.tile_boxes.reshape(*whole.grid_shape, 4)
+    row_bytes = int(boxes[0, 0, 2] - boxes[0, 0, 0]) * 4
+    budget = data.draw(st.integers(1, size * row_bytes * 2 + 2))
+    cols = whole.grid_shape[1]
+    try:
+        expected = split_columns(boxes, budget, 4, True)
+    except ValueError as error:
+        with pytest.raises(ValueError, match="is too small"):
+            regular_column_stripes(size, tile, overlap, 0, cols, row_bytes, budget)
+        assert "is too small" in str(error)
+        return
+    np.testing.assert_array_equal(regular_column_stripes(size, tile, overlap, 0, cols, row_bytes, budget), expected)
+    k0 = data.draw(st.integers(0, cols - 1))
+    k1 = data.draw(st.integers(k0 + 1, cols))
+    np.testing.assert_array_equal(regular_column_stripes(size, tile, overlap, k0, k1, row_bytes, budget),
+                                  expected[k0:k1])

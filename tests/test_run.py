@@ -1,5 +1,7 @@
 """run_plan and the push interface: the seed's contract, callbacks, and every bad input."""
 
+import itertools
+
 import numpy as np
 import pytest
 import shapely
@@ -115,10 +117,57 @@ def test_too_few_and_too_many_tiles():
     plan, _ = sf.plan_regular_grid((200, 150), 64, 16)
     n = plan.n_loads
     with pytest.raises(ValueError, match=f"tiles ran out after 5 tiles; the plan expects {n}"):
-        list(sf.run_plan(plan, [np.zeros((64, 64))] * 5))
-    with pytest.raises(ValueError, match=f"tiles holds more than the {n} tiles the plan expects"):
-        list(sf.run_plan(plan, [np.zeros((64, 64))] * (n + 1)))
+        list(sf.run_plan(plan, (np.zeros((64, 64)) for _ in range(5))))
+    # a list (any sized sequence) of the wrong length is refused when run_plan is called, before any tile is read
+    for count in (5, n + 1):
+        with pytest.raises(ValueError, match=f"tiles holds {count} tiles; the plan expects {n}"):
+            sf.run_plan(plan, [np.zeros((64, 64))] * count)
+    with pytest.raises(ValueError, match=f"tiles holds {n + 1} tiles; the plan expects {n}"):
+        sf.run_plan(plan, np.zeros((n + 1, 64, 64)))
     assert len(list(sf.run_plan(plan, [np.zeros((64, 64))] * n))) == plan.n_writes
+    assert len(list(sf.run_plan(plan, np.zeros((n, 64, 64))))) == plan.n_writes
+
+
+class CountingTiles:
+    """An endless iterator of constant tiles that counts how many were taken."""
+
+    def __init__(self, shape, value=1.0):
+        self.tile, self.taken = np.full(shape, value, np.float32), 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        self.taken += 1
+        return self.tile
+
+
+@pytest.mark.parametrize("area", [None, shapely.Point(150, 100).buffer(40)])
+@pytest.mark.parametrize("callbacks", [False, True])
+def test_an_endless_generator_is_never_pulled_once_more(area, callbacks):
+    plan, _ = sf.plan_regular_grid((300, 200), 64, 16, area=area)
+    tiles = CountingTiles((64, 64, 2), 0.25)
+    options = dict(on_load=lambda i: None, on_unload=lambda i: None, on_step=lambda k: None) if callbacks else {}
+    cells = list(sf.run_plan(plan, tiles, **options))
+    assert tiles.taken == plan.n_loads
+    assert len(cells) == plan.n_writes
+    assert all(np.allclose(data, 0.25, rtol=0, atol=1e-6) for _, _, data in cells)
+
+
+def test_endless_generators_of_the_seed_examples():
+    plan, _ = sf.plan_regular_grid((130, 170), 48, 8)
+    counted = itertools.count()
+    tiles = (np.full((48, 48, 3), 7, np.uint8) for _ in counted)  # endless, as itertools.count is
+    out = np.zeros((130, 170, 3))
+    for _, geom, data in sf.run_plan(plan, tiles):
+        out[sf.shape_to_slices(geom)] = data
+    assert next(counted) == plan.n_loads, "exactly n_loads tiles were taken"
+    np.testing.assert_allclose(out, 7, rtol=1e-6)
+    repeated = itertools.repeat(np.ones((48, 48), np.float32))
+    assert len(list(sf.run_plan(plan, repeated))) == plan.n_writes
+    endless = CountingTiles((48, 48))
+    sf.blend(plan, endless)
+    assert endless.taken == plan.n_loads
 
 
 @pytest.mark.parametrize("tile, message", [
