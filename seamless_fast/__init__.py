@@ -21,23 +21,25 @@ _EXPORTS = {
     "PipelineResult": "pipeline", "run_pipeline": "pipeline",
     "Plan": "plan", "PlanStats": "plan", "analyse_plan": "plan", "get_plan_input_geoms": "plan",
     "get_plan_logit_geoms": "plan", "plan_from_grid": "plan", "plan_regular_grid": "plan",
+    "regular_grid": "plan", "row_by_row_traversal": "plan",
     "run_plan": "run",
     "OverlapWeights": "weights", "apply_weights": "weights", "overlap_weights": "weights",
     "WINDOWS": "windows",
 }
 
-# names older than the module that defines them under another name (the same object)
-_FALLBACKS = {"get_plan_logit_geoms": "get_plan_input_geoms"}
+# submodules reachable as attributes without an import of their own, as the eager imports of earlier versions made them
+_SUBMODULES = {"dtypes", "geometry", "io", "store", "distributed", "partition", "windows", "weights"}
 
 __all__ = sorted(_EXPORTS, key=lambda name: (name.lower() != name, name))
 
 
 def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    source = importlib.import_module(f".{module}", __name__)
-    value = getattr(source, name) if hasattr(source, name) else getattr(source, _FALLBACKS[name])
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value  # later look-ups skip this function
     return value
 

@@ -35,6 +35,7 @@ from ._arrays import (accumulator_dtype, allocate_output, check_accumulator, che
 from ._jit import parallel_is_safe, parallel_lock
 from ._seams import SeamFiles, owned_cleanup, remove_files, reserve
 from ._simd import HALF_IN_HARDWARE
+from ._tiles import check_tile_count, iterate_tiles
 from ._validate import check_bool
 from .geometry import box_to_geom
 from .plan import STEP_COLUMNS, Plan
@@ -590,11 +591,10 @@ def blend(plan, tiles, *, out=None, labels=False, channel_first=False, dtype=Non
     >>> result.shape, round(float(result.max()), 6)
     ((90, 70, 1), 0.5)
     """
-    from .run import iterate_tiles
-
     # every option is checked before a tile is read or the output allocated
     with Blender(plan, labels=labels, channel_first=channel_first, dtype=dtype, check_finite=check_finite,
                  cache_dir=cache_dir, parallel=parallel, out=out) as blender:
+        check_tile_count(tiles, plan.n_loads)
         try:
             tiles = iter(tiles)
         except TypeError:

@@ -2,23 +2,17 @@
 
 import inspect
 import itertools
-import types
 
 import numpy as np
 import pytest
 import shapely
 
+import seamless_fast as seamless_seg
 import seamless_fast as sf
-from seamless_fast import plan as plan_module
 from seamless_fast.windows import window_2d
 
 from reference import reference_blend
 from test_run import seed_readme_minimal_example
-
-# Names added in plan.py for the seed; until the package exports them, take them from there.
-NEW_NAMES = ("get_plan_logit_geoms", "regular_grid", "row_by_row_traversal")
-seamless_seg = types.SimpleNamespace(**{name: getattr(sf, name) for name in sf.__all__ + ["shape_to_slices"]},
-                                     **{name: getattr(sf, name, getattr(plan_module, name)) for name in NEW_NAMES})
 
 SEED_SIGNATURES = {
     "plan_regular_grid": ["image_size", "tile_size", "overlap", "area", "traversal_fnc"],
