@@ -364,3 +364,19 @@ def test_two_dimensional_tiles_with_either_channel_flag(striped, channel_first):
         for _, geom, data in sf.run_plan(plan, given, channel_first=channel_first, labels=label_run):
             got[sf.shape_to_slices(geom)] = data
         np.testing.assert_array_equal(got, want)
+
+
+def test_blend_takes_exactly_the_plans_tiles():
+    plan, _ = sf.plan_regular_grid((70, 50), 32, 8)
+    tile = np.ones((32, 32, 2), np.float32)
+    with pytest.raises(ValueError, match=f"tiles holds {plan.n_loads + 1} tiles; the plan expects {plan.n_loads}"):
+        sf.blend(plan, [tile] * (plan.n_loads + 1))
+    pulled = []
+
+    def endless():
+        while True:
+            pulled.append(1)
+            yield tile
+
+    assert np.allclose(sf.blend(plan, endless()), 1.0)
+    assert len(pulled) == plan.n_loads
