@@ -131,8 +131,8 @@ class ImageReader:
 
     @property
     def metadata(self):
-        """Dict with ``resolution`` ((x, y) floats or None), ``resolution_unit``
-        ("CENTIMETER", "INCH" or None), ``ome`` (bool) and ``axes`` (str)."""
+        """Dict with ``resolution`` ((x, y) pixels per unit, or None), ``resolution_unit``
+        ("CENTIMETER", "INCH", "MILLIMETER", "MICROMETER" or None), ``ome`` (bool) and ``axes`` (str)."""
         if isinstance(self._source, _TiffSource):
             return dict(self._source.metadata)
         return {"resolution": None, "resolution_unit": None, "ome": False, "axes": self._source.axes}
@@ -202,7 +202,9 @@ def metadata_for_output(reader):
     Returns
     -------
     dict
-        ``resolution``, ``resolution_unit`` and ``ome``.
+        ``resolution``, ``resolution_unit`` and ``ome``. A resolution per
+        millimetre or micrometre (units TiffWriter does not write) is given
+        per centimetre.
 
     Examples
     --------
@@ -213,4 +215,9 @@ def metadata_for_output(reader):
     if not isinstance(reader, ImageReader):
         raise ValueError(f"reader={reader!r} is not an ImageReader")
     metadata = reader.metadata
-    return {key: metadata[key] for key in ("resolution", "resolution_unit", "ome")}
+    out = {key: metadata[key] for key in ("resolution", "resolution_unit", "ome")}
+    per_centimetre = {"MILLIMETER": 10, "MICROMETER": 10_000}.get(out["resolution_unit"])
+    if per_centimetre is not None:
+        out["resolution"] = tuple(r * per_centimetre for r in out["resolution"])
+        out["resolution_unit"] = "CENTIMETER"
+    return out
