@@ -278,8 +278,9 @@ WRITER_CASES = [
     (np.uint16, np.uint16, 3, (48, 80), "zlib", None),
     (np.float32, np.float32, None, (32, 96), "zlib", None),
     (np.float32, np.float16, 3, (64, 32), None, lambda a: a.astype(np.float16)),
-    (np.float32, np.uint8, 2, (80, 48), "zlib",
-     lambda a: np.clip(np.rint(a * 255), 0, 255).astype(np.uint8)),
+    (np.float32, np.uint8, 2, (80, 48), "zlib", lambda a: np.rint(a.astype(np.float64) * 255).astype(np.uint8)),
+    (np.float32, np.uint16, None, (32, 32), None, lambda a: np.rint(a.astype(np.float64) * 65535).astype(np.uint16)),
+    (np.uint32, np.uint32, None, (48, 48), "zlib", None),
     pytest.param(np.uint16, np.uint16, None, (64, 64), "zstd", None,
                  marks=pytest.mark.skipif(not HAVE_ZSTD, reason="zstd needs imagecodecs")),
 ]

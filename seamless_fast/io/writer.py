@@ -3,18 +3,19 @@
 import math
 import os
 import queue
-import tempfile
 import threading
 import weakref
 
 import numpy as np
 
+from .._files import check_output_path, make_partial
 from .._validate import as_pair, as_positive_int
+from ..dtypes import OUTPUT_DTYPES, to_output_dtype
 from ._common import _check_box, _check_fill, _import_tifffile
 
 __all__ = ["TiffWriter", "to_output_dtype", "WRITER_DTYPES"]
 
-WRITER_DTYPES = ("uint8", "uint16", "float16", "float32")
+WRITER_DTYPES = OUTPUT_DTYPES
 COMPRESSIONS = (None, "zlib", "zstd")
 RESOLUTION_UNITS = (None, "CENTIMETER", "INCH")
 # Above this many uncompressed bytes a classic TIFF may overflow its 32-bit offsets.
@@ -22,24 +23,30 @@ BIGTIFF_THRESHOLD = 2**32 - 2**25
 
 
 _ABORT = object()
+_END = object()
 
 
 class _Aborted(Exception):
     """Raised inside the tile generator to stop tifffile when a write is abandoned."""
 
 
-def _tile_stream(tiles):
-    """Yield tiles from the queue (lists of tiles per TIFF tile row) until told to stop."""
+def _tile_stream(tiles, taken):
+    """Yield tiles from the queue (lists of tiles per TIFF tile row) until told to stop or that there are
+    no more (then tifffile, if it expected more, fails rather than waiting forever); count them in `taken`."""
     while True:
         item = tiles.get()
         if item is _ABORT:
             raise _Aborted
-        yield from item
+        if item is _END:
+            return
+        for tile in item:
+            taken[0] += 1
+            yield tile
 
 
-def _write_in_background(tiff, tiles, errors, kwargs):
+def _write_in_background(tiff, tiles, errors, taken, kwargs):
     try:
-        tiff.write(data=_tile_stream(tiles), **kwargs)
+        tiff.write(data=_tile_stream(tiles, taken), **kwargs)
     except BaseException as exc:  # noqa: BLE001 -- handed to the caller's thread
         errors.append(exc)
 
@@ -69,17 +76,24 @@ class TiffWriter:
     Parameters
     ----------
     path : str or os.PathLike
-        Final file name. The data go to a temporary file beside it
-        (``.{name}.partial-*``) that replaces `path` only when :meth:`close`
-        succeeds; an existing file at `path` is left alone until then.
+        Final file name (not an existing folder). The data go to a temporary
+        file beside it (``.{name}.partial-HOST-PID-*``) that replaces `path`
+        only when :meth:`close` succeeds; an existing file at `path` is left
+        alone until then. Partials of `path` left by killed processes of this
+        host are removed.
     image_size : (int, int)
         ``(height, width)`` of the image.
     channels : int, optional, keyword-only
         None for a 2-D image (e.g. labels); else C for (H, W, C) stored as
         contiguous samples.
-    dtype : {uint8, uint16, float16, float32}, keyword-only
-        Stored data type. Float data written to a uint8 file are quantised as
-        probabilities: ``clip(rint(data * 255), 0, 255)``, NaN as 0.
+    dtype : {uint8, uint16, uint32, float16, float32}, keyword-only
+        Stored data type (see :mod:`seamless_fast.dtypes`). Integer data
+        (labels) must fit it. Float data written to a uint8 or uint16 file
+        are probabilities in [0, 1], quantised as ``rint(p * 255)`` or
+        ``rint(p * 65535)``. :meth:`write` refuses, with a ValueError, any
+        value the file would not hold exactly (a label too large, a negative
+        value, NaN or values outside [0, 1] for quantised probabilities, a
+        finite value beyond float16); nothing is ever wrapped or clipped.
     tile : (int, int), keyword-only
         TIFF tile ``(height, width)``, multiples of 16.
     compression : {None, "zlib", "zstd"}, keyword-only
@@ -138,14 +152,10 @@ class TiffWriter:
         tiff_kwargs = self._tiff_kwargs(compression, resolution, resolution_unit, ome)
         self._is_bigtiff = bigtiff = self._bigtiff(bigtiff)
         self._fill = _check_fill(fill, self._dtype)
-        folder = os.path.dirname(os.path.abspath(self._path))
-        if not os.path.isdir(folder):
-            raise ValueError(f"path={self._path!r}: folder {folder!r} does not exist")
+        check_output_path(self._path, name="path")
         tifffile = _import_tifffile()
         self._setup_bands()
-        handle, self._temp_path = tempfile.mkstemp(prefix=f".{os.path.basename(self._path)}.partial-", dir=folder)
-        os.fchmod(handle, 0o666 & ~_umask())  # mkstemp makes it private; the result should not be
-        os.close(handle)
+        self._temp_path = make_partial(self._path)
         try:
             self._start(tifffile, bigtiff, ome, tiff_kwargs)
         except BaseException:
@@ -157,11 +167,12 @@ class TiffWriter:
     def _tiff_kwargs(self, compression, resolution, resolution_unit, ome):
         if not isinstance(ome, (bool, np.bool_)):
             raise ValueError(f"ome={ome!r} must be True or False")
-        axes = "YX" if self._channels is None else "YXS"
-        kwargs = {"shape": self._size + (() if self._channels is None else (self._channels,)),
+        two_d = self._channels is None or self._channels == 1
+        axes = "YX" if two_d else "YXS"
+        kwargs = {"shape": self._size + (() if two_d else (self._channels,)),
                   "dtype": self._dtype, "tile": self._tile, "compression": compression,
                   "photometric": "minisblack", "metadata": {"axes": axes} if ome else {}}
-        if self._channels is not None:
+        if not two_d:
             kwargs["planarconfig"] = "contig"
         if resolution is not None:
             kwargs["resolution"] = _check_resolution(resolution)
@@ -191,8 +202,9 @@ class TiffWriter:
         self._tiff = tifffile.TiffWriter(self._temp_path, bigtiff=bigtiff, ome=bool(ome))
         self._queue = queue.Queue(maxsize=2)
         self._errors = []
+        self._taken = [0]  # tiles tifffile took from the stream
         self._thread = threading.Thread(target=_write_in_background, name=f"TiffWriter({self._path})",
-                                        args=(self._tiff, self._queue, self._errors, kwargs), daemon=True)
+                                        args=(self._tiff, self._queue, self._errors, self._taken, kwargs), daemon=True)
         self._thread.start()
         # Never leave the thread running or the temporary file behind, even if close() is never called.
         self._finalizer = weakref.finalize(self, _stop, self._queue, self._thread, self._tiff, self._temp_path)
@@ -245,6 +257,12 @@ class TiffWriter:
             ``(ylo, xlo, yhi, xhi)`` inside the image, no pixel written before.
         data : array-like, shape (h, w) or (h, w, channels)
             (h, w) for a 2-D writer, (h, w, channels) otherwise.
+
+        Raises
+        ------
+        ValueError
+            For a bad box or shape, or data the file's dtype cannot hold
+            (nothing of this write is kept; the writer stays usable).
         """
         self._check_open()
         ylo, xlo, yhi, xhi = self._check_write_box(box)
@@ -273,7 +291,7 @@ class TiffWriter:
         expected = size if self._channels is None else size + (self._channels,)
         if data.shape != expected:
             raise ValueError(f"data has shape {data.shape}; expected {expected} for this box")
-        return to_output_dtype(data, self._dtype)
+        return to_output_dtype(data, self._dtype, name="data")
 
     def _check_unwritten(self, box):
         ylo, xlo, yhi, xhi = box
@@ -312,14 +330,18 @@ class TiffWriter:
 
     def _send(self, buffer):
         tile_w = self._tile[1]
-        tiles = [buffer[:, i * tile_w:(i + 1) * tile_w] for i in range(self._n_tile_cols)]
+        if self._channels == 1:  # stored as a 2-D image (tifffile refuses one contiguous sample)
+            buffer = buffer[..., 0]
+        self._put([buffer[:, i * tile_w:(i + 1) * tile_w] for i in range(self._n_tile_cols)])
+        self._next_band += 1
+
+    def _put(self, item):
         while True:  # bounded queue: wait for the encoder, but not on a dead one
             try:
-                self._queue.put(tiles, timeout=0.05)
-                break
+                self._queue.put(item, timeout=0.05)
+                return
             except queue.Full:
                 self._raise_background_error()
-        self._next_band += 1
 
     def _raise_background_error(self):
         if self._errors:
@@ -344,8 +366,13 @@ class TiffWriter:
             while self._next_band < self._n_bands:
                 entry = self._bands.pop(self._next_band, None)
                 self._send(self._new_band() if entry is None else entry[0])
+            self._put(_END)
             self._thread.join()
             self._raise_background_error()
+            expected = self._n_bands * self._n_tile_cols
+            if self._taken[0] != expected:
+                raise RuntimeError(f"writing {self._path!r}: tifffile took {self._taken[0]} tiles of the "
+                                   f"{expected} the image has; the file would be wrong")
             self._tiff.close()
             os.replace(self._temp_path, self._path)
         except BaseException:
@@ -379,15 +406,6 @@ class TiffWriter:
         channels = "" if self._channels is None else f", channels={self._channels}"
         return (f"TiffWriter({self._path!r}, image_size={self._size}{channels}, dtype={self._dtype}, "
                 f"tile={self._tile}, {self._state})")
-
-
-def to_output_dtype(data, dtype):
-    """`data` as stored in an output of `dtype`: float data into uint8 are quantised as
-    probabilities, ``clip(rint(data * 255), 0, 255)`` with NaN as 0; anything else is cast."""
-    if dtype == np.uint8 and data.dtype.kind == "f":
-        scaled = np.clip(np.rint(data * 255), 0, 255)
-        return np.nan_to_num(scaled, copy=False, nan=0).astype(np.uint8)
-    return data.astype(dtype, copy=False)
 
 
 # --------------------------------------------------------------------------- validation
@@ -441,9 +459,3 @@ def _check_resolution_unit(unit):
     if name not in RESOLUTION_UNITS:
         raise ValueError(f"resolution_unit={unit!r} is not supported; expected one of {RESOLUTION_UNITS}")
     return name
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
