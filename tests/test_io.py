@@ -2,6 +2,7 @@
 
 import gc
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -568,3 +569,40 @@ def test_written_file_gets_the_usual_permissions(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "out.tif").stat().st_mode & 0o777 == 0o644
+
+
+# --------------------------------------------------------------------------- fill values: kept or refused
+
+@pytest.mark.parametrize("dtype, fill", [
+    (np.float32, 1e300),  # overflowed to inf
+    (np.float16, 65520),  # rounds to inf
+    (np.float64, 10**400),
+    (np.uint64, 2**64),  # was an OverflowError
+    (np.int64, 2**63),
+    (np.uint8, -1),
+    (np.uint8, 2.5),
+    (np.uint8, np.nan),
+    (np.int16, np.inf),
+    (np.bool_, 2),
+])
+def test_reader_fill_is_refused_if_it_does_not_fit(dtype, fill):
+    with pytest.raises(ValueError, match=re.escape(f"fill={fill!r} cannot be stored as {np.dtype(dtype)}")):
+        ImageReader(np.zeros((4, 4), dtype), pad="constant", fill=fill)
+
+
+@pytest.mark.parametrize("dtype, fill", [(np.float64, 2**53), (np.uint64, 2**64 - 1), (np.int64, -2**63),
+                                         (np.float32, 0.1), (np.float64, 2**53 + 1), (np.float16, 65504),
+                                         (np.float16, np.inf), (np.uint8, 255.0), (np.bool_, 1), (np.complex64, 0.5),
+                                         (np.float32, np.nan)])
+def test_reader_fill_kept_exactly_or_to_the_nearest_float(dtype, fill):
+    window = ImageReader(np.zeros((2, 2), dtype), pad="constant", fill=fill).read((-1, -1, 0, 0))
+    assert window.dtype == dtype
+    expected = np.dtype(dtype).type(fill)
+    assert window[0, 0, 0] == expected or (np.isnan(fill) and np.isnan(window[0, 0, 0]))
+
+
+def test_writer_fill_is_refused_if_it_does_not_fit(tmp_path):
+    for dtype, fill in [(np.uint32, 2**32), (np.float16, 1e6), (np.float32, 1e300), (np.uint16, 0.5)]:
+        with pytest.raises(ValueError, match="fill=.* cannot be stored as"):
+            TiffWriter(tmp_path / "out.tif", (32, 32), dtype=dtype, fill=fill)
+    assert os.listdir(tmp_path) == []

@@ -1,5 +1,6 @@
 """Helpers shared by the reader and the writer: tifffile import, box and fill checks."""
 
+import math
 import numbers
 
 import numpy as np
@@ -36,12 +37,31 @@ def _check_box(box, name="box"):
 
 
 def _check_fill(fill, dtype, name="fill"):
-    """``fill`` as a 0-d array of ``dtype``, refusing values the dtype cannot hold."""
-    if isinstance(fill, (bool, np.bool_)) or not isinstance(fill, (numbers.Real, np.number)):
-        raise ValueError(f"{name}={fill!r} is not a number")
-    with np.errstate(all="ignore"):
-        value = np.asarray(fill).astype(dtype)
-    same = value == fill or (np.isnan(fill) and np.isnan(value))
-    if not same:
-        raise ValueError(f"{name}={fill!r} cannot be stored exactly as {dtype}")
+    """``fill`` as a 0-d array of ``dtype``, refusing values the dtype cannot hold.
+
+    An integer dtype must hold `fill` exactly (compared in Python's exact
+    int/float arithmetic: nothing wraps, 2.5 is no integer); a float dtype
+    takes the nearest value, as any float conversion does, but a finite
+    `fill` that would become inf is refused (1e300 is no float32).
+    """
+    if isinstance(fill, (bool, np.bool_)) or not isinstance(fill, (numbers.Real, np.integer, np.floating)):
+        raise ValueError(f"{name}={fill!r} is not a real number")
+    exact = fill.item() if isinstance(fill, np.generic) else fill
+    dtype = np.dtype(dtype)
+    try:
+        with np.errstate(all="ignore"):
+            if dtype.kind in "iub":
+                if isinstance(exact, float) and not exact.is_integer():
+                    raise OverflowError
+                low, high = (0, 1) if dtype.kind == "b" else (np.iinfo(dtype).min, np.iinfo(dtype).max)
+                if not low <= exact <= high:
+                    raise OverflowError
+                value = np.array(int(exact)).astype(dtype)
+            else:
+                value = np.array(dtype.type(exact))
+                stored = value.real.item() if dtype.kind == "c" else value.item()
+                if math.isinf(stored) and not math.isinf(exact):
+                    raise OverflowError
+    except (OverflowError, TypeError, ValueError):
+        raise ValueError(f"{name}={fill!r} cannot be stored as {dtype}") from None
     return value
