@@ -606,3 +606,17 @@ def test_writer_fill_is_refused_if_it_does_not_fit(tmp_path):
         with pytest.raises(ValueError, match="fill=.* cannot be stored as"):
             TiffWriter(tmp_path / "out.tif", (32, 32), dtype=dtype, fill=fill)
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("name", ["contig-4-uncompressed", "zlib-rgb-contig"])
+def test_reader_never_closed_closes_its_file(tmp_path, name):
+    """A reader dropped without close() closed its file only when tifffile's handle was collected, with a
+    ResourceWarning for a memory-mapped file; now it closes it itself."""
+    path = tmp_path / "open.tif"
+    write_flavour(path, name)
+    reader = ImageReader(path)
+    reader.read((0, 0, 4, 4))
+    handle = reader._source.tif.filehandle
+    del reader
+    gc.collect()
+    assert handle.closed

@@ -2,6 +2,7 @@
 the file appears; probabilities in uint8/uint16 within half a quantisation step."""
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -144,3 +145,14 @@ def test_refused_write_keeps_the_writer_usable(tmp_path):
             writer.write((0, 0) + SIZE, np.full(SIZE, 256))
         writer.write((0, 0) + SIZE, np.full(SIZE, 255))
     assert (read_both(tmp_path / "labels.tif") == 255).all()
+
+
+@pytest.mark.parametrize("data", [np.full(SIZE, 1 + 1j, np.complex64), np.full(SIZE, 0.5 + 0j),
+                                  np.full(SIZE, np.datetime64("2026-01-01")), np.full(SIZE, "1")])
+def test_data_that_are_not_real_numbers_are_refused(tmp_path, data):
+    """Complex data lost their imaginary part (with a ComplexWarning) or were refused with a wrong message."""
+    for dtype in ("uint8", "float32"):
+        with pytest.raises(ValueError, match=re.escape(f"data of dtype {data.dtype} cannot be stored as {dtype}; "
+                                                       "expected real numbers")):
+            write_all(tmp_path / "out.tif", data, dtype)
+    assert leftovers(tmp_path) == []

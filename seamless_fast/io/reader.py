@@ -1,6 +1,7 @@
 """ImageReader: windows of a TIFF or an array-like, padded beyond the image border."""
 
 import os
+import weakref
 
 import numpy as np
 
@@ -107,6 +108,7 @@ class ImageReader:
                              f"with shape, dtype and slicing")
         self._name = os.fspath(source) if is_path else type(source).__name__
         self._source = _TiffSource(source) if is_path else _ArraySource(source, channel_axis)
+        self._finalizer = weakref.finalize(self, self._source.close)  # a reader never closed closes its file
         try:
             self._fill = _check_fill(fill, self._source.dtype)
         except ValueError:
@@ -176,8 +178,8 @@ class ImageReader:
     def close(self):
         """Release the source (closes the TIFF). Safe to call twice."""
         if self._source is not None:
-            self._source.close()
             self._source = None
+            self._finalizer()
 
     def __enter__(self):
         return self
