@@ -307,3 +307,47 @@ def test_tifffile_options_and_dtypes(tmp_path, name):
             assert (window[:2] == 1).all() and (window[:, :3] == 1).all()
     else:
         assert_windows_match(path, reference, rng)
+
+
+# --------------------------------------------------------------------------- OME-TIFF over several files
+
+def write_two_file_ome(folder, first, second, **kwargs):
+    """An OME-TIFF whose channel 1 lies in a second file (as microscopes write them)."""
+    import uuid
+
+    height, width = first.shape
+    ua, ub = f"urn:uuid:{uuid.uuid4()}", f"urn:uuid:{uuid.uuid4()}"
+    ome = "http://www.openmicroscopy.org/Schemas/OME/2016-06"
+    xml = (f'<?xml version="1.0" encoding="UTF-8"?><OME xmlns="{ome}" UUID="{ua}"><Image ID="Image:0">'
+           f'<Pixels ID="Pixels:0" DimensionOrder="XYCZT" Type="uint8" SizeX="{width}" SizeY="{height}" '
+           'SizeC="2" SizeZ="1" SizeT="1"><Channel ID="Channel:0:0" SamplesPerPixel="1"/>'
+           '<Channel ID="Channel:0:1" SamplesPerPixel="1"/>'
+           f'<TiffData FirstC="0" IFD="0" PlaneCount="1"><UUID FileName="a.ome.tif">{ua}</UUID></TiffData>'
+           f'<TiffData FirstC="1" IFD="0" PlaneCount="1"><UUID FileName="b.ome.tif">{ub}</UUID></TiffData>'
+           '</Pixels></Image></OME>')
+    binary_only = (f'<?xml version="1.0" encoding="UTF-8"?><OME xmlns="{ome}" UUID="{ub}">'
+                   f'<BinaryOnly MetadataFile="a.ome.tif" UUID="{ua}"/></OME>')
+    tifffile.imwrite(folder / "a.ome.tif", first, description=xml, metadata=None, **kwargs)
+    tifffile.imwrite(folder / "b.ome.tif", second, description=binary_only, metadata=None, **kwargs)
+    return folder / "a.ome.tif"
+
+
+@pytest.mark.parametrize("kwargs", [dict(tile=(16, 16)), dict(tile=(32, 16), compression="zlib"), dict()],
+                         ids=["tiled", "tiled-zlib", "contiguous"])
+def test_ome_channels_in_other_files(tmp_path, kwargs):
+    """Channel 1 was read from the first file at the second file's offsets: wrong pixels, no error."""
+    rng = np.random.default_rng(9)
+    first, second = (rng.integers(0, 256, SIZE, dtype=np.uint8) for _ in range(2))
+    path = write_two_file_ome(tmp_path, first, second, **kwargs)
+    with tifffile.TiffFile(path) as tif:
+        assert tif.series[0].axes == "CYX" and tif.series[0].pages[1].parent is not tif
+    assert_windows_match(path, np.stack([first, second], axis=-1), rng)
+
+
+def test_ome_other_file_truncated_is_refused(tmp_path):
+    image = np.zeros(SIZE, np.uint8)
+    path = write_two_file_ome(tmp_path, image, image, tile=(16, 16))
+    other = tmp_path / "b.ome.tif"
+    other.write_bytes(other.read_bytes()[:-100])
+    with pytest.raises(ValueError, match=r"truncated or damaged: tile or strip \d+ of page 1 \(in '.*b\.ome\.tif'\)"):
+        ImageReader(path)

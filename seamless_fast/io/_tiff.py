@@ -41,9 +41,10 @@ def _check_file(path):
         raise _refuse(path, "is empty; expected a TIFF file")
 
 
-def _check_segments(path, pages, size):
+def _check_segments(path, pages):
     """Refuse a file whose tiles or strips reach beyond its end (a truncated copy)."""
     for number, page in enumerate(pages):
+        size = page.parent.filehandle.size
         offsets = np.asarray(page.dataoffsets, dtype=np.uint64)
         counts = np.asarray(page.databytecounts, dtype=np.uint64)
         if offsets.shape != counts.shape:
@@ -54,8 +55,10 @@ def _check_segments(path, pages, size):
         beyond = present & ((counts > size) | (offsets > np.uint64(size) - np.minimum(counts, size)))
         if beyond.any():
             first = int(np.argmax(beyond))
-            raise _refuse(path, f"is truncated or damaged: tile or strip {first} of page {number} ends at byte "
-                          f"{int(offsets[first]) + int(counts[first])}, beyond the end of the file ({size} bytes)")
+            where = "" if page.parent is pages[0].parent else f" (in {page.parent.filehandle.path!r})"
+            raise _refuse(path, f"is truncated or damaged: tile or strip {first} of page {number}{where} ends at "
+                          f"byte {int(offsets[first]) + int(counts[first])}, beyond the end of the file ({size} "
+                          "bytes)")
 
 
 def _empty_value(page):
@@ -109,7 +112,7 @@ class _TiffSegments:
         args = dict(self.decode_args)
         if "jpegheader" in args:
             args["jpegtables"] = page.jpegtables
-        data, = (data for data, _ in self.tif.filehandle.read_segments(
+        data, = (data for data, _ in page.parent.filehandle.read_segments(
             [page.dataoffsets[first]], [counts[first]], [first], lock=self.lock, flat=True))
         try:
             self.keyframe.decode(data, first, **args)
@@ -130,7 +133,8 @@ class _TiffSegments:
             args = dict(self.decode_args)
             if "jpegheader" in args:
                 args["jpegtables"] = page.jpegtables
-            segments = self.tif.filehandle.read_segments(offsets, counts, indices, lock=self.lock, flat=True)
+            # an OME-TIFF may keep planes in other files: each page is read from its own file
+            segments = page.parent.filehandle.read_segments(offsets, counts, indices, lock=self.lock, flat=True)
             for data, index in segments:
                 try:
                     segment, position, _ = decode(data, index, **args)
@@ -200,8 +204,12 @@ class _TiffSource:
         self.dtype = np.dtype(page.dtype).newbyteorder("=")
         self.metadata = _tiff_metadata(self.tif, page, axes)
         pages = list(series.pages)
-        _check_segments(self.path, pages, self.tif.filehandle.size)
-        if series.dataoffset is not None:  # uncompressed and contiguous: memory-map it
+        for handle in {id(p.parent.filehandle): p.parent.filehandle for p in pages}.values():
+            if handle.closed:  # tifffile closes an OME-TIFF's other files after parsing; TiffFile.close closes them
+                handle.open()
+        _check_segments(self.path, pages)
+        one_file = all(p.parent is self.tif for p in pages)
+        if series.dataoffset is not None and one_file:  # uncompressed and contiguous: memory-map it
             stored = np.dtype(self.tif.byteorder + page.dtype.char)
             end = series.dataoffset + math.prod(shape) * stored.itemsize
             if end > self.tif.filehandle.size:
