@@ -62,17 +62,32 @@ class ImageReader:
     Parameters
     ----------
     source : str, os.PathLike or array-like
-        Path to a TIFF (tiled or striped, BigTIFF, OME-TIFF, one or several
-        channels as contiguous samples, separate planes or pages; the first
-        series at full resolution is read), or an array-like with ``shape``,
-        ``dtype`` and numpy basic slicing (numpy array, memmap, zarr or dask
-        array) of shape (H, W), (H, W, C) or, with ``channel_axis=0``, (C, H, W).
+        Path to a TIFF (tiled or striped, BigTIFF, OME-TIFF, GeoTIFF; from
+        tifffile, GDAL, Pillow or other writers; any codec tifffile decodes;
+        one or several channels as contiguous samples, separate planes or
+        pages; the first series at full resolution is read, overviews are
+        not), or an array-like with ``shape``, ``dtype`` and numpy basic
+        slicing (numpy array, memmap, zarr or dask array) of shape (H, W),
+        (H, W, C) or, with ``channel_axis=0``, (C, H, W).
     pad : {"reflect", "edge", "constant"}, keyword-only
         How pixels outside the image are made up: mirrored without repeating
         the edge pixel (like ``numpy.pad(mode="reflect")``; on a 1-pixel axis
         this is "edge"), copies of the nearest edge pixel, or `fill`.
     fill : number, keyword-only
-        Value of outside pixels with ``pad="constant"``.
+        Value of outside pixels with ``pad="constant"``: an integer image
+        needs a value it holds exactly; a float image takes the nearest
+        float (but no finite value that would become inf).
+
+    Raises
+    ------
+    ValueError
+        At open, before any pixel is read, with one line naming the path:
+        a missing, empty or unreadable file, a file that is not a TIFF, a
+        truncated or damaged one (its header, or a tile or strip reaching
+        beyond the end of its file), a series that is not a 2-D image
+        (Z, T or volumetric tiles), a sample type, compression or layout
+        tifffile cannot decode. A tile that fails to decode later (damaged
+        bytes inside the file) raises a ValueError naming file and tile.
     channel_axis : {-1, 2, 0}, keyword-only
         Where a 3-D array source keeps its channels (arrays only).
 
