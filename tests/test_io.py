@@ -3,10 +3,7 @@
 import gc
 import os
 import re
-import signal
-import subprocess
 import sys
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -389,93 +386,6 @@ def test_writer_accepts_any_order(tmp_path):
     with TiffWriter(tmp_path / "reversed.tif", size, channels=2, dtype=np.float32, tile=(32, 32)) as writer:
         write_cells(writer, image, boxes)
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "reversed.tif"), image)
-
-
-# --------------------------------------------------------------------------- writer: atomic completion
-
-def partial_files(folder):
-    return [name for name in os.listdir(folder) if ".partial-" in name]
-
-
-def test_exception_inside_with_leaves_no_file(tmp_path):
-    path = tmp_path / "out.tif"
-    with pytest.raises(RuntimeError, match="model crashed"):
-        with TiffWriter(path, (300, 300), tile=(64, 64)) as writer:
-            writer.write((0, 0, 150, 300), np.ones((150, 300), np.uint8))
-            raise RuntimeError("model crashed")
-    assert os.listdir(tmp_path) == []
-    assert "aborted" in repr(writer)
-    with pytest.raises(ValueError, match="aborted"):
-        writer.write((150, 0, 300, 300), np.ones((150, 300), np.uint8))
-
-
-def test_existing_file_replaced_only_on_success(tmp_path):
-    path = tmp_path / "out.tif"
-    path.write_bytes(b"old result")
-    with pytest.raises(KeyError):
-        with TiffWriter(path, (40, 40), tile=(16, 16)) as writer:
-            writer.write((0, 0, 20, 40), np.ones((20, 40), np.uint8))
-            raise KeyError("stop")
-    assert path.read_bytes() == b"old result" and partial_files(tmp_path) == []
-    with TiffWriter(path, (40, 40), tile=(16, 16)) as writer:
-        writer.write((0, 0, 20, 40), np.ones((20, 40), np.uint8))
-        assert path.read_bytes() == b"old result"  # not yet replaced
-    assert (tifffile.imread(path)[:20] == 1).all()
-
-
-def test_forgotten_writer_stops_its_thread_and_cleans_up(tmp_path):
-    writer = TiffWriter(tmp_path / "out.tif", (64, 64), tile=(16, 16))
-    writer.write((0, 0, 16, 64), np.ones((16, 64), np.uint8))
-    thread = writer._thread
-    del writer
-    gc.collect()
-    thread.join(timeout=5)
-    assert not thread.is_alive() and os.listdir(tmp_path) == []
-
-
-def test_background_failure_surfaces_in_caller(tmp_path, monkeypatch):
-    def failing_write(self, data=None, **kwargs):
-        next(data)
-        raise OSError("disk full")
-
-    monkeypatch.setattr(tifffile.TiffWriter, "write", failing_write)
-    path = tmp_path / "out.tif"
-    with pytest.raises(RuntimeError, match="disk full"):
-        with TiffWriter(path, (16 * 40, 32), tile=(16, 16)) as writer:
-            for row in range(0, 16 * 40, 16):
-                writer.write((row, 0, row + 16, 32), np.ones((16, 32), np.uint8))
-    assert os.listdir(tmp_path) == []
-    assert not writer._thread.is_alive()
-    assert not [t for t in threading.enumerate() if t.name.startswith("TiffWriter(")]
-
-
-KILLED_CHILD = """
-import sys
-import time
-import numpy as np
-from seamless_fast.io import TiffWriter
-
-writer = TiffWriter(sys.argv[1], (4096, 4096), tile=(256, 256), compression="zlib")
-for row in range(0, 1024, 256):
-    writer.write((row, 0, row + 256, 4096), np.ones((256, 4096), np.uint8))
-print("ready", flush=True)
-time.sleep(60)
-"""
-
-
-def test_killed_process_leaves_nothing_under_final_name(tmp_path):
-    path = tmp_path / "out.tif"
-    child = subprocess.Popen([sys.executable, "-c", KILLED_CHILD, str(path)], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE)
-    try:
-        assert child.stdout.readline().strip() == b"ready", child.stderr.read().decode()
-    finally:
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait()
-        child.stdout.close()
-        child.stderr.close()
-    assert not path.exists()
-    assert set(os.listdir(tmp_path)) == set(partial_files(tmp_path))
 
 
 # --------------------------------------------------------------------------- bad input

@@ -1,5 +1,6 @@
 """TiffWriter and the file system: partials, a disk that fills, a killed or forgetful process, odd paths."""
 
+import gc
 import os
 import signal
 import subprocess
@@ -25,6 +26,62 @@ def run_child(code, *args, **kwargs):
 def write_rows(writer, rows, width, value=1):
     for row in range(0, rows, 64):
         writer.write((row, 0, row + 64, width), np.full((64, width), value, np.uint8))
+
+
+def partial_files(folder):
+    return [name for name in os.listdir(folder) if ".partial-" in name]
+
+
+def test_exception_inside_with_leaves_no_file(tmp_path):
+    path = tmp_path / "out.tif"
+    with pytest.raises(RuntimeError, match="model crashed"):
+        with TiffWriter(path, (300, 300), tile=(64, 64)) as writer:
+            writer.write((0, 0, 150, 300), np.ones((150, 300), np.uint8))
+            raise RuntimeError("model crashed")
+    assert os.listdir(tmp_path) == []
+    assert "aborted" in repr(writer)
+    with pytest.raises(ValueError, match="aborted"):
+        writer.write((150, 0, 300, 300), np.ones((150, 300), np.uint8))
+
+
+def test_existing_file_replaced_only_on_success(tmp_path):
+    path = tmp_path / "out.tif"
+    path.write_bytes(b"old result")
+    with pytest.raises(KeyError):
+        with TiffWriter(path, (40, 40), tile=(16, 16)) as writer:
+            writer.write((0, 0, 20, 40), np.ones((20, 40), np.uint8))
+            raise KeyError("stop")
+    assert path.read_bytes() == b"old result" and partial_files(tmp_path) == []
+    with TiffWriter(path, (40, 40), tile=(16, 16)) as writer:
+        writer.write((0, 0, 20, 40), np.ones((20, 40), np.uint8))
+        assert path.read_bytes() == b"old result"  # not yet replaced
+    assert (tifffile.imread(path)[:20] == 1).all()
+
+
+def test_forgotten_writer_stops_its_thread_and_cleans_up(tmp_path):
+    writer = TiffWriter(tmp_path / "out.tif", (64, 64), tile=(16, 16))
+    writer.write((0, 0, 16, 64), np.ones((16, 64), np.uint8))
+    thread = writer._thread
+    del writer
+    gc.collect()
+    thread.join(timeout=5)
+    assert not thread.is_alive() and os.listdir(tmp_path) == []
+
+
+def test_background_failure_surfaces_in_caller(tmp_path, monkeypatch):
+    def failing_write(self, data=None, **kwargs):
+        next(data)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(tifffile.TiffWriter, "write", failing_write)
+    path = tmp_path / "out.tif"
+    with pytest.raises(RuntimeError, match="disk full"):
+        with TiffWriter(path, (16 * 40, 32), tile=(16, 16)) as writer:
+            for row in range(0, 16 * 40, 16):
+                writer.write((row, 0, row + 16, 32), np.ones((16, 32), np.uint8))
+    assert os.listdir(tmp_path) == []
+    assert not writer._thread.is_alive()
+    assert not [t for t in threading.enumerate() if t.name.startswith("TiffWriter(")]
 
 
 def test_partial_is_made_by_make_partial_beside_the_output(tmp_path):
