@@ -125,3 +125,12 @@ def test_empty_tiles_without_nodata_read_as_zeros(tmp_path):
     assert expected[:16, :16].max() == 0 and expected[16:].min() == 5
     with ImageReader(path, pad="edge") as reader:
         np.testing.assert_array_equal(reader.read((0, 0, 64, 64))[..., 0], expected)
+
+
+@pytest.mark.parametrize("kwargs", [dict(tile=(16, 16)), dict(), dict(rowsperstrip=4, compression="zlib")])
+def test_image_of_width_zero_is_refused(tmp_path, kwargs):
+    path = tmp_path / "empty-image.tif"
+    tifffile.imwrite(path, np.zeros((16, 16), np.uint8), **kwargs)
+    with tifffile.TiffFile(path, mode="r+b") as tif:
+        tif.pages[0].tags["ImageWidth"].overwrite(0)
+    refused(path, r"is a damaged TIFF \(integer division or modulo by zero\)")  # inside tifffile
