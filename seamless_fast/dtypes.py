@@ -130,6 +130,8 @@ def to_output_dtype(data, dtype, *, name="data"):
     if data.size == 0:
         return data.astype(dtype)
     kind, target = data.dtype.kind, dtype.kind
+    if kind not in "biuf":  # complex (its imaginary part would be dropped), objects, dates, strings
+        raise ValueError(f"{name} of dtype {data.dtype} cannot be stored as {dtype.name}; expected real numbers")
     if kind == "f" and target in "iu":
         return _quantise(data, dtype, name)
     if kind in "iub" and target in "iu":

@@ -1,0 +1,240 @@
+"""ImageReader: windows of a TIFF or an array-like, padded beyond the image border."""
+
+import os
+import weakref
+
+import numpy as np
+
+from ._common import PAD_MODES, _check_box, _check_fill
+from ._tiff import _TiffSource
+
+__all__ = ["ImageReader", "metadata_for_output"]
+
+
+def _pad_index(lo, hi, size, mode):
+    """Source index of each position in ``[lo, hi)`` along an axis of length `size`."""
+    index = np.arange(lo, hi)
+    if mode == "edge" or size == 1:  # numpy's reflect is undefined on a length-1 axis
+        return np.clip(index, 0, size - 1)
+    # Reflection without repeating the edge is periodic with period 2 * (size - 1);
+    # this equals np.pad(mode="reflect") for pads of any width.
+    period = 2 * (size - 1)
+    index = np.mod(index, period)
+    return np.where(index < size, index, period - index)
+
+
+class _ArraySource:
+    """Windows of an in-memory array-like: (H, W), (H, W, C) or (C, H, W)."""
+
+    def __init__(self, array, channel_axis):
+        shape = tuple(int(n) for n in array.shape)
+        if len(shape) not in (2, 3):
+            raise ValueError(f"source has shape {shape}; expected (H, W), (H, W, C) or, "
+                             f"with channel_axis=0, (C, H, W)")
+        self.array = array
+        self.channels_first = len(shape) == 3 and channel_axis == 0
+        if len(shape) == 2:
+            self.shape, self.channels = shape, 1
+        elif self.channels_first:
+            self.shape, self.channels = shape[1:], shape[0]
+        else:
+            self.shape, self.channels = shape[:2], shape[2]
+        if 0 in shape:
+            raise ValueError(f"source has shape {shape}; expected no empty axis")
+        self.dtype = np.dtype(array.dtype).newbyteorder("=")
+        self.axes = "YX" if len(shape) == 2 else ("CYX" if self.channels_first else "YXC")
+
+    def region(self, y0, y1, x0, x1):
+        if self.channels_first:
+            window = np.moveaxis(np.asarray(self.array[:, y0:y1, x0:x1]), 0, -1)
+        else:
+            window = np.asarray(self.array[y0:y1, x0:x1])
+        window = window.reshape(y1 - y0, x1 - x0, self.channels)
+        # Always a copy: a caller writing into a window must not change the source.
+        return np.array(window, dtype=self.dtype, order="C", copy=True)
+
+    def close(self):
+        self.array = None
+
+class ImageReader:
+    """Read windows of a large image, padding beyond its border.
+
+    Parameters
+    ----------
+    source : str, os.PathLike or array-like
+        Path to a TIFF (tiled or striped, BigTIFF, OME-TIFF, GeoTIFF; from
+        tifffile, GDAL, Pillow or other writers; any codec tifffile decodes;
+        one or several channels as contiguous samples, separate planes or
+        pages; the first series at full resolution is read, overviews are
+        not), or an array-like with ``shape``, ``dtype`` and numpy basic
+        slicing (numpy array, memmap, zarr or dask array) of shape (H, W),
+        (H, W, C) or, with ``channel_axis=0``, (C, H, W).
+    pad : {"reflect", "edge", "constant"}, keyword-only
+        How pixels outside the image are made up: mirrored without repeating
+        the edge pixel (like ``numpy.pad(mode="reflect")``; on a 1-pixel axis
+        this is "edge"), copies of the nearest edge pixel, or `fill`.
+    fill : number, keyword-only
+        Value of outside pixels with ``pad="constant"``: an integer image
+        needs a value it holds exactly; a float image takes the nearest
+        float (but no finite value that would become inf).
+
+    Raises
+    ------
+    ValueError
+        At open, before any pixel is read, with one line naming the path:
+        a missing, empty or unreadable file, a file that is not a TIFF, a
+        truncated or damaged one (its header, or a tile or strip reaching
+        beyond the end of its file), a series that is not a 2-D image
+        (Z, T or volumetric tiles), a sample type, compression or layout
+        tifffile cannot decode. A tile that fails to decode later (damaged
+        bytes inside the file) raises a ValueError naming file and tile.
+    channel_axis : {-1, 2, 0}, keyword-only
+        Where a 3-D array source keeps its channels (arrays only).
+
+    Notes
+    -----
+    Reading a window of a tiled or striped TIFF decodes only the tiles or
+    strips that meet it; an uncompressed contiguous TIFF is memory-mapped.
+    The TIFF stays open until :meth:`close`. Reads may come from several
+    threads at once.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> with ImageReader(np.arange(12).reshape(3, 4)) as reader:
+    ...     reader.shape, reader.channels
+    ...     reader.read((-1, -1, 2, 2))[..., 0]
+    ((3, 4), 1)
+    array([[5, 4, 5],
+           [1, 0, 1],
+           [5, 4, 5]])
+    """
+
+    def __init__(self, source, *, pad="reflect", fill=0, channel_axis=-1):
+        if pad not in PAD_MODES:
+            raise ValueError(f"pad={pad!r} is not a pad mode; expected one of {PAD_MODES}")
+        if isinstance(channel_axis, bool) or channel_axis not in (-1, 2, 0):
+            raise ValueError(f"channel_axis={channel_axis!r} is not supported; expected -1, 2 or 0")
+        is_path = isinstance(source, (str, os.PathLike))
+        if is_path and channel_axis == 0:
+            raise ValueError("channel_axis=0 applies to array sources only; a TIFF's axes come from the file")
+        if not is_path and not all(hasattr(source, a) for a in ("shape", "dtype", "__getitem__")):
+            raise ValueError(f"source={type(source).__name__} is neither a path nor an array-like "
+                             f"with shape, dtype and slicing")
+        self._name = os.fspath(source) if is_path else type(source).__name__
+        self._source = _TiffSource(source) if is_path else _ArraySource(source, channel_axis)
+        self._finalizer = weakref.finalize(self, self._source.close)  # a reader never closed closes its file
+        try:
+            self._fill = _check_fill(fill, self._source.dtype)
+        except ValueError:
+            self.close()
+            raise
+        self._pad = pad
+
+    @property
+    def shape(self):
+        """``(height, width)`` of the image."""
+        return tuple(self._source.shape)
+
+    @property
+    def channels(self):
+        """Number of channels (1 for a single-channel image)."""
+        return int(self._source.channels)
+
+    @property
+    def dtype(self):
+        """Data type of the image (native byte order)."""
+        return self._source.dtype
+
+    @property
+    def metadata(self):
+        """Dict with ``resolution`` ((x, y) pixels per unit, or None), ``resolution_unit``
+        ("CENTIMETER", "INCH", "MILLIMETER", "MICROMETER" or None), ``ome`` (bool) and ``axes`` (str)."""
+        if isinstance(self._source, _TiffSource):
+            return dict(self._source.metadata)
+        return {"resolution": None, "resolution_unit": None, "ome": False, "axes": self._source.axes}
+
+    def read(self, box):
+        """Read the window `box`, padding where it leaves the image.
+
+        Parameters
+        ----------
+        box : (int, int, int, int)
+            ``(ylo, xlo, yhi, xhi)``, exclusive upper bounds; may reach beyond
+            the image on any side or lie wholly outside it.
+
+        Returns
+        -------
+        ndarray, shape (yhi - ylo, xhi - xlo, channels)
+            C-contiguous, in the image dtype.
+        """
+        if self._source is None:
+            raise ValueError("reader is closed")
+        ylo, xlo, yhi, xhi = _check_box(box)
+        if self._pad == "constant":
+            return self._read_constant(ylo, xlo, yhi, xhi)
+        height, width = self.shape
+        rows = _pad_index(ylo, yhi, height, self._pad)
+        cols = _pad_index(xlo, xhi, width, self._pad)
+        y0, y1, x0, x1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+        region = self._source.region(int(y0), int(y1), int(x0), int(x1))
+        if ylo == y0 and yhi == y1 and xlo == x0 and xhi == x1:  # wholly inside
+            return region
+        return np.ascontiguousarray(region[np.ix_(rows - y0, cols - x0)])
+
+    def _read_constant(self, ylo, xlo, yhi, xhi):
+        out = np.full((yhi - ylo, xhi - xlo, self.channels), self._fill, self.dtype)
+        height, width = self.shape
+        y0, y1, x0, x1 = max(ylo, 0), min(yhi, height), max(xlo, 0), min(xhi, width)
+        if y1 > y0 and x1 > x0:
+            out[y0 - ylo:y1 - ylo, x0 - xlo:x1 - xlo] = self._source.region(y0, y1, x0, x1)
+        return out
+
+    def close(self):
+        """Release the source (closes the TIFF). Safe to call twice."""
+        if self._source is not None:
+            self._source = None
+            self._finalizer()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def __repr__(self):
+        if self._source is None:
+            return f"ImageReader({self._name!r}, closed)"
+        return (f"ImageReader({self._name!r}, shape={self.shape}, channels={self.channels}, "
+                f"dtype={self.dtype}, pad={self._pad!r})")
+
+
+def metadata_for_output(reader):
+    """TiffWriter keyword arguments that carry an input's metadata over to an output.
+
+    Parameters
+    ----------
+    reader : ImageReader
+
+    Returns
+    -------
+    dict
+        ``resolution``, ``resolution_unit`` and ``ome``. A resolution per
+        millimetre or micrometre (units TiffWriter does not write) is given
+        per centimetre.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> metadata_for_output(ImageReader(np.zeros((4, 4), np.uint8)))
+    {'resolution': None, 'resolution_unit': None, 'ome': False}
+    """
+    if not isinstance(reader, ImageReader):
+        raise ValueError(f"reader={reader!r} is not an ImageReader")
+    metadata = reader.metadata
+    out = {key: metadata[key] for key in ("resolution", "resolution_unit", "ome")}
+    per_centimetre = {"MILLIMETER": 10, "MICROMETER": 10_000}.get(out["resolution_unit"])
+    if per_centimetre is not None:
+        out["resolution"] = tuple(r * per_centimetre for r in out["resolution"])
+        out["resolution_unit"] = "CENTIMETER"
+    return out

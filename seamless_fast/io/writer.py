@@ -1,0 +1,461 @@
+"""TiffWriter: stream an image into a tiled (Big)TIFF, cell by cell, in bounded memory."""
+
+import math
+import os
+import queue
+import threading
+import weakref
+
+import numpy as np
+
+from .._files import check_output_path, make_partial
+from .._validate import as_pair, as_positive_int
+from ..dtypes import OUTPUT_DTYPES, to_output_dtype
+from ._common import _check_box, _check_fill, _import_tifffile
+
+__all__ = ["TiffWriter", "to_output_dtype", "WRITER_DTYPES"]
+
+WRITER_DTYPES = OUTPUT_DTYPES
+COMPRESSIONS = (None, "zlib", "zstd")
+RESOLUTION_UNITS = (None, "CENTIMETER", "INCH")
+# Above this many uncompressed bytes a classic TIFF may overflow its 32-bit offsets.
+BIGTIFF_THRESHOLD = 2**32 - 2**25
+
+
+_ABORT = object()
+_END = object()
+
+
+class _Aborted(Exception):
+    """Raised inside the tile generator to stop tifffile when a write is abandoned."""
+
+
+def _tile_stream(tiles, taken):
+    """Yield tiles from the queue (lists of tiles per TIFF tile row) until told to stop or that there are
+    no more (then tifffile, if it expected more, fails rather than waiting forever); count them in `taken`."""
+    while True:
+        item = tiles.get()
+        if item is _ABORT:
+            raise _Aborted
+        if item is _END:
+            return
+        for tile in item:
+            taken[0] += 1
+            yield tile
+
+
+def _write_in_background(tiff, tiles, errors, taken, kwargs):
+    try:
+        tiff.write(data=_tile_stream(tiles, taken), **kwargs)
+    except BaseException as exc:  # noqa: BLE001 -- handed to the caller's thread
+        errors.append(exc)
+
+
+def _stop(tiles, thread, tiff, temp_path):
+    """Stop the background write, close and remove the temporary file (abort, or garbage collection)."""
+    while thread.is_alive():
+        try:
+            tiles.put(_ABORT, timeout=0.05)
+            break
+        except queue.Full:
+            continue
+    thread.join()
+    try:
+        tiff.close()
+    except Exception:  # noqa: BLE001 -- an abandoned file may not close cleanly; it is removed anyway
+        pass
+    try:
+        os.remove(temp_path)
+    except FileNotFoundError:
+        pass
+
+
+class TiffWriter:
+    """Stream an image into a tiled (Big)TIFF, cell by cell, in bounded memory.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Final file name (not an existing folder). The data go to a temporary
+        file beside it (``.{name}.partial-HOST-PID-*``) that replaces `path`
+        only when :meth:`close` succeeds; an existing file at `path` is left
+        alone until then. Partials of `path` left by killed processes of this
+        host are removed.
+    image_size : (int, int)
+        ``(height, width)`` of the image.
+    channels : int, optional, keyword-only
+        None for a 2-D image (e.g. labels); else C for (H, W, C) stored as
+        contiguous samples.
+    dtype : {uint8, uint16, uint32, float16, float32}, keyword-only
+        Stored data type (see :mod:`seamless_fast.dtypes`). Integer data
+        (labels) must fit it. Float data written to a uint8 or uint16 file
+        are probabilities in [0, 1], quantised as ``rint(p * 255)`` or
+        ``rint(p * 65535)``. :meth:`write` refuses, with a ValueError, any
+        value the file would not hold exactly (a label too large, a negative
+        value, NaN or values outside [0, 1] for quantised probabilities, a
+        finite value beyond float16); nothing is ever wrapped or clipped.
+    tile : (int, int), keyword-only
+        TIFF tile ``(height, width)``, multiples of 16.
+    compression : {None, "zlib", "zstd"}, keyword-only
+        "zstd" needs the imagecodecs package.
+    resolution : (float, float), optional, keyword-only
+        ``(x, y)`` pixels per `resolution_unit`.
+    resolution_unit : {None, "CENTIMETER", "INCH"}, keyword-only
+    ome : bool, keyword-only
+        Write OME-TIFF metadata instead of tifffile's shaped description.
+    bigtiff : bool, optional, keyword-only
+        None: BigTIFF when the uncompressed image exceeds ``BIGTIFF_THRESHOLD``.
+    fill : number, keyword-only
+        Value of pixels never written.
+
+    Notes
+    -----
+    Boxes may come in any order, but memory stays bounded only when they come
+    roughly in row-major order, as a blend emits cells. The writer holds the
+    rows of the TIFF tile rows ("bands") that some write has touched and that
+    are not yet complete: with cells of height ch and tiles of height th,
+    arriving row after row, at most ``ch + 2 * th`` rows of the full
+    (tile-padded) width (see :attr:`held_rows`). Up to three complete bands
+    more wait for or are in encoding, and tifffile buffers some encoded tiles.
+    A band is complete when every one of its pixels is written, which is
+    counted per band (no pixel can be written twice, so counts are exact);
+    bands are handed to tifffile in order, which encodes them in a
+    background thread. A plan run in vertical stripes completes no band
+    until its last stripe arrives, so the writer then holds every band.
+
+    The writer is not thread-safe: call :meth:`write` from one thread.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from seamless_fast.io import ImageReader
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = os.path.join(folder, "labels.tif")
+    ...     with TiffWriter(path, (40, 50), tile=(16, 16), compression="zlib") as writer:
+    ...         writer.write((0, 0, 40, 30), np.ones((40, 30), np.uint8))
+    ...         writer.write((0, 30, 40, 50), np.full((40, 20), 2, np.uint8))
+    ...     with ImageReader(path) as reader:
+    ...         reader.read((38, 28, 40, 32))[..., 0]
+    array([[1, 1, 2, 2],
+           [1, 1, 2, 2]], dtype=uint8)
+    """
+
+    def __init__(self, path, image_size, *, channels=None, dtype=np.uint8, tile=(256, 256), compression=None,
+                 resolution=None, resolution_unit=None, ome=False, bigtiff=None, fill=0):
+        self._path = os.fspath(path)
+        self._size = _check_size(image_size)
+        self._channels = None if channels is None else as_positive_int(channels, "channels")
+        self._dtype = _check_dtype(dtype)
+        self._tile = _check_tile(tile)
+        compression = _check_compression(compression)
+        tiff_kwargs = self._tiff_kwargs(compression, resolution, resolution_unit, ome)
+        self._is_bigtiff = bigtiff = self._bigtiff(bigtiff)
+        self._fill = _check_fill(fill, self._dtype)
+        check_output_path(self._path, name="path")
+        tifffile = _import_tifffile()
+        self._setup_bands()
+        self._temp_path = make_partial(self._path)
+        try:
+            self._start(tifffile, bigtiff, ome, tiff_kwargs)
+        except BaseException:
+            os.remove(self._temp_path)
+            raise
+
+    # ---- setup
+
+    def _tiff_kwargs(self, compression, resolution, resolution_unit, ome):
+        if not isinstance(ome, (bool, np.bool_)):
+            raise ValueError(f"ome={ome!r} must be True or False")
+        two_d = self._channels is None or self._channels == 1
+        axes = "YX" if two_d else "YXS"
+        kwargs = {"shape": self._size + (() if two_d else (self._channels,)),
+                  "dtype": self._dtype, "tile": self._tile, "compression": compression,
+                  "photometric": "minisblack", "metadata": {"axes": axes} if ome else {}}
+        if not two_d:
+            kwargs["planarconfig"] = "contig"
+        if resolution is not None:
+            kwargs["resolution"] = _check_resolution(resolution)
+        unit = _check_resolution_unit(resolution_unit)
+        if unit is not None:
+            kwargs["resolutionunit"] = unit
+        return kwargs
+
+    def _bigtiff(self, bigtiff):
+        if bigtiff is None:
+            return self.nbytes > BIGTIFF_THRESHOLD
+        if not isinstance(bigtiff, (bool, np.bool_)):
+            raise ValueError(f"bigtiff={bigtiff!r} must be True, False or None")
+        return bool(bigtiff)
+
+    def _setup_bands(self):
+        height, width = self._size
+        tile_h, tile_w = self._tile
+        self._n_bands = math.ceil(height / tile_h)
+        self._n_tile_cols = math.ceil(width / tile_w)
+        self._bands = {}  # band index -> [buffer, pixels still unwritten]
+        self._next_band = 0  # bands before it have gone to tifffile
+        self._live_boxes = np.empty((0, 4), np.int64)  # written boxes that reach an unsent band
+        self._state = "open"
+
+    def _start(self, tifffile, bigtiff, ome, kwargs):
+        self._tiff = tifffile.TiffWriter(self._temp_path, bigtiff=bigtiff, ome=bool(ome))
+        self._queue = queue.Queue(maxsize=2)
+        self._errors = []
+        self._taken = [0]  # tiles tifffile took from the stream
+        self._thread = threading.Thread(target=_write_in_background, name=f"TiffWriter({self._path})",
+                                        args=(self._tiff, self._queue, self._errors, self._taken, kwargs), daemon=True)
+        self._thread.start()
+        # Never leave the thread running or the temporary file behind, even if close() is never called.
+        self._finalizer = weakref.finalize(self, _stop, self._queue, self._thread, self._tiff, self._temp_path)
+
+    # ---- properties
+
+    @property
+    def path(self):
+        """Final file name."""
+        return self._path
+
+    @property
+    def image_size(self):
+        """``(height, width)`` of the image."""
+        return self._size
+
+    @property
+    def dtype(self):
+        """Stored data type."""
+        return self._dtype
+
+    @property
+    def channels(self):
+        """None for a 2-D image, else the number of samples per pixel."""
+        return self._channels
+
+    @property
+    def bigtiff(self):
+        """Whether the file is a BigTIFF."""
+        return self._is_bigtiff
+
+    @property
+    def nbytes(self):
+        """Uncompressed size of the image in bytes."""
+        return math.prod(self._size) * (self._channels or 1) * self._dtype.itemsize
+
+    @property
+    def held_rows(self):
+        """Rows (of the full tile-padded width) held in incomplete TIFF tile rows now."""
+        return len(self._bands) * self._tile[0]
+
+    # ---- writing
+
+    def write(self, box, data):
+        """Write `data` into `box`.
+
+        Parameters
+        ----------
+        box : (int, int, int, int)
+            ``(ylo, xlo, yhi, xhi)`` inside the image, no pixel written before.
+        data : array-like, shape (h, w) or (h, w, channels)
+            (h, w) for a 2-D writer, (h, w, channels) otherwise.
+
+        Raises
+        ------
+        ValueError
+            For a bad box or shape, or data the file's dtype cannot hold
+            (nothing of this write is kept; the writer stays usable).
+        """
+        self._check_open()
+        ylo, xlo, yhi, xhi = self._check_write_box(box)
+        data = self._convert(data, (yhi - ylo, xhi - xlo))
+        self._check_unwritten((ylo, xlo, yhi, xhi))
+        tile_h = self._tile[0]
+        for band in range(ylo // tile_h, (yhi - 1) // tile_h + 1):
+            self._paste(band, (ylo, xlo, yhi, xhi), data)
+        self._live_boxes = np.vstack([self._live_boxes, [(ylo, xlo, yhi, xhi)]])
+        self._send_complete_bands()
+
+    def _check_open(self):
+        if self._state != "open":
+            raise ValueError(f"TiffWriter for {self._path!r} is {self._state}; no more writes")
+        self._raise_background_error()
+
+    def _check_write_box(self, box):
+        ylo, xlo, yhi, xhi = _check_box(box)
+        height, width = self._size
+        if ylo < 0 or xlo < 0 or yhi > height or xhi > width:
+            raise ValueError(f"box={box!r} reaches outside the image of size {self._size}")
+        return ylo, xlo, yhi, xhi
+
+    def _convert(self, data, size):
+        data = np.asarray(data)
+        expected = size if self._channels is None else size + (self._channels,)
+        if data.shape != expected:
+            raise ValueError(f"data has shape {data.shape}; expected {expected} for this box")
+        return to_output_dtype(data, self._dtype, name="data")
+
+    def _check_unwritten(self, box):
+        ylo, xlo, yhi, xhi = box
+        if ylo < self._next_band * self._tile[0]:
+            raise ValueError(f"box={box!r} writes pixels already written (rows above "
+                             f"{self._next_band * self._tile[0]} are complete)")
+        live = self._live_boxes
+        hit = (live[:, 0] < yhi) & (ylo < live[:, 2]) & (live[:, 1] < xhi) & (xlo < live[:, 3])
+        if hit.any():
+            raise ValueError(f"box={box!r} writes pixels already written by box {tuple(live[hit][0].tolist())}")
+
+    def _paste(self, band, box, data):
+        ylo, xlo, yhi, xhi = box
+        if band not in self._bands:
+            self._bands[band] = [self._new_band(), self._band_pixels(band)]
+        buffer, _ = entry = self._bands[band]
+        top = band * self._tile[0]
+        y0, y1 = max(ylo, top), min(yhi, top + self._tile[0])
+        buffer[y0 - top:y1 - top, xlo:xhi] = data[y0 - ylo:y1 - ylo]
+        entry[1] -= (y1 - y0) * (xhi - xlo)
+
+    def _new_band(self):
+        width = self._n_tile_cols * self._tile[1]
+        shape = (self._tile[0], width) + (() if self._channels is None else (self._channels,))
+        return np.full(shape, self._fill, self._dtype)
+
+    def _band_pixels(self, band):
+        top = band * self._tile[0]
+        return (min(top + self._tile[0], self._size[0]) - top) * self._size[1]
+
+    def _send_complete_bands(self):
+        while self._next_band in self._bands and self._bands[self._next_band][1] == 0:
+            self._send(self._bands.pop(self._next_band)[0])
+        done = self._next_band * self._tile[0]
+        self._live_boxes = self._live_boxes[self._live_boxes[:, 2] > done]
+
+    def _send(self, buffer):
+        tile_w = self._tile[1]
+        if self._channels == 1:  # stored as a 2-D image (tifffile refuses one contiguous sample)
+            buffer = buffer[..., 0]
+        self._put([buffer[:, i * tile_w:(i + 1) * tile_w] for i in range(self._n_tile_cols)])
+        self._next_band += 1
+
+    def _put(self, item):
+        while True:  # bounded queue: wait for the encoder, but not on a dead one
+            try:
+                self._queue.put(item, timeout=0.05)
+                return
+            except queue.Full:
+                self._raise_background_error()
+
+    def _raise_background_error(self):
+        if self._errors:
+            error = self._errors[0]
+            self.abort()
+            raise RuntimeError(f"writing {self._path!r} failed in the background: {error!r}") from error
+
+    # ---- completion
+
+    def close(self):
+        """Write unwritten pixels as `fill`, finish the file and move it to `path`.
+
+        Safe to call twice. On failure the temporary file is removed and the
+        error propagates.
+        """
+        if self._state == "closed":
+            return
+        if self._state == "aborted":
+            raise ValueError(f"TiffWriter for {self._path!r} was aborted; nothing to close")
+        try:
+            self._raise_background_error()
+            while self._next_band < self._n_bands:
+                entry = self._bands.pop(self._next_band, None)
+                self._send(self._new_band() if entry is None else entry[0])
+            self._put(_END)
+            self._thread.join()
+            self._raise_background_error()
+            expected = self._n_bands * self._n_tile_cols
+            if self._taken[0] != expected:
+                raise RuntimeError(f"writing {self._path!r}: tifffile took {self._taken[0]} tiles of the "
+                                   f"{expected} the image has; the file would be wrong")
+            self._tiff.close()
+            os.replace(self._temp_path, self._path)
+        except BaseException:
+            self.abort()
+            raise
+        self._finalizer.detach()
+        self._release("closed")
+
+    def abort(self):
+        """Abandon the file: stop encoding and remove the temporary file. Safe to call twice."""
+        if self._state != "open":
+            return
+        self._finalizer()
+        self._release("aborted")
+
+    def _release(self, state):
+        self._state = state
+        self._bands.clear()
+        self._live_boxes = np.empty((0, 4), np.int64)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, traceback):
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def __repr__(self):
+        channels = "" if self._channels is None else f", channels={self._channels}"
+        return (f"TiffWriter({self._path!r}, image_size={self._size}{channels}, dtype={self._dtype}, "
+                f"tile={self._tile}, {self._state})")
+
+
+# --------------------------------------------------------------------------- validation
+
+def _check_size(image_size):
+    return as_pair(image_size, "image_size", minimum=1)
+
+
+def _check_dtype(dtype):
+    try:
+        out = np.dtype(dtype)
+    except TypeError:
+        raise ValueError(f"dtype={dtype!r} is not a data type; expected one of {WRITER_DTYPES}") from None
+    if out.name not in WRITER_DTYPES:
+        raise ValueError(f"dtype={dtype!r} is not supported; expected one of {WRITER_DTYPES}")
+    return out.newbyteorder("=")
+
+
+def _check_tile(tile):
+    out = as_pair(tile, "tile", minimum=1)
+    if out[0] % 16 or out[1] % 16:
+        raise ValueError(f"tile={tile!r}: TIFF tile sides must be multiples of 16")
+    return out
+
+
+def _check_compression(compression):
+    if compression not in COMPRESSIONS:
+        raise ValueError(f"compression={compression!r} is not supported; expected one of {COMPRESSIONS}")
+    if compression == "zstd":
+        try:
+            from imagecodecs import zstd_encode  # noqa: F401
+        except ImportError:
+            raise ValueError("compression='zstd' needs imagecodecs: pip install imagecodecs") from None
+    return compression
+
+
+def _check_resolution(resolution):
+    try:
+        items = tuple(float(r) for r in resolution)
+    except (TypeError, ValueError):
+        raise ValueError(f"resolution={resolution!r} is not an (x, y) pair of numbers") from None
+    if len(items) != 2 or not all(math.isfinite(r) and r > 0 for r in items):
+        raise ValueError(f"resolution={resolution!r}: expected (x, y), two positive finite numbers")
+    return items
+
+
+def _check_resolution_unit(unit):
+    name = unit.upper() if isinstance(unit, str) else unit
+    if name == "NONE":
+        name = None
+    if name not in RESOLUTION_UNITS:
+        raise ValueError(f"resolution_unit={unit!r} is not supported; expected one of {RESOLUTION_UNITS}")
+    return name
