@@ -373,7 +373,7 @@ def test_bad_input_is_one_line_exit_2_before_any_work(folder, case):
     (["plan", "100x100", "--tile", "32", "--overlap", "40"], "must be smaller than --tile"),
     (["merge", "--store", "missing.zarr", "out.tif"], "does not exist"),
     (["merge", "--store", "in.tif", "out.tif"], "is not a folder"),
-    (["merge", "--store", "notastore", "out.tif"], "cannot be opened"),
+    (["merge", "--store", "notastore", "out.tif"], "is not a seamless_fast parts store"),
     (["merge", "--store", "s.zarr", "out.png"], "unknown extension"),
     (["demo", "--size", "64", "--tile", "64", "--overlap", "16", "--out", "d"], "must be larger than --tile"),
     (["demo", "--out", "in.tif"], "is a file"),

@@ -33,7 +33,8 @@ def seed_readme_minimal_example(image_size, tile_size, overlap):
 @pytest.mark.parametrize("image_size", [(1000, 777), (512, 512), (300, 2000)])
 def test_seed_readme_minimal_example_runs(image_size):
     out_img = seed_readme_minimal_example(image_size, (128, 128), (32, 32))
-    assert out_img.min() >= 20 and out_img.max() <= 255  # every pixel written with a blend of tile colours
+    # every pixel written with a blend of tile colours (20 to 255), to float32 rounding
+    assert out_img.min() >= 20 * (1 - 1e-6) and out_img.max() <= 255 * (1 + 1e-6)
 
 
 def test_seed_names_are_public():
