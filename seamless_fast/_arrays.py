@@ -9,6 +9,8 @@ import math
 
 import numpy as np
 
+from .dtypes import label_dtype
+
 __all__ = ["accumulator_dtype", "label_dtype", "check_accumulator", "allocate_output", "check_out", "output_planes",
            "new_array", "too_large"]
 
@@ -38,13 +40,6 @@ def check_accumulator(dtype):
         shown = repr(dtype) if checked is None else str(checked)
         raise ValueError(f"dtype={shown} is not a supported accumulator; expected float32 or float64")
     return checked
-
-
-def label_dtype(channels):
-    """Smallest label dtype for `channels` classes."""
-    if channels <= 256:
-        return np.dtype(np.uint8)
-    return np.dtype(np.uint16) if channels <= 65536 else np.dtype(np.int32)
 
 
 def allocate_output(plan, sample, labels, channel_first, dtype):

@@ -8,7 +8,7 @@ Anything ``np.asarray`` accepts works (a CPU torch tensor, a memmap, a list).
 The accumulator, and so the float output, is float64 for float64 tiles and
 for integers wider than 16 bits, and float32 otherwise; ``dtype=`` overrides
 this for the whole run. Labels are uint8 for up to 256 channels, uint16 up to
-65536, int32 beyond.
+65536, uint32 beyond (:func:`seamless_fast.dtypes.label_dtype`).
 
 Non-finite values
 -----------------

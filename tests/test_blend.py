@@ -380,3 +380,15 @@ def test_blend_takes_exactly_the_plans_tiles():
 
     assert np.allclose(sf.blend(plan, endless()), 1.0)
     assert len(pulled) == plan.n_loads
+
+
+def test_labels_beyond_65536_classes_are_uint32_and_exact():
+    plan, _ = sf.plan_regular_grid((12, 10), 8, 2)
+    rng = np.random.default_rng(5)
+    tiles = [rng.random((8, 8, 65_540), dtype=np.float32) for _ in range(plan.n_loads)]
+    for tile in tiles:
+        tile[..., 65_539] += 1  # the last class wins everywhere: labels beyond uint16
+    labels = sf.blend(plan, tiles, labels=True)
+    assert labels.dtype == np.uint32
+    assert np.array_equal(labels, np.argmax(sf.blend(plan, tiles), axis=-1))
+    assert labels.max() == 65_539
