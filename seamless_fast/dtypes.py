@@ -21,7 +21,8 @@ output never holds a value other than the one computed.
 
 import numpy as np
 
-__all__ = ["OUTPUT_DTYPES", "LABEL_DTYPES", "PROBABILITY_SLACK", "label_dtype", "output_dtype", "to_output_dtype"]
+__all__ = ["OUTPUT_DTYPES", "LABEL_DTYPES", "PROBABILITY_SLACK", "label_dtype", "output_dtype", "as_output_dtype",
+           "to_output_dtype"]
 
 OUTPUT_DTYPES = ("uint8", "uint16", "uint32", "float16", "float32")
 LABEL_DTYPES = ("uint8", "uint16", "uint32")
@@ -77,7 +78,7 @@ def output_dtype(dtype, *, labels, classes=None):
         fitting = label_dtype(classes)
         if dtype is None:
             return fitting
-        wanted = _as_dtype(dtype)
+        wanted = as_output_dtype(dtype)
         if wanted.name not in LABEL_DTYPES:
             raise ValueError(f"dtype={wanted.name} does not store labels; expected one of {LABEL_DTYPES}")
         if np.iinfo(wanted).max < classes - 1:
@@ -87,14 +88,15 @@ def output_dtype(dtype, *, labels, classes=None):
         return wanted
     if dtype is None:
         return np.dtype(np.float32)
-    wanted = _as_dtype(dtype)
+    wanted = as_output_dtype(dtype)
     if wanted.name not in ("uint8", "uint16", "float16", "float32"):
         raise ValueError(f"dtype={wanted.name} does not store values; expected uint8 or uint16 (probabilities "
                          "quantised to the whole range), float16 or float32")
     return wanted
 
 
-def _as_dtype(dtype):
+def as_output_dtype(dtype):
+    """`dtype` as a numpy dtype of native byte order, if it is one of :data:`OUTPUT_DTYPES`; else a ValueError."""
     try:
         out = np.dtype(dtype)
     except TypeError:

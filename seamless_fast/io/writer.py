@@ -10,7 +10,7 @@ import numpy as np
 
 from .._files import check_output_path, make_partial
 from .._validate import as_pair, as_positive_int
-from ..dtypes import OUTPUT_DTYPES, to_output_dtype
+from ..dtypes import OUTPUT_DTYPES, as_output_dtype, to_output_dtype
 from ._common import _check_box, _check_fill, _import_tifffile
 
 __all__ = ["TiffWriter", "to_output_dtype", "WRITER_DTYPES"]
@@ -146,7 +146,7 @@ class TiffWriter:
         self._path = os.fspath(path)
         self._size = _check_size(image_size)
         self._channels = None if channels is None else as_positive_int(channels, "channels")
-        self._dtype = _check_dtype(dtype)
+        self._dtype = as_output_dtype(dtype)
         self._tile = _check_tile(tile)
         compression = _check_compression(compression)
         tiff_kwargs = self._tiff_kwargs(compression, resolution, resolution_unit, ome)
@@ -412,16 +412,6 @@ class TiffWriter:
 
 def _check_size(image_size):
     return as_pair(image_size, "image_size", minimum=1)
-
-
-def _check_dtype(dtype):
-    try:
-        out = np.dtype(dtype)
-    except TypeError:
-        raise ValueError(f"dtype={dtype!r} is not a data type; expected one of {WRITER_DTYPES}") from None
-    if out.name not in WRITER_DTYPES:
-        raise ValueError(f"dtype={dtype!r} is not supported; expected one of {WRITER_DTYPES}")
-    return out.newbyteorder("=")
 
 
 def _check_tile(tile):
