@@ -19,10 +19,7 @@ from seamless_fast.pipeline import COMPILE_NOTICE  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(sf.__file__)))
 
 
-def env(**extra):
-    out = dict(os.environ, **extra)
-    out["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, out.get("PYTHONPATH")]))
-    return out
+from test_cli import cli_env as env  # noqa: E402
 
 
 def python(code, *args, cwd=None, timeout=300, **extra):
