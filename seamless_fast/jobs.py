@@ -252,7 +252,7 @@ def peak_mib():
 
 def compile_notice():
     """A context manager that prints the compile notice on stderr (for runs without a progress bar)."""
-    from .pipeline import COMPILE_NOTICE, watch_compiles
+    from ._progress import COMPILE_NOTICE, watch_compiles
 
     return watch_compiles(lambda: print(COMPILE_NOTICE, file=sys.stderr, flush=True))
 

@@ -24,15 +24,15 @@ from ._validate import as_positive_int, check_callable
 from .batching import put_unless_stopped
 from .blend import Blender
 from .plan import Plan
+from ._progress import COMPILE_NOTICE, bar_callback, tqdm_class, watch_compiles
 
-__all__ = ["run_pipeline", "PipelineResult", "StageTimes", "THREAD_PREFIX", "COMPILE_NOTICE", "watch_compiles"]
+__all__ = ["run_pipeline", "PipelineResult", "StageTimes", "THREAD_PREFIX"]
 
 THREAD_PREFIX = "seamless_fast-pipeline-"
 STAGES = ("read", "model", "blend", "write")
 _POLL_S = 0.05  # how often a blocked thread (or the waiting caller) checks the stop flag
 _DONE = object()  # end of the stream, passed down the queues
 _STOPPED = object()  # what a blocked get returns once the run is being stopped
-COMPILE_NOTICE = "seamless_fast: compiling the blend kernels (first run only: they are cached on disk)..."
 
 
 class StageTimes(NamedTuple):
@@ -193,7 +193,7 @@ def run_blender(blender, read_tile, model, write_cells, *, batch_size, prefetch,
     prefetch = as_positive_int(prefetch, "prefetch")
     if not (progress is None or isinstance(progress, bool) or callable(progress)):
         raise ValueError(f"progress={progress!r} must be None, True or a callable progress(done_tiles, total_tiles)")
-    tqdm = _tqdm() if progress is True else None
+    tqdm = tqdm_class() if progress is True else None
     plan = blender.plan
     bar = None
     try:
@@ -201,7 +201,7 @@ def run_blender(blender, read_tile, model, write_cells, *, batch_size, prefetch,
             bar = tqdm(total=plan.n_loads, unit="tile", desc="seamless_fast", dynamic_ncols=True)
             with watch_compiles(lambda: bar.write(COMPILE_NOTICE, file=sys.stderr)) as watch:
                 return _Pipeline(plan, read_tile, model, write_cells, blender, batch_size, prefetch,
-                                 _bar_callback(bar, watch)).run()
+                                 bar_callback(bar, watch)).run()
         if progress is False:
             progress = None
         return _Pipeline(plan, read_tile, model, write_cells, blender, batch_size, prefetch, progress).run()
@@ -209,104 +209,6 @@ def run_blender(blender, read_tile, model, write_cells, *, batch_size, prefetch,
         _close_quietly(blender)  # closed by the blend thread after a complete run
         if bar is not None:
             bar.close()
-
-
-def _tqdm():
-    try:
-        from tqdm.auto import tqdm
-    except ImportError as error:
-        raise ImportError("progress=True needs tqdm for its progress bar: pip install tqdm") from error
-    return tqdm
-
-
-def _bar_callback(bar, watch):
-    """A progress callback for `bar`; after a compile (seen by `watch`) the bar's clock restarts."""
-    def update(done, total):
-        if watch.compiled_since_last_look():
-            restart_clock(bar, done)
-        else:
-            bar.update(done - bar.n)
-    return update
-
-
-def restart_clock(bar, done):
-    """Restart a tqdm `bar` at `done`: its rate and ETA count only what happens from now on."""
-    bar.reset(total=bar.total)
-    bar.n = bar.last_print_n = bar.initial = done
-    bar.refresh()
-
-
-class _CompileWatch:
-    """Counts numba compiles while installed; calls `notice()` once, when the first one starts."""
-
-    def __init__(self, notice):
-        self._notice = notice
-        self._lock = threading.Lock()
-        self._active = 0
-        self._said = False
-        self._compiled = False  # since the last look
-
-    def on_start(self, event):
-        with self._lock:
-            self._active += 1
-            self._compiled = True
-            say, self._said = not self._said, True
-        if say and self._notice is not None:
-            self._notice()
-
-    def on_end(self, event):
-        with self._lock:
-            self._active -= 1
-
-    def compiled_since_last_look(self):
-        """True once after compiles have run and all have ended (a compile still running waits for the next look)."""
-        with self._lock:
-            if self._compiled and not self._active:
-                self._compiled = False
-                return True
-            return False
-
-
-class watch_compiles:
-    """Context manager: `notice()` is called once when numba starts compiling a kernel inside it.
-
-    numba reports a compile only when a kernel is not in its on-disk cache,
-    so nothing is said on a warm machine. The object it yields tells whether
-    compiles ran (:meth:`compiled_since_last_look`).
-
-    Examples
-    --------
-    >>> with watch_compiles(lambda: print("compiling...")) as watch:
-    ...     pass
-    >>> watch.compiled_since_last_look()
-    False
-    """
-
-    def __init__(self, notice):
-        self._watch = _CompileWatch(notice)
-        self._listener = None
-
-    def __enter__(self):
-        from numba.core import event
-
-        watch = self._watch
-
-        class Listener(event.Listener):
-            def on_start(self, event):
-                watch.on_start(event)
-
-            def on_end(self, event):
-                watch.on_end(event)
-
-        self._listener = Listener()
-        event.register("numba:compile", self._listener)
-        return watch
-
-    def __exit__(self, *exc_info):
-        from numba.core import event
-
-        event.unregister("numba:compile", self._listener)
-        return False
 
 
 def _close_quietly(blender):

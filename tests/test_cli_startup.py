@@ -14,7 +14,7 @@ import pytest
 tifffile = pytest.importorskip("tifffile")
 
 import seamless_fast as sf  # noqa: E402
-from seamless_fast.pipeline import COMPILE_NOTICE  # noqa: E402
+from seamless_fast._progress import COMPILE_NOTICE  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(sf.__file__)))
 

@@ -439,7 +439,7 @@ def test_bad_arguments(change, message):
 def test_compile_watch_says_once_and_only_when_numba_compiles():
     import numba
 
-    from seamless_fast.pipeline import watch_compiles
+    from seamless_fast._progress import watch_compiles
 
     said = []
 
@@ -463,11 +463,11 @@ def test_progress_bar_clock_restarts_after_a_compile():
     import io
 
     tqdm = pytest.importorskip("tqdm").tqdm
-    from seamless_fast.pipeline import _bar_callback, _CompileWatch
+    from seamless_fast._progress import _CompileWatch, bar_callback
 
     bar = tqdm(total=10, file=io.StringIO(), mininterval=0)
     watch = _CompileWatch(None)
-    update = _bar_callback(bar, watch)
+    update = bar_callback(bar, watch)
     update(2, 10)
     assert (bar.n, bar.initial) == (2, 0)
     watch.on_start(None)
