@@ -132,7 +132,7 @@ def test_ragged_lists_name_the_tile_and_its_expected_shape(channel_first):
 
 @pytest.mark.parametrize("channels, out_dtype, message", [
     (300, np.uint8, "out has dtype uint8; this run produces uint16"),
-    (70000, np.uint16, "out has dtype uint16; this run produces int32"),
+    (70000, np.uint16, "out has dtype uint16; this run produces uint32"),
 ])
 def test_labels_out_too_narrow_for_the_classes_is_refused_before_any_work(tmp_path, channels, out_dtype, message):
     """Labels of 300 classes cannot go into uint8: refused at the first tile, nothing written, nothing reserved."""

@@ -134,3 +134,21 @@ def test_image_of_width_zero_is_refused(tmp_path, kwargs):
     with tifffile.TiffFile(path, mode="r+b") as tif:
         tif.pages[0].tags["ImageWidth"].overwrite(0)
     refused(path, r"is a damaged TIFF \(integer division or modulo by zero\)")  # inside tifffile
+
+
+def test_a_codec_that_needs_imagecodecs_says_so_when_it_is_missing(tmp_path):
+    import subprocess
+    import sys
+
+    pytest.importorskip("imagecodecs")
+    path = tmp_path / "lzw.tif"
+    tifffile.imwrite(path, np.arange(64 * 64, dtype=np.uint16).reshape(64, 64), tile=(32, 32), compression="lzw")
+    code = ("import sys; sys.modules['imagecodecs'] = None\n"
+            "from seamless_fast.io import ImageReader\n"
+            "try:\n    ImageReader(sys.argv[1])\nexcept ValueError as error:\n    print(error)\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "cannot decode" in done.stdout and "pip install imagecodecs" in done.stdout, done.stdout

@@ -30,6 +30,16 @@ def _refuse(path, problem, exc=None):
     return _Refused(message)
 
 
+def _codec_hint(page):
+    """What to install when imagecodecs, which most TIFF codecs need, is missing; else nothing."""
+    try:
+        import imagecodecs  # noqa: F401
+    except ImportError:
+        compression = getattr(page.compression, "name", page.compression)
+        return f"; its compression {compression} may need imagecodecs: pip install imagecodecs"
+    return ""
+
+
 def _check_file(path):
     if not os.path.exists(path):
         raise _refuse(path, "does not exist")
@@ -96,7 +106,7 @@ class _TiffSegments:
         try:
             page.decode(None, 0, **self.decode_args)
         except (ValueError, NotImplementedError) as exc:
-            raise _refuse(path, "is stored in a way this reader cannot decode", exc) from None
+            raise _refuse(path, "is stored in a way this reader cannot decode" + _codec_hint(page), exc) from None
         self.empty = _empty_value(page)
         self._probe()
 
@@ -117,7 +127,8 @@ class _TiffSegments:
         try:
             self.keyframe.decode(data, first, **args)
         except Exception as exc:  # noqa: BLE001 -- codecs raise their own kinds
-            raise _refuse(self.path, f"cannot be decoded (tile or strip {first} of page 0)", exc) from None
+            problem = f"cannot be decoded (tile or strip {first} of page 0)" + _codec_hint(self.keyframe)
+            raise _refuse(self.path, problem, exc) from None
 
     def _indices(self, y0, y1, x0, x1):
         rows = range(y0 // self.seg_h, (y1 - 1) // self.seg_h + 1)
