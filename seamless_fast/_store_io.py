@@ -152,7 +152,13 @@ class _ZarrOutput:
 
     def write(self, box, data):
         ylo, xlo, yhi, xhi = box
-        self.array[ylo:yhi, xlo:xhi] = to_output_dtype(data, self.dtype, name=f"rows {ylo} to {yhi}")
+        data = to_output_dtype(data, self.dtype, name=f"rows {ylo} to {yhi}")
+        # One chunk per call: zarr writes the chunks of one call concurrently and, when one write fails
+        # (a full disk), leaves the others running, and one of them could make the partial folder again
+        # after __exit__ removed it.
+        for y0, y1 in _chunk_spans(ylo, yhi, self.array.chunks[0]):
+            for x0, x1 in _chunk_spans(xlo, xhi, self.array.chunks[1]):
+                self.array[y0:y1, x0:x1] = data[y0 - ylo:y1 - ylo, x0 - xlo:x1 - xlo]
 
     def __enter__(self):
         return self
@@ -173,6 +179,12 @@ class _ZarrOutput:
             shutil.rmtree(self.temp, ignore_errors=True)
             raise
         return False
+
+
+def _chunk_spans(lo, hi, chunk):
+    """[lo, hi) cut at the multiples of `chunk`."""
+    cuts = [lo, *range((lo // chunk + 1) * chunk, hi, chunk), hi]
+    return list(zip(cuts[:-1], cuts[1:]))
 
 
 def _import_zarr():
