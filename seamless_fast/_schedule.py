@@ -31,20 +31,26 @@ def schedule_rectilinear(boxes, cells, selected):
     rows, cols = boxes.shape[:2]
     sel = selected.reshape(rows, cols)
     si, sj = np.nonzero(sel)
-    first_row = np.searchsorted(boxes[:, 0, 2], cells[si, 0, 0], side="right")
-    last_row = np.searchsorted(boxes[:, 0, 0], cells[si, 0, 2], side="left") - 1
-    first_col = np.searchsorted(boxes[0, :, 3], cells[0, sj, 1], side="right")
-    last_col = np.searchsorted(boxes[0, :, 1], cells[0, sj, 3], side="left") - 1
+    # Cells share their y-extent along a grid row and their x-extent down a column: search once per row
+    # and column, then look the answers up for each cell.
+    first_row = np.searchsorted(boxes[:, 0, 2], cells[:, 0, 0], side="right")[si]
+    last_row = (np.searchsorted(boxes[:, 0, 0], cells[:, 0, 2], side="left") - 1)[si]
+    first_col = np.searchsorted(boxes[0, :, 3], cells[0, :, 1], side="right")[sj]
+    last_col = (np.searchsorted(boxes[0, :, 1], cells[0, :, 3], side="left") - 1)[sj]
+    last = last_row * cols + last_col
+    if sel.all():  # cells then cover every tile: all are needed, in row-major order
+        return np.arange(rows * cols, dtype=np.int64), last, si * cols + sj
     # Mark each cell's block of needed tiles with a 2-D difference array.
-    marks = np.zeros((rows + 1, cols + 1), dtype=np.int64)
-    np.add.at(marks, (first_row, first_col), 1)
-    np.add.at(marks, (last_row + 1, first_col), -1)
-    np.add.at(marks, (first_row, last_col + 1), -1)
-    np.add.at(marks, (last_row + 1, last_col + 1), 1)
+    size = (rows + 1) * (cols + 1)
+    below, right = (last_row + 1) * (cols + 1), last_col + 1
+    above, left = first_row * (cols + 1), first_col
+    marks = (np.bincount(above + left, minlength=size) - np.bincount(below + left, minlength=size)
+             - np.bincount(above + right, minlength=size) + np.bincount(below + right, minlength=size))
+    marks = marks.reshape(rows + 1, cols + 1)
     needed = (marks.cumsum(axis=0).cumsum(axis=1)[:rows, :cols] > 0).ravel()
     load_order = np.flatnonzero(needed)
     position = np.cumsum(needed) - 1
-    emit_after = position[last_row * cols + last_col]
+    emit_after = position[last]
     return load_order, emit_after, si * cols + sj
 
 
@@ -71,55 +77,59 @@ def live_from_rows(cell_ylo, emit_after, n_loads, height):
 
 
 def step_table(boxes, cells, load_order, write_cells, emit_after, live_from, x_origin, weight_y, weight_x,
-           rectilinear):
-    """The per-step table of :data:`STEP_COLUMNS` (see `Plan.steps`)."""
+               rectilinear):
+    """The per-step table of :data:`STEP_COLUMNS` (see `Plan.steps`), column by column: shape
+    ``(len(STEP_COLUMNS), n_loads)``, so that each column is written in one contiguous run; the plan
+    holds its transpose. :func:`seam_rows` fills the stripe and seam columns."""
     rows, cols = boxes.shape[:2]
     flat = boxes.reshape(-1, 4)
-    tile = flat[load_order]
-    table = np.zeros((len(load_order), len(STEP_COLUMNS)), dtype=np.int64)
+    tile = flat[load_order].T
+    table = np.zeros((len(STEP_COLUMNS), len(load_order)), dtype=np.int64)
     col = {name: n for n, name in enumerate(STEP_COLUMNS)}
-    table[:, col["y0"]] = tile[:, 0]
-    table[:, col["x0"]] = tile[:, 1] - x_origin
-    table[:, col["h"]] = tile[:, 2] - tile[:, 0]
-    table[:, col["w"]] = tile[:, 3] - tile[:, 1]
-    table[:, col["first"]] = np.clip(live_from - tile[:, 0], 0, table[:, col["h"]])
-    table[:, col["wy"]] = weight_y[load_order]
-    table[:, col["wx"]] = weight_x[load_order]
-    table[:, col["tile"]] = load_order
-    table[:, col["cell"]] = -1
+    table[col["y0"]] = tile[0]
+    table[col["x0"]] = tile[1] - x_origin
+    table[col["h"]] = tile[2] - tile[0]
+    table[col["w"]] = tile[3] - tile[1]
+    table[col["first"]] = np.clip(live_from - tile[0], 0, table[col["h"]])
+    table[col["wy"]] = weight_y[load_order]
+    table[col["wx"]] = weight_x[load_order]
+    table[col["tile"]] = load_order
+    table[col["cell"]] = -1
     if rectilinear:
         # A tile first touches what the previous grid row and the previous tile in its row left free.
         i, j = np.divmod(load_order, cols)
         row_end = np.append(0, boxes[:-1, 0, 2])[i]
         col_end = np.append(0, boxes[0, :-1, 3])[j]
-        table[:, col["fy"]] = np.clip(row_end - tile[:, 0], 0, table[:, col["h"]])
-        table[:, col["fx"]] = np.clip(col_end - tile[:, 1], 0, table[:, col["w"]])
+        table[col["fy"]] = np.clip(row_end - tile[0], 0, table[col["h"]])
+        table[col["fx"]] = np.clip(col_end - tile[1], 0, table[col["w"]])
         # Each written cell is final the moment its own tile arrives.
         inverse = np.empty(rows * cols, dtype=np.int64)
         inverse[load_order] = np.arange(len(load_order))
         position = inverse[write_cells]
         assert np.array_equal(emit_after, position), "cells finish with their own tile on a rectilinear grid"
-        cell = cells.reshape(-1, 4)[write_cells]
-        table[position, col["cell"]] = write_cells
-        table[position, col["cy0"]] = cell[:, 0] - flat[write_cells, 0]
-        table[position, col["cy1"]] = cell[:, 2] - flat[write_cells, 0]
-        table[position, col["cx0"]] = cell[:, 1] - flat[write_cells, 1]
-        table[position, col["cx1"]] = cell[:, 3] - flat[write_cells, 1]
+        cell = cells.reshape(-1, 4)[write_cells].T
+        own = flat[write_cells].T
+        table[col["cell"], position] = write_cells
+        table[col["cy0"], position] = cell[0] - own[0]
+        table[col["cy1"], position] = cell[2] - own[0]
+        table[col["cx0"], position] = cell[1] - own[1]
+        table[col["cx1"], position] = cell[3] - own[1]
     return table
 
 
-def seam_rows(steps, stripe, tiles, top, live_from):
-    """Fill the enter/leave columns: rows that come into each stripe's buffer and rows that leave it."""
+def seam_rows(table, stripe, tiles, top, live_from):
+    """Fill the stripe, enter and leave columns of `step_table`'s table: rows that come into each stripe's
+    buffer and rows that leave it."""
     col = {name: n for n, name in enumerate(STEP_COLUMNS)}
-    steps[:, col["stripe"]] = stripe
+    table[col["stripe"]] = stripe
     starts = np.r_[True, stripe[1:] != stripe[:-1]]
     ends = np.r_[stripe[1:] != stripe[:-1], True]
     previous_top = np.where(starts, tiles[:, 0], np.r_[0, top[:-1]])
-    steps[:, col["enter_lo"]] = np.maximum(previous_top, live_from)
-    steps[:, col["enter_hi"]] = np.maximum(top, steps[:, col["enter_lo"]])
+    table[col["enter_lo"]] = np.maximum(previous_top, live_from)
+    table[col["enter_hi"]] = np.maximum(top, table[col["enter_lo"]])
     next_live = np.where(ends, top, np.r_[live_from[1:], 0])
-    steps[:, col["leave_lo"]] = np.minimum(live_from, top)
-    steps[:, col["leave_hi"]] = np.maximum(np.minimum(next_live, top), steps[:, col["leave_lo"]])
+    table[col["leave_lo"]] = np.minimum(live_from, top)
+    table[col["leave_hi"]] = np.maximum(np.minimum(next_live, top), table[col["leave_lo"]])
 
 
 def split_columns(boxes, max_buffer_bytes, bytes_per_pixel, normalised):
@@ -176,6 +186,8 @@ def regular_column_stripes(size, tile, overlap, k0, k1, row_bytes, max_buffer_by
 def stripe_extents(tiles, stripe):
     """Buffer columns [x0, x1) of each stripe (over the tiles it loads), and the seams [lo, hi) between them."""
     count = int(stripe.max()) + 1
+    if count == 1:
+        return np.array([[tiles[:, 1].min(), tiles[:, 3].max()]], dtype=np.int64), np.zeros((0, 2), dtype=np.int64)
     stripes = np.zeros((count, 2), dtype=np.int64)
     seams = np.zeros((count - 1, 2), dtype=np.int64)
     reach = 0
@@ -190,6 +202,8 @@ def stripe_extents(tiles, stripe):
 
 def segment_cummax(values, segment):
     """Running maximum of `values`, restarted wherever `segment` changes."""
+    if (segment == segment[0]).all():
+        return np.maximum.accumulate(values)
     out = values.copy()
     for s in np.unique(segment).tolist():
         part = segment == s
