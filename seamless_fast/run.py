@@ -4,13 +4,13 @@ import os
 
 import numpy as np
 
-from ._tiles import check_tile_count, iterate_tiles
+from ._tiles import check_tile_count
 from ._validate import as_positive_int, check_callable
 from .blend import Blender
 from .geometry import box_to_geom, boxes_to_geoms, register_boxes, unregister_boxes
 from .plan import Plan, analyse_plan
 
-__all__ = ["run_plan", "CellGeoms"]
+__all__ = ["run_plan", "cell_geoms"]
 
 CELLS_AT_ONCE = 256  # cell geometries made in one vectorised call
 
@@ -99,71 +99,53 @@ def run_plan(plan, tiles, max_tiles=None, disk_cache_dir=None, on_load=None, on_
 
 def _run(blender, tiles, on_load, on_unload, on_step):
     plan = blender.plan
-    geoms = CellGeoms(plan)
-    with blender, geoms:
-        if on_load is not None:
-            tiles = _announce(plan, tiles, on_load)
-        for step, cells in iterate_tiles(blender, tiles):
-            if on_unload is not None:
-                on_unload(plan.grid_index(plan.load_order[step]))
-            for index, box, data in cells:
-                yield index, geoms.next(index, box), data
-            if on_step is not None:
-                on_step(step)
+    geoms = cell_geoms(plan)
+    try:
+        with blender:
+            if on_load is not None:
+                tiles = _announce(plan, tiles, on_load)
+            iterator, push = iter(tiles), blender.push
+            for step in range(plan.n_loads):  # as `iterate_tiles`, without a generator between
+                tile = next(iterator, _MISSING)
+                if tile is _MISSING:
+                    raise ValueError(f"tiles ran out after {step} tiles; the plan expects {plan.n_loads}")
+                cells = push(tile)
+                if on_unload is not None:
+                    on_unload(plan.grid_index(plan.load_order[step]))
+                for index, box, data in cells:
+                    expected, geom = next(geoms, _NO_CELL)
+                    # a run emits the plan's write_cells in order; should it not, a cell gets its own box
+                    yield index, geom if expected == index else box_to_geom(box), data
+                if on_step is not None:
+                    on_step(step)
+    finally:
+        geoms.close()
 
 
-class CellGeoms:
-    """The shapely boxes of a plan's written cells, in the order a run emits them, built in blocks.
+_MISSING = object()
+_NO_CELL = (None, None)
 
-    ``next(index, box)`` gives the geometry of the next emitted cell (grid
-    index `index`, integer box `box`): a real ``shapely.box(*box)``, made
-    with those of the following cells in one vectorised call, and known to
-    :func:`~seamless_fast.shape_to_slices`, which then reads its slices
-    without asking shapely for bounds. A block's geometries are forgotten
-    by `shape_to_slices` (and stay valid) once the next block is made, and
-    when the object is closed or used as a context manager that ends.
+
+def cell_geoms(plan, block=CELLS_AT_ONCE):
+    """``(grid index, shapely box)`` of each cell the plan writes, in the order a run emits them.
+
+    The boxes are made `block` at a time in one vectorised call (each is
+    ``shapely.box(*plan.cell_boxes[c])``), and :func:`~seamless_fast.shape_to_slices`
+    reads their slices from the plan's integer boxes instead of asking shapely
+    for bounds, until the next block is made or the generator is closed. The
+    geometries stay valid shapely geometries either way.
     """
-
-    def __init__(self, plan, block=CELLS_AT_ONCE):
-        self.plan, self.block = plan, block
-        self._n = self._start = self._end = 0  # cells emitted; the block holds cells [start, end)
-        self._geoms, self._indices = [], []
-
-    def next(self, index, box):
-        """The geometry of the next cell the run emits, given its grid index and integer box."""
-        n = self._n
-        self._n = n + 1
-        if n >= self._end:
-            self._make(n)
-            if n >= self._end:  # past the plan's cells (never in a run): the cell's own box
-                return box_to_geom(box)
-        n -= self._start
-        # the run emits the plan's write_cells in order; should it not, a cell still gets its own exact box
-        return self._geoms[n] if self._indices[n] == index else box_to_geom(box)
-
-    def _make(self, n):
-        plan = self.plan
-        self.close()
-        cells = plan.write_cells[n:n + self.block]
+    cols = plan.grid_shape[1]
+    for start in range(0, plan.n_writes, block):
+        cells = plan.write_cells[start:start + block]
         boxes = plan.cell_boxes[cells]
-        i, j = np.divmod(cells, plan.grid_shape[1])
-        self._geoms = np.atleast_1d(boxes_to_geoms(boxes)).tolist()
-        self._indices = list(zip(i.tolist(), j.tolist()))
-        self._start, self._end = n, n + len(cells)
-        register_boxes(self._geoms, boxes.tolist())
-
-    def close(self):
-        """Let `shape_to_slices` forget the current block."""
-        unregister_boxes(self._geoms)
-        self._geoms, self._indices = [], []
-        self._start = self._end = self._n
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
+        i, j = np.divmod(cells, cols)
+        geoms = np.atleast_1d(boxes_to_geoms(boxes)).tolist()
+        register_boxes(geoms, boxes.tolist())
+        try:
+            yield from zip(zip(i.tolist(), j.tolist()), geoms)
+        finally:
+            unregister_boxes(geoms)
 
 
 def _announce(plan, tiles, on_load):
