@@ -54,3 +54,12 @@ def test_plan_from_grid_40000(benchmark):
     grid = sf.regular_grid((40000, 40000), 256, 64)
     result = run(benchmark, sf.plan_from_grid, grid)
     assert result.n_loads == np.size(grid)
+
+
+def test_input_geoms_40000_again(benchmark):
+    """get_plan_input_geoms once more on a plan already asked (the list is copied)."""
+    benchmark.group = "planning"
+    plan, _ = sf.plan_regular_grid((40000, 40000), 256, 64)
+    sf.get_plan_input_geoms(plan)
+    result = run(benchmark, sf.get_plan_input_geoms, plan)
+    assert len(result) == 208 * 208

@@ -239,7 +239,7 @@ def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=N
     plan = _compile(boxes, image_size, area, window, max_buffer_bytes, bytes_per_pixel, column_stripe)
     grid = boxes_to_geoms(boxes)
     if plan.n_loads <= INPUT_GEOMS_CACHED:
-        _remember_input_geoms(plan, grid.reshape(-1)[plan.load_order])
+        _INPUT_GEOMS[plan] = grid.reshape(-1)[plan.load_order]
     return plan, grid
 
 
@@ -496,25 +496,25 @@ def get_plan_input_geoms(plan):
     """
     if not isinstance(plan, Plan):
         raise ValueError(f"plan must be a Plan from plan_regular_grid or plan_from_grid; got {type(plan).__name__}")
-    geoms = _INPUT_GEOMS.get(plan)
-    if geoms is None:
-        geoms = np.atleast_1d(boxes_to_geoms(plan.tile_boxes[plan.load_order]))
-        if plan.n_loads <= INPUT_GEOMS_CACHED:
-            _remember_input_geoms(plan, geoms)
+    pairs = _INPUT_GEOMS.get(plan)
+    if type(pairs) is tuple:
+        return list(pairs)
+    geoms = pairs if pairs is not None else np.atleast_1d(boxes_to_geoms(plan.tile_boxes[plan.load_order]))
     i, j = np.divmod(plan.load_order, plan.grid_shape[1])
-    return list(zip(zip(i.tolist(), j.tolist()), geoms.tolist()))
+    pairs = tuple(zip(zip(i.tolist(), j.tolist()), geoms.tolist()))
+    if plan.n_loads <= INPUT_GEOMS_CACHED:
+        _INPUT_GEOMS[plan] = pairs
+    return list(pairs)
 
 
-# The tiles' geometries of each plan, in load order, kept while the plan lives (for plans of at most
-# INPUT_GEOMS_CACHED tiles: each geometry takes a few hundred bytes). Shapely geometries are immutable, so the
-# lists `get_plan_input_geoms` returns, and the grid `plan_regular_grid` returns, may share them.
+# What `get_plan_input_geoms` returns for each plan of at most INPUT_GEOMS_CACHED tiles, kept while the plan
+# lives: the tiles' geometries in load order (an object array), as `plan_regular_grid` leaves them, then the
+# (grid index, geometry) pairs themselves once asked for. Making 40000 pairs of a shapely geometry (which the
+# garbage collector tracks) sets off a full collection, more than half the time of the first call; later
+# calls copy the list. Shapely geometries are immutable, so the lists returned, and the grid
+# `plan_regular_grid` returns, may share them; each geometry takes a few hundred bytes.
 _INPUT_GEOMS = weakref.WeakKeyDictionary()
 INPUT_GEOMS_CACHED = 1 << 16
-
-
-def _remember_input_geoms(plan, geoms):
-    geoms.flags.writeable = False
-    _INPUT_GEOMS[plan] = geoms
 
 
 def get_plan_logit_geoms(plan):
