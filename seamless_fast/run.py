@@ -1,5 +1,6 @@
 """Pull-style running: the seed's ``run_plan`` generator on top of :class:`Blender`."""
 
+import itertools
 import os
 
 import numpy as np
@@ -10,7 +11,7 @@ from .blend import Blender
 from .geometry import box_to_geom, boxes_to_geoms, register_boxes, unregister_boxes
 from .plan import Plan, analyse_plan
 
-__all__ = ["run_plan", "cell_geoms"]
+__all__ = ["run_plan", "cell_geom_blocks"]
 
 CELLS_AT_ONCE = 256  # cell geometries made in one vectorised call
 
@@ -99,7 +100,8 @@ def run_plan(plan, tiles, max_tiles=None, disk_cache_dir=None, on_load=None, on_
 
 def _run(blender, tiles, on_load, on_unload, on_step):
     plan = blender.plan
-    geoms = cell_geoms(plan)
+    blocks = cell_geom_blocks(plan)
+    geoms = itertools.chain.from_iterable(blocks)
     try:
         with blender:
             if on_load is not None:
@@ -119,21 +121,23 @@ def _run(blender, tiles, on_load, on_unload, on_step):
                 if on_step is not None:
                     on_step(step)
     finally:
-        geoms.close()
+        blocks.close()
 
 
 _MISSING = object()
 _NO_CELL = (None, None)
 
 
-def cell_geoms(plan, block=CELLS_AT_ONCE):
-    """``(grid index, shapely box)`` of each cell the plan writes, in the order a run emits them.
+def cell_geom_blocks(plan, block=CELLS_AT_ONCE):
+    """Iterators of ``(grid index, shapely box)`` of the cells the plan writes, `block` cells each, in the
+    order a run emits them.
 
-    The boxes are made `block` at a time in one vectorised call (each is
-    ``shapely.box(*plan.cell_boxes[c])``), and :func:`~seamless_fast.shape_to_slices`
-    reads their slices from the plan's integer boxes instead of asking shapely
-    for bounds, until the next block is made or the generator is closed. The
-    geometries stay valid shapely geometries either way.
+    A block's boxes are made in one vectorised call (each is
+    ``shapely.box(*plan.cell_boxes[c])``), and while it is the current block
+    :func:`~seamless_fast.shape_to_slices` reads their slices from the plan's
+    integer boxes instead of asking shapely for bounds: until the next block
+    is asked for or the generator is closed. The geometries stay valid
+    shapely geometries either way.
     """
     cols = plan.grid_shape[1]
     for start in range(0, plan.n_writes, block):
@@ -143,7 +147,7 @@ def cell_geoms(plan, block=CELLS_AT_ONCE):
         geoms = np.atleast_1d(boxes_to_geoms(boxes)).tolist()
         register_boxes(geoms, boxes.tolist())
         try:
-            yield from zip(zip(i.tolist(), j.tolist()), geoms)
+            yield zip(zip(i.tolist(), j.tolist()), geoms)
         finally:
             unregister_boxes(geoms)
 

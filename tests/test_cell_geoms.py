@@ -2,6 +2,7 @@
 cached, that shape_to_slices reads without asking shapely for bounds."""
 
 import gc
+import itertools
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import shapely
 
 import seamless_fast as sf
 from seamless_fast import geometry, plan as plan_module
-from seamless_fast.run import cell_geoms
+from seamless_fast.run import cell_geom_blocks
 
 PLANS = {
     "regular": lambda: sf.plan_regular_grid((300, 260), 64, 16)[0],
@@ -86,7 +87,7 @@ def test_a_run_that_stops_early_forgets_its_geometries(how):
 @pytest.mark.parametrize("block", [1, 3, 256])
 def test_cell_geoms_in_blocks(block):
     plan = PLANS["area"]()
-    got = list(cell_geoms(plan, block))
+    got = list(itertools.chain.from_iterable(cell_geom_blocks(plan, block)))
     assert [index for index, _ in got] == [plan.grid_index(c) for c in plan.write_cells.tolist()]
     expected = shapely.box(*plan.cell_boxes[plan.write_cells].T.astype(float))
     assert all(shapely.equals_exact(g, e, tolerance=0) for (_, g), e in zip(got, expected))
@@ -95,12 +96,12 @@ def test_cell_geoms_in_blocks(block):
 
 def test_cell_geoms_registers_only_the_current_block():
     plan = PLANS["regular"]()
-    it = cell_geoms(plan, 4)
-    first = [next(it)[1] for _ in range(4)]
-    assert all(id(g) in geometry._KNOWN_BOXES for g in first)
-    fifth = next(it)[1]
+    blocks = cell_geom_blocks(plan, 4)
+    first = [g for _, g in next(blocks)]
+    assert len(first) == 4 and all(id(g) in geometry._KNOWN_BOXES for g in first)
+    fifth = next(next(blocks))[1]
     assert id(fifth) in geometry._KNOWN_BOXES and not any(id(g) in geometry._KNOWN_BOXES for g in first)
-    it.close()
+    blocks.close()
     assert not geometry._KNOWN_BOXES
 
 
