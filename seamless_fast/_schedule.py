@@ -77,59 +77,55 @@ def live_from_rows(cell_ylo, emit_after, n_loads, height):
 
 
 def step_table(boxes, cells, load_order, write_cells, emit_after, live_from, x_origin, weight_y, weight_x,
-               rectilinear):
-    """The per-step table of :data:`STEP_COLUMNS` (see `Plan.steps`), column by column: shape
-    ``(len(STEP_COLUMNS), n_loads)``, so that each column is written in one contiguous run; the plan
-    holds its transpose. :func:`seam_rows` fills the stripe and seam columns."""
+           rectilinear):
+    """The per-step table of :data:`STEP_COLUMNS` (see `Plan.steps`)."""
     rows, cols = boxes.shape[:2]
     flat = boxes.reshape(-1, 4)
-    tile = flat[load_order].T
-    table = np.zeros((len(STEP_COLUMNS), len(load_order)), dtype=np.int64)
+    tile = flat[load_order]
+    table = np.zeros((len(load_order), len(STEP_COLUMNS)), dtype=np.int64)
     col = {name: n for n, name in enumerate(STEP_COLUMNS)}
-    table[col["y0"]] = tile[0]
-    table[col["x0"]] = tile[1] - x_origin
-    table[col["h"]] = tile[2] - tile[0]
-    table[col["w"]] = tile[3] - tile[1]
-    table[col["first"]] = np.clip(live_from - tile[0], 0, table[col["h"]])
-    table[col["wy"]] = weight_y[load_order]
-    table[col["wx"]] = weight_x[load_order]
-    table[col["tile"]] = load_order
-    table[col["cell"]] = -1
+    table[:, col["y0"]] = tile[:, 0]
+    table[:, col["x0"]] = tile[:, 1] - x_origin
+    table[:, col["h"]] = tile[:, 2] - tile[:, 0]
+    table[:, col["w"]] = tile[:, 3] - tile[:, 1]
+    table[:, col["first"]] = np.clip(live_from - tile[:, 0], 0, table[:, col["h"]])
+    table[:, col["wy"]] = weight_y[load_order]
+    table[:, col["wx"]] = weight_x[load_order]
+    table[:, col["tile"]] = load_order
+    table[:, col["cell"]] = -1
     if rectilinear:
         # A tile first touches what the previous grid row and the previous tile in its row left free.
         i, j = np.divmod(load_order, cols)
         row_end = np.append(0, boxes[:-1, 0, 2])[i]
         col_end = np.append(0, boxes[0, :-1, 3])[j]
-        table[col["fy"]] = np.clip(row_end - tile[0], 0, table[col["h"]])
-        table[col["fx"]] = np.clip(col_end - tile[1], 0, table[col["w"]])
+        table[:, col["fy"]] = np.clip(row_end - tile[:, 0], 0, table[:, col["h"]])
+        table[:, col["fx"]] = np.clip(col_end - tile[:, 1], 0, table[:, col["w"]])
         # Each written cell is final the moment its own tile arrives.
         inverse = np.empty(rows * cols, dtype=np.int64)
         inverse[load_order] = np.arange(len(load_order))
         position = inverse[write_cells]
         assert np.array_equal(emit_after, position), "cells finish with their own tile on a rectilinear grid"
-        cell = cells.reshape(-1, 4)[write_cells].T
-        own = flat[write_cells].T
-        table[col["cell"], position] = write_cells
-        table[col["cy0"], position] = cell[0] - own[0]
-        table[col["cy1"], position] = cell[2] - own[0]
-        table[col["cx0"], position] = cell[1] - own[1]
-        table[col["cx1"], position] = cell[3] - own[1]
+        cell = cells.reshape(-1, 4)[write_cells]
+        table[position, col["cell"]] = write_cells
+        table[position, col["cy0"]] = cell[:, 0] - flat[write_cells, 0]
+        table[position, col["cy1"]] = cell[:, 2] - flat[write_cells, 0]
+        table[position, col["cx0"]] = cell[:, 1] - flat[write_cells, 1]
+        table[position, col["cx1"]] = cell[:, 3] - flat[write_cells, 1]
     return table
 
 
-def seam_rows(table, stripe, tiles, top, live_from):
-    """Fill the stripe, enter and leave columns of `step_table`'s table: rows that come into each stripe's
-    buffer and rows that leave it."""
+def seam_rows(steps, stripe, tiles, top, live_from):
+    """Fill the enter/leave columns: rows that come into each stripe's buffer and rows that leave it."""
     col = {name: n for n, name in enumerate(STEP_COLUMNS)}
-    table[col["stripe"]] = stripe
+    steps[:, col["stripe"]] = stripe
     starts = np.r_[True, stripe[1:] != stripe[:-1]]
     ends = np.r_[stripe[1:] != stripe[:-1], True]
     previous_top = np.where(starts, tiles[:, 0], np.r_[0, top[:-1]])
-    table[col["enter_lo"]] = np.maximum(previous_top, live_from)
-    table[col["enter_hi"]] = np.maximum(top, table[col["enter_lo"]])
+    steps[:, col["enter_lo"]] = np.maximum(previous_top, live_from)
+    steps[:, col["enter_hi"]] = np.maximum(top, steps[:, col["enter_lo"]])
     next_live = np.where(ends, top, np.r_[live_from[1:], 0])
-    table[col["leave_lo"]] = np.minimum(live_from, top)
-    table[col["leave_hi"]] = np.maximum(np.minimum(next_live, top), table[col["leave_lo"]])
+    steps[:, col["leave_lo"]] = np.minimum(live_from, top)
+    steps[:, col["leave_hi"]] = np.maximum(np.minimum(next_live, top), steps[:, col["leave_lo"]])
 
 
 def split_columns(boxes, max_buffer_bytes, bytes_per_pixel, normalised):

@@ -422,10 +422,9 @@ def _compile(boxes, image_size, area, window, max_buffer_bytes=None, bytes_per_p
     buffer_rows = int(max(1, (top - np.minimum(live_from, top)).max()))
     stripes, seams = stripe_extents(tiles, stripe)
     weights, weight_y, weight_x = weight_vectors(boxes, window, normalised)
-    table = step_table(boxes, cells, load_order, write_cells, emit_after, live_from, stripes[stripe, 0],
+    steps = step_table(boxes, cells, load_order, write_cells, emit_after, live_from, stripes[stripe, 0],
                        weight_y, weight_x, rectilinear)
-    seam_rows(table, stripe, tiles, top, live_from)
-    steps = np.ascontiguousarray(table.T)
+    seam_rows(steps, stripe, tiles, top, live_from)
     return Plan(
         image_size=tuple(image_size), grid_shape=(rows, cols),
         tile_boxes=_frozen(flat_boxes.copy()), cell_boxes=_frozen(flat_cells.copy()),
