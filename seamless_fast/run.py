@@ -53,6 +53,9 @@ def run_plan(plan, tiles, max_tiles=None, disk_cache_dir=None, on_load=None, on_
     -------
     generator of (index, out_geom, out_tile)
         Grid index, shapely box of the cell (y, x order) and its blended values.
+        The boxes are made 256 at a time in one vectorised call, and
+        :func:`shape_to_slices` of one takes its slices from the plan's
+        integer box without asking shapely (see :func:`cell_geom_blocks`).
         Arguments are checked when `run_plan` is called, before any tile is read.
 
     Examples
