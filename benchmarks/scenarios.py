@@ -41,6 +41,11 @@ class Scenario:
             blender.push(self.tile)
         blender.close()
 
+    def run_plan(self, **options):
+        """The seed's loop: ``run_plan`` over every tile, each (index, geometry, cell) dropped."""
+        for _ in sf.run_plan(self.plan, (self.tile for _ in range(self.n_tiles)), **options):
+            pass
+
     def blend_into_image(self, **options):
         """Push every tile; cells are written straight into a full-size output image."""
         blender = sf.Blender(self.plan, channel_first=self.layout == "chw", out=self._image, **options)

@@ -34,6 +34,7 @@ def scenario(request):
 CASES = {
     "blend": ("blend", {}, None),
     "blend_serial": ("blend", {"parallel": False}, None),
+    "run_plan": ("run_plan", {}, None),
     "blend_into_image": ("blend_into_image", {}, "prepare_image"),
     "blend_batches": ("blend_batches", {}, "prepare_image"),
     "blend_to_tiff": ("blend_to_tiff", {}, "prepare_tiff"),
@@ -46,6 +47,8 @@ CASES = {
 }
 # writing 200 MB of float32 a round, so on one scenario only
 TIFF_SCENARIOS = ("canonical",)
+# run_plan against Blender.push where Python's share is largest (small tiles), and on the canonical tiles
+RUN_PLAN_SCENARIOS = ("canonical", "small_tiles")
 
 
 def _skip_reason(case, name, s):
@@ -53,6 +56,8 @@ def _skip_reason(case, name, s):
         return f"labels are measured on the {', '.join(LABELS_SCENARIOS)} scenarios"
     if "tiff" in case and name not in TIFF_SCENARIOS:
         return f"TIFF output is measured on the {', '.join(TIFF_SCENARIOS)} scenario"
+    if case == "run_plan" and name not in RUN_PLAN_SCENARIOS:
+        return f"run_plan is measured on the {', '.join(RUN_PLAN_SCENARIOS)} scenarios"
     if case in ("copyto_image", "numpy_reference") and s.layout == "chw":
         return "this baseline takes (H, W, C) tiles"
     return None

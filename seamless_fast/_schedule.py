@@ -31,20 +31,26 @@ def schedule_rectilinear(boxes, cells, selected):
     rows, cols = boxes.shape[:2]
     sel = selected.reshape(rows, cols)
     si, sj = np.nonzero(sel)
-    first_row = np.searchsorted(boxes[:, 0, 2], cells[si, 0, 0], side="right")
-    last_row = np.searchsorted(boxes[:, 0, 0], cells[si, 0, 2], side="left") - 1
-    first_col = np.searchsorted(boxes[0, :, 3], cells[0, sj, 1], side="right")
-    last_col = np.searchsorted(boxes[0, :, 1], cells[0, sj, 3], side="left") - 1
+    # Cells share their y-extent along a grid row and their x-extent down a column: search once per row
+    # and column, then look the answers up for each cell.
+    first_row = np.searchsorted(boxes[:, 0, 2], cells[:, 0, 0], side="right")[si]
+    last_row = (np.searchsorted(boxes[:, 0, 0], cells[:, 0, 2], side="left") - 1)[si]
+    first_col = np.searchsorted(boxes[0, :, 3], cells[0, :, 1], side="right")[sj]
+    last_col = (np.searchsorted(boxes[0, :, 1], cells[0, :, 3], side="left") - 1)[sj]
+    last = last_row * cols + last_col
+    if sel.all():  # cells then cover every tile: all are needed, in row-major order
+        return np.arange(rows * cols, dtype=np.int64), last, si * cols + sj
     # Mark each cell's block of needed tiles with a 2-D difference array.
-    marks = np.zeros((rows + 1, cols + 1), dtype=np.int64)
-    np.add.at(marks, (first_row, first_col), 1)
-    np.add.at(marks, (last_row + 1, first_col), -1)
-    np.add.at(marks, (first_row, last_col + 1), -1)
-    np.add.at(marks, (last_row + 1, last_col + 1), 1)
+    size = (rows + 1) * (cols + 1)
+    below, right = (last_row + 1) * (cols + 1), last_col + 1
+    above, left = first_row * (cols + 1), first_col
+    marks = (np.bincount(above + left, minlength=size) - np.bincount(below + left, minlength=size)
+             - np.bincount(above + right, minlength=size) + np.bincount(below + right, minlength=size))
+    marks = marks.reshape(rows + 1, cols + 1)
     needed = (marks.cumsum(axis=0).cumsum(axis=1)[:rows, :cols] > 0).ravel()
     load_order = np.flatnonzero(needed)
     position = np.cumsum(needed) - 1
-    emit_after = position[last_row * cols + last_col]
+    emit_after = position[last]
     return load_order, emit_after, si * cols + sj
 
 
@@ -176,6 +182,8 @@ def regular_column_stripes(size, tile, overlap, k0, k1, row_bytes, max_buffer_by
 def stripe_extents(tiles, stripe):
     """Buffer columns [x0, x1) of each stripe (over the tiles it loads), and the seams [lo, hi) between them."""
     count = int(stripe.max()) + 1
+    if count == 1:
+        return np.array([[tiles[:, 1].min(), tiles[:, 3].max()]], dtype=np.int64), np.zeros((0, 2), dtype=np.int64)
     stripes = np.zeros((count, 2), dtype=np.int64)
     seams = np.zeros((count - 1, 2), dtype=np.int64)
     reach = 0
@@ -190,6 +198,8 @@ def stripe_extents(tiles, stripe):
 
 def segment_cummax(values, segment):
     """Running maximum of `values`, restarted wherever `segment` changes."""
+    if (segment == segment[0]).all():
+        return np.maximum.accumulate(values)
     out = values.copy()
     for s in np.unique(segment).tolist():
         part = segment == s

@@ -202,17 +202,21 @@ class Blender:
         if self._closed or k >= self._n_loads:
             self._check_open()
             self._check_not_done()
-        h, w, cell, index, box = self._record(k)
-        if (type(tile) is np.ndarray and tile.dtype is self._dtype and tile.shape == self._tile_shape(h, w)
+        try:  # steps only move forward, so the index is never negative
+            record = self._records[k - self._records_from]
+        except IndexError:
+            record = self._record(k)
+        if (type(tile) is np.ndarray and tile.dtype is self._dtype and tile.shape == record[5]
                 and tile.flags.c_contiguous and not self.check_finite):
             planes = tile  # the common case, checked in full below otherwise
         else:
-            planes, ndim, channels = self._checked_tile(tile, h, w)
+            planes, ndim, channels = self._checked_tile(tile, record[0], record[1])
             if self._acc is None:
                 self._start(planes, ndim, channels, k)
+                self._records = []  # made again with the shapes now known
         try:
             if self._normalised:
-                cells = self._push_fast(planes, k, cell, index, box)
+                cells = self._push_fast(planes, k, record)
             else:
                 cells = self._push_general(planes, k)
         except BaseException as exc:  # the buffer may hold part of this tile: no push may follow
@@ -222,11 +226,13 @@ class Blender:
         return cells
 
     def _record(self, k):
-        """(h, w, cell, cell's grid index, cell box) of step k (see `_step_records`)."""
-        i = k - self._records_from
-        if not 0 <= i < len(self._records):
-            self._records, self._records_from, i = _step_records(self.plan, k, RECORDS_AT_ONCE), k, 0
-        return self._records[i]
+        """The record of step k (see `_step_records`), with those of the steps after it made at once."""
+        layout = None
+        if self._acc is not None:
+            fresh = self.out is None and not self.labels  # cells are new arrays of the tiles' layout
+            layout = (self._ndim, self._chw, self.channels, self._group, fresh)
+        self._records, self._records_from = _step_records(self.plan, k, RECORDS_AT_ONCE, layout), k
+        return self._records[0]
 
     def push_batch(self, tiles):
         """Push several tiles (a sequence, or an array with a leading batch axis); return all finished cells.
@@ -267,7 +273,7 @@ class Blender:
             raise
         self.step = k + len(tiles)
         return [_new_cell((index, box, self._cell_output(box)[0]))
-                for _, _, cell, index, box in _step_records(plan, k, len(tiles)) if cell >= 0]
+                for _, _, cell, index, box, *_ in _step_records(plan, k, len(tiles)) if cell >= 0]
 
     def close(self):
         """Release the buffer (and remove its cache file). Raises if tiles are still missing."""
@@ -470,11 +476,17 @@ class Blender:
         return data, data.reshape((-1, h, w * self._group)), 0, 0
 
     # -- the two paths -------------------------------------------------------
-    def _push_fast(self, planes, k, cell, index, box):
+    def _push_fast(self, planes, k, record):
+        _, _, cell, index, box, _, shape, plane_shape = record
         if self._seams is not None:
             self._load_seam(k)
         if cell < 0:
             out, target, oy, ox = None, self._no_cell, 0, 0
+        elif shape is not None:  # a fresh array of values, shapes from the record (as `_cell_output` gives)
+            out = target = np.empty(shape, self._dtype)
+            if plane_shape is not None:
+                target = out.reshape(plane_shape)
+            oy = ox = 0
         else:
             out, target, oy, ox = self._cell_output(box)
         args = self._acc, planes, self._wy, self._wx, self.plan.steps, k, self._group
@@ -542,19 +554,41 @@ class Blender:
         return OutputCell(plan.grid_index(c), (ylo, xlo, yhi, xhi), data)
 
 
-def _step_records(plan, k, n):
-    """Python tuples (h, w, cell, cell's grid index, cell's image box) of steps [k, k + n): what a push
-    reads, made with numpy for many steps at once."""
+def _step_records(plan, k, n, layout=None):
+    """What a push reads for steps [k, k + n), as Python tuples made with numpy for many steps at once.
+
+    Each is ``(h, w, cell, cell's grid index, cell's image box, tile shape, cell shape, cell planes)``.
+    The last three are None unless `layout`, ``(ndim, channels first, channels, group, fresh)``, is
+    given: then the tile shape a push expects, and, when `fresh` (cells are new arrays of values), the
+    shape of the cell's array and of its planes ``(P, h, w * group)`` for the kernels (None where the
+    two are the same).
+    """
     steps = plan.steps[k:k + n]
     ylo = steps[:, _COL["y0"]] + steps[:, _COL["cy0"]]
     xlo = steps[:, _COL["x0"]] + plan.stripes[steps[:, _COL["stripe"]], 0] + steps[:, _COL["cx0"]]
-    yhi = ylo + steps[:, _COL["cy1"]] - steps[:, _COL["cy0"]]
-    xhi = xlo + steps[:, _COL["cx1"]] - steps[:, _COL["cx0"]]
+    cell_h = steps[:, _COL["cy1"]] - steps[:, _COL["cy0"]]
+    cell_w = steps[:, _COL["cx1"]] - steps[:, _COL["cx0"]]
     cell = steps[:, _COL["cell"]]
     i, j = np.divmod(cell, plan.grid_shape[1])
-    boxes = zip(ylo.tolist(), xlo.tolist(), yhi.tolist(), xhi.tolist())
-    return list(zip(steps[:, _COL["h"]].tolist(), steps[:, _COL["w"]].tolist(), cell.tolist(),
-                    zip(i.tolist(), j.tolist()), boxes))
+    h, w = steps[:, _COL["h"]].tolist(), steps[:, _COL["w"]].tolist()
+    boxes = zip(ylo.tolist(), xlo.tolist(), (ylo + cell_h).tolist(), (xlo + cell_w).tolist())
+    tile_shape = cell_shape = plane_shape = itertools.repeat(None)
+    if layout is not None:
+        ndim, chw, c, group, fresh = layout
+        tile_shape = _shapes(h, w, ndim, chw, c)
+        if fresh:
+            ch, cw = cell_h.tolist(), cell_w.tolist()
+            cell_shape = _shapes(ch, cw, ndim, chw, c)
+            if not chw:
+                plane_shape = zip(itertools.repeat(1), ch, (cell_w * group).tolist())
+    return list(zip(h, w, cell.tolist(), zip(i.tolist(), j.tolist()), boxes, tile_shape, cell_shape, plane_shape))
+
+
+def _shapes(h, w, ndim, chw, c):
+    """Array shapes of the given heights and widths: (h, w), (c, h, w) or (h, w, c)."""
+    if ndim == 2:
+        return zip(h, w)
+    return zip(itertools.repeat(c), h, w) if chw else zip(h, w, itertools.repeat(c))
 
 
 def blend(plan, tiles, *, out=None, labels=False, channel_first=False, dtype=None, check_finite=False,

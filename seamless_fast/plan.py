@@ -7,6 +7,7 @@ live, the weights) is precomputed once as numpy arrays, so running a plan
 never touches a geometry.
 """
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -236,7 +237,10 @@ def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=N
     column_stripe = regular_column_stripes(image_size[1], tile_size[1], overlap[1], k0, k1, row_bytes,
                                             max_buffer_bytes) if is_separable(window) else None
     plan = _compile(boxes, image_size, area, window, max_buffer_bytes, bytes_per_pixel, column_stripe)
-    return plan, boxes_to_geoms(boxes)
+    grid = boxes_to_geoms(boxes)
+    if plan.n_loads <= INPUT_GEOMS_CACHED:
+        _INPUT_GEOMS[plan] = grid.reshape(-1)[plan.load_order]
+    return plan, grid
 
 
 def regular_grid(image_size, tile_size, overlap, area=None):
@@ -396,15 +400,19 @@ def _compile(boxes, image_size, area, window, max_buffer_bytes=None, bytes_per_p
     if column_stripe is None or not normalised:
         column_stripe = split_columns(boxes, max_buffer_bytes, bytes_per_pixel, normalised)
     # Stripes numbered 0, 1, ... over the columns the run loads (an area may leave some out).
-    stripe = np.unique(column_stripe[load_order % cols], return_inverse=True)[1].reshape(-1)
+    if column_stripe.any():
+        stripe = np.unique(column_stripe[load_order % cols], return_inverse=True)[1].reshape(-1)
+    else:
+        stripe = np.zeros(len(load_order), dtype=np.int64)
     if stripe.max() > 0:
         order = np.lexsort((load_order, stripe))
         load_order, stripe = load_order[order], stripe[order]
         position = np.empty(rows * cols, dtype=np.int64)
         position[load_order] = np.arange(len(load_order))
         emit_after = position[write_cells]
-    order = np.lexsort((write_cells, emit_after))
-    write_cells, emit_after = write_cells[order], emit_after[order]
+    if not _sorted_by(emit_after, write_cells):
+        order = np.lexsort((write_cells, emit_after))
+        write_cells, emit_after = write_cells[order], emit_after[order]
     tiles = flat_boxes[load_order]
     if stripe[-1] > 0:  # in stripes, rows stay until no later tile of the stripe reaches them
         live_from = tiles[:, 0].copy()
@@ -415,7 +423,7 @@ def _compile(boxes, image_size, area, window, max_buffer_bytes=None, bytes_per_p
     stripes, seams = stripe_extents(tiles, stripe)
     weights, weight_y, weight_x = weight_vectors(boxes, window, normalised)
     steps = step_table(boxes, cells, load_order, write_cells, emit_after, live_from, stripes[stripe, 0],
-                   weight_y, weight_x, rectilinear)
+                       weight_y, weight_x, rectilinear)
     seam_rows(steps, stripe, tiles, top, live_from)
     return Plan(
         image_size=tuple(image_size), grid_shape=(rows, cols),
@@ -427,6 +435,12 @@ def _compile(boxes, image_size, area, window, max_buffer_bytes=None, bytes_per_p
         weight_x=_frozen(weight_x), window=window, steps=_frozen(steps), stripes=_frozen(stripes),
         seams=_frozen(seams),
     )
+
+
+def _sorted_by(major, minor):
+    """Whether pairs (major, minor) are in increasing order, as ``np.lexsort((minor, major))`` would put them."""
+    step, tie = np.diff(major), np.diff(minor)
+    return bool(((step > 0) | ((step == 0) & (tie > 0))).all())
 
 
 def analyse_plan(plan, *, channels=1, dtype=np.float32):
@@ -481,8 +495,25 @@ def get_plan_input_geoms(plan):
     """
     if not isinstance(plan, Plan):
         raise ValueError(f"plan must be a Plan from plan_regular_grid or plan_from_grid; got {type(plan).__name__}")
-    geoms = np.atleast_1d(boxes_to_geoms(plan.tile_boxes[plan.load_order]))
-    return [(plan.grid_index(t), g) for t, g in zip(plan.load_order.tolist(), geoms)]
+    pairs = _INPUT_GEOMS.get(plan)
+    if type(pairs) is tuple:
+        return list(pairs)
+    geoms = pairs if pairs is not None else np.atleast_1d(boxes_to_geoms(plan.tile_boxes[plan.load_order]))
+    i, j = np.divmod(plan.load_order, plan.grid_shape[1])
+    pairs = tuple(zip(zip(i.tolist(), j.tolist()), geoms.tolist()))
+    if plan.n_loads <= INPUT_GEOMS_CACHED:
+        _INPUT_GEOMS[plan] = pairs
+    return list(pairs)
+
+
+# What `get_plan_input_geoms` returns for each plan of at most INPUT_GEOMS_CACHED tiles, kept while the plan
+# lives: the tiles' geometries in load order (an object array), as `plan_regular_grid` leaves them, then the
+# (grid index, geometry) pairs themselves once asked for. Making 40000 pairs of a shapely geometry (which the
+# garbage collector tracks) sets off a full collection, more than half the time of the first call; later
+# calls copy the list. Shapely geometries are immutable, so the lists returned, and the grid
+# `plan_regular_grid` returns, may share them; each geometry takes a few hundred bytes.
+_INPUT_GEOMS = weakref.WeakKeyDictionary()
+INPUT_GEOMS_CACHED = 1 << 16
 
 
 def get_plan_logit_geoms(plan):

@@ -1,13 +1,19 @@
 """Pull-style running: the seed's ``run_plan`` generator on top of :class:`Blender`."""
 
+import itertools
 import os
 
-from ._tiles import check_tile_count, iterate_tiles
+import numpy as np
+
+from ._tiles import check_tile_count
 from ._validate import as_positive_int, check_callable
 from .blend import Blender
+from .geometry import box_to_geom, boxes_to_geoms, register_boxes, unregister_boxes
 from .plan import Plan, analyse_plan
 
-__all__ = ["run_plan"]
+__all__ = ["run_plan", "cell_geom_blocks"]
+
+CELLS_AT_ONCE = 256  # cell geometries made in one vectorised call
 
 
 def run_plan(plan, tiles, max_tiles=None, disk_cache_dir=None, on_load=None, on_unload=None, on_step=None,
@@ -47,6 +53,9 @@ def run_plan(plan, tiles, max_tiles=None, disk_cache_dir=None, on_load=None, on_
     -------
     generator of (index, out_geom, out_tile)
         Grid index, shapely box of the cell (y, x order) and its blended values.
+        The boxes are made 256 at a time in one vectorised call, and
+        :func:`shape_to_slices` of one takes its slices from the plan's
+        integer box without asking shapely (see :func:`cell_geom_blocks`).
         Arguments are checked when `run_plan` is called, before any tile is read.
 
     Examples
@@ -94,14 +103,56 @@ def run_plan(plan, tiles, max_tiles=None, disk_cache_dir=None, on_load=None, on_
 
 def _run(blender, tiles, on_load, on_unload, on_step):
     plan = blender.plan
-    with blender:
-        for step, cells in iterate_tiles(blender, _announce(plan, tiles, on_load)):
-            if on_unload is not None:
-                on_unload(plan.grid_index(plan.load_order[step]))
-            for cell in cells:
-                yield cell.index, cell.geom, cell.data
-            if on_step is not None:
-                on_step(step)
+    blocks = cell_geom_blocks(plan)
+    geoms = itertools.chain.from_iterable(blocks)
+    try:
+        with blender:
+            if on_load is not None:
+                tiles = _announce(plan, tiles, on_load)
+            iterator, push = iter(tiles), blender.push
+            for step in range(plan.n_loads):  # as `iterate_tiles`, without a generator between
+                tile = next(iterator, _MISSING)
+                if tile is _MISSING:
+                    raise ValueError(f"tiles ran out after {step} tiles; the plan expects {plan.n_loads}")
+                cells = push(tile)
+                if on_unload is not None:
+                    on_unload(plan.grid_index(plan.load_order[step]))
+                for index, box, data in cells:
+                    expected, geom = next(geoms, _NO_CELL)
+                    # a run emits the plan's write_cells in order; should it not, a cell gets its own box
+                    yield index, geom if expected == index else box_to_geom(box), data
+                if on_step is not None:
+                    on_step(step)
+    finally:
+        blocks.close()
+
+
+_MISSING = object()
+_NO_CELL = (None, None)
+
+
+def cell_geom_blocks(plan, block=CELLS_AT_ONCE):
+    """Iterators of ``(grid index, shapely box)`` of the cells the plan writes, `block` cells each, in the
+    order a run emits them.
+
+    A block's boxes are made in one vectorised call (each is
+    ``shapely.box(*plan.cell_boxes[c])``), and while it is the current block
+    :func:`~seamless_fast.shape_to_slices` reads their slices from the plan's
+    integer boxes instead of asking shapely for bounds: until the next block
+    is asked for or the generator is closed. The geometries stay valid
+    shapely geometries either way.
+    """
+    cols = plan.grid_shape[1]
+    for start in range(0, plan.n_writes, block):
+        cells = plan.write_cells[start:start + block]
+        boxes = plan.cell_boxes[cells]
+        i, j = np.divmod(cells, cols)
+        geoms = np.atleast_1d(boxes_to_geoms(boxes)).tolist()
+        register_boxes(geoms, boxes.tolist())
+        try:
+            yield zip(zip(i.tolist(), j.tolist()), geoms)
+        finally:
+            unregister_boxes(geoms)
 
 
 def _announce(plan, tiles, on_load):

@@ -317,3 +317,26 @@ def test_stripes_of_a_regular_axis_are_cut_as_on_the_whole_grid(size, tile, heig
     k1 = data.draw(st.integers(k0 + 1, cols))
     np.testing.assert_array_equal(regular_column_stripes(size, tile, overlap, k0, k1, row_bytes, budget),
                                   expected[k0:k1])
+
+
+@given(height=st.integers(1, 400), width=st.integers(1, 400), tile=st.integers(2, 96), data=st.data())
+def test_rectilinear_schedule_equals_the_general_one(height, width, tile, data):
+    """The rectilinear schedule (searched per grid row and column, every tile needed when every cell is
+    written) gives what the STRtree schedule for any grid gives."""
+    from seamless_fast._schedule import schedule_general, schedule_rectilinear
+    from seamless_fast.geometry import grid_cells
+
+    overlap = data.draw(st.integers(0, tile - 1))
+    boxes = np.asarray(shapely.bounds(regular_grid((height, width), tile, overlap))).astype(np.int64)
+    cells = grid_cells(boxes)
+    flat_cells = cells.reshape(-1, 4)
+    selected = (flat_cells[:, 2] > flat_cells[:, 0]) & (flat_cells[:, 3] > flat_cells[:, 1])
+    if data.draw(st.booleans()):  # some cells left out, as an area leaves them
+        rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+        selected &= rng.random(len(selected)) < data.draw(st.floats(0.01, 0.99))
+    if not selected.any():
+        return
+    fast = schedule_rectilinear(boxes, cells, selected)
+    general = schedule_general(boxes.reshape(-1, 4), flat_cells, selected)
+    for a, b in zip(fast, general):
+        np.testing.assert_array_equal(a, b)

@@ -43,3 +43,11 @@ def test_profile_run_splits_the_run_into_kernels_and_python(labels):
     assert parts and all(name.startswith(kernel) for name in parts)
     python_ms = float(lines[-1].split()[-6])
     assert sum(parts.values()) + python_ms == pytest.approx(total_ms, abs=0.05)
+
+
+def test_small_tiles_times_every_case_and_prints_the_ratios():
+    lines = run_script("small_tiles.py", "--size", "256", "--tile", "64", "--overlap", "16", "--rounds", "2")
+    assert lines[0].startswith("256 x 256, tile 64") and "2 rounds" in lines[0]
+    assert [line.split()[0] for line in lines[1:5]] == ["blend", "run_plan", "run_plan_seed", "numpy_reference"]
+    ratios = {line.rsplit(None, 1)[0]: float(line.split()[-1]) for line in lines[5:]}
+    assert len(ratios) == 4 and all(value > 0 for value in ratios.values())
