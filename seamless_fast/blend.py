@@ -23,6 +23,7 @@ import itertools
 import math
 import os
 import tempfile
+import time
 import weakref
 from typing import NamedTuple
 
@@ -32,7 +33,7 @@ import numpy as np
 from . import _kernels
 from ._arrays import (accumulator_dtype, allocate_output, check_accumulator, check_out, label_dtype, new_array,
                       output_planes, too_large)
-from ._jit import parallel_is_safe, parallel_lock
+from ._rows_pool import Chooser, default_pool, default_workers
 from ._seams import SeamFiles, owned_cleanup, remove_files, reserve
 from ._simd import HALF_IN_HARDWARE
 from ._tiles import check_tile_count, iterate_tiles
@@ -49,6 +50,11 @@ PARALLEL_MIN_ELEMENTS = 1 << 15
 SCRATCH_BYTES = 1 << 15
 # Steps whose Python records (see `_step_records`) are made at once: few enough for flat memory in any plan.
 RECORDS_AT_ONCE = 256
+# Chunks a step's rows are cut into per thread that may work on them: a thread that the system has not
+# scheduled holds up at most the chunk it claimed.
+ROWS_CHUNKS_PER_SLOT = 2
+# What parallel=None does where there are several cores: "auto" or "rows" (see `Blender`'s `parallel`).
+DEFAULT_POLICY = "auto"
 
 _COL = {name: n for n, name in enumerate(STEP_COLUMNS)}
 
@@ -150,8 +156,13 @@ class Blender:
         if self.buffer_on_disk and cache_dir is None:
             raise ValueError("buffer_on_disk=True needs a cache_dir to put the buffer in")
         self._seams = None
-        self._parallel = parallel_is_safe() if parallel is None else check_bool(parallel, "parallel")
-        self._lock = parallel_lock() if self._parallel else None
+        if parallel is None:
+            self._policy = DEFAULT_POLICY if default_workers() else "serial"
+        else:
+            self._policy = "rows" if check_bool(parallel, "parallel") else "serial"
+        self._lock = None  # taken by the "numba" policy under a layer that needs it (see `_jit.parallel_lock`)
+        self._pool = None
+        self._chunks_per_slot = ROWS_CHUNKS_PER_SLOT
         self.out = check_out(out, plan.image_size, self.labels, self.channel_first)
         self.step = 0
         self.channels = None
@@ -424,12 +435,19 @@ class Blender:
         cell_width = int((cells[:, 3] - cells[:, 1]).max(initial=1))
         # Labels go through scratch rows, a block that fits in the L1 cache for each of the parallel
         # kernels' chunks (one a thread).
-        self._chunks = numba.get_num_threads() if self._parallel else 1
+        if self._policy in ("rows", "auto"):
+            self._pool = default_pool()
+            self._chooser = Chooser() if self._policy == "auto" else None
+            self._chunks = self._pool.slots
+            self._n_chunks = self._chunks_per_slot * self._pool.slots
+        else:
+            self._chunks = numba.get_num_threads() if self._policy == "numba" else 1
         row_bytes = planes.shape[0] * cell_width * self._group * dtype.itemsize
         rows = self._chunks * max(1, SCRATCH_BYTES // row_bytes)
         self._scratch = new_array(np.empty, (planes.shape[0], rows, cell_width * self._group), dtype,
                                    "the scratch rows of the blend")
         self._label = new_array(np.empty, (rows, cell_width), dtype, "the label rows of the blend")
+        self._block = rows // self._chunks
         # where a step that finishes no cell "writes" (nothing): of the cells' type, so no kernel is compiled for it
         if self.out is not None:
             self._no_cell = self._out_planes
@@ -479,8 +497,21 @@ class Blender:
             out, target, oy, ox = self._cell_output(box)
         args = self._acc, planes, self._wy, self._wx, self.plan.steps, k, self._group
         # under a threading layer that needs it, parallel only while this thread holds the lock
-        if (self._parallel and planes.size >= PARALLEL_MIN_ELEMENTS
-                and (self._lock is None or self._lock.acquire(blocking=False))):
+        if self._pool is not None and planes.size >= PARALLEL_MIN_ELEMENTS:
+            if self._chooser is None:
+                self._blend_in_chunks(args, target, oy, ox)
+            else:
+                way = self._chooser.choose()
+                start = time.perf_counter()
+                if way:
+                    self._blend_in_chunks(args, target, oy, ox)
+                elif self.labels:
+                    _kernels.blend_labels(*args, self._scratch, self._label, target, oy, ox)
+                else:
+                    _kernels.blend_values(*args, target, oy, ox)
+                self._chooser.record(way, (time.perf_counter() - start) / planes.size)
+        elif (self._policy == "numba" and planes.size >= PARALLEL_MIN_ELEMENTS
+                and (self._lock is None or self._lock.acquire(blocking=False))):  # for comparisons (profiling/)
             try:
                 if self.labels:
                     _kernels.blend_labels_parallel(*args, self._scratch, self._label, target, oy, ox, self._chunks)
@@ -496,6 +527,19 @@ class Blender:
         if self._seams is not None:
             self._spill_seam(k)
         return [] if out is None else [_new_cell((index, box, out))]
+
+    def _blend_in_chunks(self, args, target, oy, ox):
+        """The step's rows in chunks over the calling thread and the pool's (see `_rows_pool`)."""
+        n = self._n_chunks
+        if self.labels:
+            scratch, label, block = self._scratch, self._label, self._block
+
+            def chunk(c, slot):
+                _kernels.blend_labels_chunk(*args, scratch, slot * block, block, label, target, oy, ox, c, n)
+        else:
+            def chunk(c, slot):
+                _kernels.blend_values_chunk(*args, target, oy, ox, c, n)
+        self._pool.run(chunk, n)
 
     def _load_seam(self, k):
         """Before step k: the partial sums of the rows entering the buffer, from the seam on the stripe's left."""
