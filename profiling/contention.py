@@ -1,7 +1,7 @@
 """Blend speed beside other work on the machine: the parallel policies against serial, per condition.
 
     python profiling/contention.py [--rounds 7] [--size 4096] [--tile 256] [--overlap 64] [--channels 3]
-        [--labels] [--conditions quiet,thread,process] [--policies default,serial,rows,numba]
+        [--labels] [--conditions quiet,thread,process] [--policies default,serial,numba]
         [--layers omp] [--tbb-lib DIR]
 
 Conditions (the neighbours run for the whole condition and are stopped after it):
@@ -12,12 +12,11 @@ Conditions (the neighbours run for the whole condition and are stopped after it)
 - ``process``: a second Python process running numba ``prange`` loops (numba's default threading
   layer) as fast as it can.
 
-Policies (``Blender(parallel=...)`` and the private switch `Blender._policy` behind it):
-``default`` (what ``Blender(plan)`` does), ``serial`` (``parallel=False``), ``rows`` (the step's
-rows in chunks over the calling thread and a pool of Python threads, `seamless_fast._rows_pool`;
-``rows4``: 4 chunks a thread instead of 2), ``auto`` (serial or rows, push by push, whichever its
-timings find faster: `seamless_fast._rows_pool.Chooser`) and ``numba`` (numba's ``parallel=True``
-kernels on numba's threading layer, the default before).
+Policies: ``default`` (what ``Blender(plan)`` does: serial or split over numba's threads, tile by
+tile, whichever its timings find faster, see `seamless_fast._adaptive`), ``serial``
+(``parallel=False``) and ``numba`` (numba's parallel kernels for every large tile, the default
+before; set through the private `Blender._policy`). The default's choosers are shared by the
+Blenders of a process, so in each condition the default starts from what it learned before.
 
 Each layer of `--layers` (``omp``, ``omp-passive``: omp with ``OMP_WAIT_POLICY=passive``, ``tbb``,
 ``workqueue``) is measured in a process of its own, numba's layer being fixed once per process.
@@ -38,7 +37,7 @@ import time
 
 import numpy as np
 
-POLICIES = ("default", "serial", "auto", "rows", "numba")
+POLICIES = ("default", "serial", "numba")
 CONDITIONS = ("quiet", "thread", "process")
 LAYERS = {"omp": {"NUMBA_THREADING_LAYER": "omp"},
           "omp-passive": {"NUMBA_THREADING_LAYER": "omp", "OMP_WAIT_POLICY": "passive"},
@@ -128,12 +127,7 @@ def make_blender(plan, policy, labels):
     if policy == "default":
         return sf.Blender(plan, labels=labels)
     blender = sf.Blender(plan, labels=labels, parallel=policy != "serial")
-    blender._policy = policy.rstrip("0123456789")
-    if blender._policy == "numba":
-        from seamless_fast._jit import parallel_lock
-        blender._lock = parallel_lock()
-    if policy[-1].isdigit():  # "rows4": 4 chunks per thread
-        blender._chunks_per_slot = int(policy[len(blender._policy):])
+    blender._policy = policy
     return blender
 
 

@@ -310,27 +310,6 @@ def blend_labels_parallel(acc, tile, weights_y, weights_x, steps, k, group, scra
         _labels_rows(acc, tile, wy, wx, ints, group, scratch, s * block, block, label, out, oy, ox, lo, hi)
 
 
-# One chunk of a step's rows per call, for a pool of Python threads (see `_rows_pool`): the n chunks
-# of a step, in any order and on any threads, do exactly what the serial kernel does, since every row
-# writes its own buffer row and output row.
-
-@njit
-def blend_values_chunk(acc, tile, weights_y, weights_x, steps, k, group, out, oy, ox, c, n):
-    """Chunk c of n (cut as by the parallel kernels, see `_chunk`) of :func:`blend_values`'s rows."""
-    tile, wy, wx, ints = _prepare(tile, weights_y, weights_x, steps, k, group, acc.shape[1])
-    lo, hi = _chunk(ints, c, n, tile.shape[2])
-    _values_rows(acc, tile, wy, wx, ints, out, oy, ox, lo, hi)
-
-
-@njit
-def blend_labels_chunk(acc, tile, weights_y, weights_x, steps, k, group, scratch, s0, block, label, out, oy, ox,
-                       c, n):
-    """Chunk c of n of :func:`blend_labels`'s rows, through scratch and label rows [s0, s0 + block)."""
-    tile, wy, wx, ints = _prepare(tile, weights_y, weights_x, steps, k, group, acc.shape[1])
-    lo, hi = _chunk(ints, c, n, tile.shape[2])
-    _labels_rows(acc, tile, wy, wx, ints, group, scratch, s0, block, label, out, oy, ox, lo, hi)
-
-
 @njit
 def _cell_origin(steps, k, x_origin):
     """Image row and column of the first pixel of the cell step k finishes."""

@@ -33,7 +33,8 @@ import numpy as np
 from . import _kernels
 from ._arrays import (accumulator_dtype, allocate_output, check_accumulator, check_out, label_dtype, new_array,
                       output_planes, too_large)
-from ._rows_pool import Chooser, default_pool, default_workers
+from ._adaptive import chooser_for
+from ._jit import parallel_is_safe, parallel_lock
 from ._seams import SeamFiles, owned_cleanup, remove_files, reserve
 from ._simd import HALF_IN_HARDWARE
 from ._tiles import check_tile_count, iterate_tiles
@@ -50,11 +51,6 @@ PARALLEL_MIN_ELEMENTS = 1 << 15
 SCRATCH_BYTES = 1 << 15
 # Steps whose Python records (see `_step_records`) are made at once: few enough for flat memory in any plan.
 RECORDS_AT_ONCE = 256
-# Chunks a step's rows are cut into per thread that may work on them: a thread that the system has not
-# scheduled holds up at most the chunk it claimed.
-ROWS_CHUNKS_PER_SLOT = 2
-# What parallel=None does where there are several cores: "auto" or "rows" (see `Blender`'s `parallel`).
-DEFAULT_POLICY = "auto"
 
 _COL = {name: n for n, name in enumerate(STEP_COLUMNS)}
 
@@ -111,15 +107,20 @@ class Blender:
     buffer_on_disk : bool, keyword-only
         Hold the blend buffer in a memory-mapped file in `cache_dir` instead of RAM.
     parallel : bool, optional, keyword-only
-        Split the rows of large tiles over numba's threads. By default on when
-        numba has several threads on a thread-safe layer (tbb or omp); turn it
-        off when the blend already runs in a thread beside a CPU-bound model.
-        Set to True under numba's "workqueue" layer, which aborts the process
-        when two threads run parallel code at once, a tile is blended in
-        parallel only while no other thread of the process is in a parallel
-        kernel, and serially otherwise (same result, bit for bit): one
-        blending thread keeps the parallel speed, several never wait on each
-        other (see `seamless_fast._jit.parallel_lock`).
+        Whether large tiles (32768 elements or more) may have their rows
+        split over numba's threads. By default (and with True) each tile runs
+        serially or split, whichever is faster at the moment: the blend times
+        its tiles and tries the other way now and then (`seamless_fast._adaptive`).
+        Split, a canonical tile takes about 0.6 x the serial time on idle
+        cores, but 2 to 50 x beside a CPU-bound model in a thread or another
+        busy process, since numba's threads spin while they wait; so the
+        blend uses the idle cores of a quiet machine and keeps the serial
+        speed on a busy one (``profiling/contention.py``). False: always one
+        thread. By default the split is on only where numba's threading layer
+        is tbb or omp; True allows it under "workqueue" too (a tile is split
+        only while no other thread of the process is in a split kernel, see
+        `seamless_fast._jit.parallel_lock`). Every setting gives the same
+        result, bit for bit, and several threads may blend at once.
     out : ndarray, optional, keyword-only
         A full-size output, (H, W, C), (C, H, W) with `channel_first`, or
         (H, W) for labels and 2-D tiles (a ``numpy.memmap`` works). Cells are
@@ -156,13 +157,15 @@ class Blender:
         if self.buffer_on_disk and cache_dir is None:
             raise ValueError("buffer_on_disk=True needs a cache_dir to put the buffer in")
         self._seams = None
+        # "auto" (see `_adaptive`) or "serial"; "numba", numba's parallel kernels for every large tile,
+        # is set by profiling/contention.py for comparisons
         if parallel is None:
-            self._policy = DEFAULT_POLICY if default_workers() else "serial"
+            self._policy = "auto" if parallel_is_safe() else "serial"
+        elif check_bool(parallel, "parallel"):
+            self._policy = "auto" if numba.get_num_threads() >= 2 else "serial"
         else:
-            self._policy = "rows" if check_bool(parallel, "parallel") else "serial"
-        self._lock = None  # taken by the "numba" policy under a layer that needs it (see `_jit.parallel_lock`)
-        self._pool = None
-        self._chunks_per_slot = ROWS_CHUNKS_PER_SLOT
+            self._policy = "serial"
+        self._lock = parallel_lock()  # taken around numba's parallel kernels
         self.out = check_out(out, plan.image_size, self.labels, self.channel_first)
         self.step = 0
         self.channels = None
@@ -435,19 +438,13 @@ class Blender:
         cell_width = int((cells[:, 3] - cells[:, 1]).max(initial=1))
         # Labels go through scratch rows, a block that fits in the L1 cache for each of the parallel
         # kernels' chunks (one a thread).
-        if self._policy in ("rows", "auto"):
-            self._pool = default_pool()
-            self._chooser = Chooser() if self._policy == "auto" else None
-            self._chunks = self._pool.slots
-            self._n_chunks = self._chunks_per_slot * self._pool.slots
-        else:
-            self._chunks = numba.get_num_threads() if self._policy == "numba" else 1
+        self._choosers = {}  # per size class of tile (see `_chooser`)
+        self._chunks = numba.get_num_threads() if self._policy != "serial" else 1
         row_bytes = planes.shape[0] * cell_width * self._group * dtype.itemsize
         rows = self._chunks * max(1, SCRATCH_BYTES // row_bytes)
         self._scratch = new_array(np.empty, (planes.shape[0], rows, cell_width * self._group), dtype,
                                    "the scratch rows of the blend")
         self._label = new_array(np.empty, (rows, cell_width), dtype, "the label rows of the blend")
-        self._block = rows // self._chunks
         # where a step that finishes no cell "writes" (nothing): of the cells' type, so no kernel is compiled for it
         if self.out is not None:
             self._no_cell = self._out_planes
@@ -496,50 +493,47 @@ class Blender:
         else:
             out, target, oy, ox = self._cell_output(box)
         args = self._acc, planes, self._wy, self._wx, self.plan.steps, k, self._group
-        # under a threading layer that needs it, parallel only while this thread holds the lock
-        if self._pool is not None and planes.size >= PARALLEL_MIN_ELEMENTS:
-            if self._chooser is None:
-                self._blend_in_chunks(args, target, oy, ox)
-            else:
-                way = self._chooser.choose()
-                start = time.perf_counter()
-                if way:
-                    self._blend_in_chunks(args, target, oy, ox)
-                elif self.labels:
-                    _kernels.blend_labels(*args, self._scratch, self._label, target, oy, ox)
-                else:
-                    _kernels.blend_values(*args, target, oy, ox)
-                self._chooser.record(way, (time.perf_counter() - start) / planes.size)
-        elif (self._policy == "numba" and planes.size >= PARALLEL_MIN_ELEMENTS
-                and (self._lock is None or self._lock.acquire(blocking=False))):  # for comparisons (profiling/)
-            try:
-                if self.labels:
-                    _kernels.blend_labels_parallel(*args, self._scratch, self._label, target, oy, ox, self._chunks)
-                else:
-                    _kernels.blend_values_parallel(*args, target, oy, ox, self._chunks)
-            finally:
-                if self._lock is not None:
-                    self._lock.release()
-        elif self.labels:
-            _kernels.blend_labels(*args, self._scratch, self._label, target, oy, ox)
+        if self._policy == "serial" or planes.size < PARALLEL_MIN_ELEMENTS:
+            self._blend_serial(args, target, oy, ox)
+        elif self._policy == "numba":
+            if not self._blend_parallel(args, target, oy, ox):
+                self._blend_serial(args, target, oy, ox)
         else:
-            _kernels.blend_values(*args, target, oy, ox)
+            chooser = self._choosers.get(planes.size) or self._chooser(planes)
+            way = chooser.choose()
+            start = time.perf_counter()
+            if not (way and self._blend_parallel(args, target, oy, ox)):
+                way = 0
+                self._blend_serial(args, target, oy, ox)
+            chooser.record(way, (time.perf_counter() - start) / planes.size)
         if self._seams is not None:
             self._spill_seam(k)
         return [] if out is None else [_new_cell((index, box, out))]
 
-    def _blend_in_chunks(self, args, target, oy, ox):
-        """The step's rows in chunks over the calling thread and the pool's (see `_rows_pool`)."""
-        n = self._n_chunks
+    def _blend_serial(self, args, target, oy, ox):
         if self.labels:
-            scratch, label, block = self._scratch, self._label, self._block
-
-            def chunk(c, slot):
-                _kernels.blend_labels_chunk(*args, scratch, slot * block, block, label, target, oy, ox, c, n)
+            _kernels.blend_labels(*args, self._scratch, self._label, target, oy, ox)
         else:
-            def chunk(c, slot):
-                _kernels.blend_values_chunk(*args, target, oy, ox, c, n)
-        self._pool.run(chunk, n)
+            _kernels.blend_values(*args, target, oy, ox)
+
+    def _chooser(self, planes):
+        """The process's chooser for tiles like these (see `_adaptive`), remembered by element count."""
+        key = (self.labels, planes.shape[0], self._group, planes.dtype.char, planes.size.bit_length())
+        chooser = self._choosers[planes.size] = chooser_for(key)
+        return chooser
+
+    def _blend_parallel(self, args, target, oy, ox):
+        """numba's parallel kernels; False, having done nothing, when another thread is in one."""
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
+            if self.labels:
+                _kernels.blend_labels_parallel(*args, self._scratch, self._label, target, oy, ox, self._chunks)
+            else:
+                _kernels.blend_values_parallel(*args, target, oy, ox, self._chunks)
+        finally:
+            self._lock.release()
+        return True
 
     def _load_seam(self, k):
         """Before step k: the partial sums of the rows entering the buffer, from the seam on the stripe's left."""

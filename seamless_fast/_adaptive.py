@@ -1,0 +1,94 @@
+"""Serial or parallel, tile by tile, whichever the timings of recent tiles find faster.
+
+numba's parallel kernels split a tile's rows over its threads, which spin
+while they wait. On idle cores that makes a canonical tile take about 0.6 x
+the serial time; beside a CPU-bound model (a thread of this process, or
+another process running its own spinning threads) a thread of the team
+often waits for one that the system has not scheduled, and a tile took 2 to
+54 x the serial time (``profiling/contention.py``). Which case holds changes
+while a run goes on, so the blend measures it: a :class:`Chooser` times every
+large tile and runs the way that is faster now (by a mean that leaves out
+the slowest of the recent tiles), trying the other now and then, at intervals that keep the cost of a losing try near `PROBE_BUDGET`
+of the time. Choosers are shared by every Blender of the process (one per
+kind of tile, see :func:`chooser_for`), so a new Blender starts with what
+the last one learned.
+"""
+
+import math
+import threading
+
+__all__ = ["Chooser", "chooser_for"]
+
+# The share of the blend's time that trying the slower way may cost.
+PROBE_BUDGET = 0.05
+
+
+class Chooser:
+    """Picks, push by push, the faster of two ways: 0 (serial) or 1 (parallel).
+
+    A way's cost is the mean time per element of its last `WINDOW` pushes
+    less the `TRIM` slowest: on a busy machine a push now and then loses the
+    processor for milliseconds, and one such push must not flip the choice.
+    A try of the way not in use starts its record afresh. The faster way
+    runs; every `interval` pushes the other one runs once, to notice a change
+    of load. The interval grows with how much slower the other way was
+    (``ratio - 1`` over `PROBE_BUDGET`, within [`MIN_INTERVAL`,
+    `MAX_INTERVAL`]): a way 50 x slower is tried every thousand pushes, one
+    1.5 x slower every ten.
+    """
+
+    MIN_INTERVAL = 8
+    MAX_INTERVAL = 4096
+    WINDOW = 8
+    TRIM = 2
+
+    __slots__ = ("recent", "cost", "interval", "count", "best")
+
+    def __init__(self):
+        self.recent = ([], [])  # seconds per element of the last pushes: serial, parallel
+        self.cost = [None, None]
+        self.interval = self.MIN_INTERVAL
+        self.count = 0
+        self.best = 0
+
+    def choose(self):
+        """The way to run this push: 1 for parallel, 0 for serial."""
+        if self.cost[1] is None:
+            return 1 if self.cost[0] is not None else 0
+        self.count += 1
+        if self.count >= self.interval:
+            self.count = 0
+            return 1 - self.best
+        return self.best
+
+    def record(self, way, seconds_per_element):
+        """Take the timing of a push that ran `way`."""
+        recent = self.recent[way]
+        if way != self.best:  # a try: what was known of this way is stale
+            recent.clear()
+        recent.append(seconds_per_element)
+        if len(recent) > self.WINDOW:
+            del recent[0]
+        kept = sorted(recent)[:max(1, len(recent) - self.TRIM)]
+        self.cost[way] = sum(kept) / len(kept)
+        serial, parallel = self.cost
+        if serial is None or parallel is None:
+            return
+        self.best = 1 if parallel < serial else 0
+        ratio = max(serial, parallel) / max(min(serial, parallel), 1e-300)
+        self.interval = min(self.MAX_INTERVAL, max(self.MIN_INTERVAL, math.ceil((ratio - 1) / PROBE_BUDGET)))
+
+
+_CHOOSERS = {}
+_CHOOSERS_LOCK = threading.Lock()
+
+
+def chooser_for(key):
+    """The process's chooser for tiles of one kind (a hashable `key`: labels or values, layout, dtype,
+    size class), made on first use. Several threads may share one: its figures are plain numbers whose
+    updates may interleave, which only blurs them a little."""
+    chooser = _CHOOSERS.get(key)
+    if chooser is None:
+        with _CHOOSERS_LOCK:
+            chooser = _CHOOSERS.setdefault(key, Chooser())
+    return chooser
