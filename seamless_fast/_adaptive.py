@@ -29,7 +29,9 @@ class Chooser:
     A way's cost is the mean time per element of its last `WINDOW` pushes
     less the `TRIM` slowest: on a busy machine a push now and then loses the
     processor for milliseconds, and one such push must not flip the choice.
-    A try of the way not in use starts its record afresh. The faster way
+    A try of the way not in use starts its record afresh, and so does a
+    split push `SLOW` times the serial cost (on a machine that just got busy,
+    the split may take 10 to 50 x the serial time a tile). The faster way
     runs; every `interval` pushes the other one runs once, to notice a change
     of load. The interval grows with how much slower the other way was
     (``ratio - 1`` over `PROBE_BUDGET`, within [`MIN_INTERVAL`,
@@ -38,6 +40,7 @@ class Chooser:
     """
 
     MIN_INTERVAL = 8
+    SLOW = 3  # a split push this many times the serial cost ends the split at once
     MAX_INTERVAL = 4096
     WINDOW = 8
     TRIM = 2
@@ -64,8 +67,9 @@ class Chooser:
     def record(self, way, seconds_per_element):
         """Take the timing of a push that ran `way`."""
         recent = self.recent[way]
-        if way != self.best:  # a try: what was known of this way is stale
-            recent.clear()
+        serial = self.cost[0]
+        if way != self.best or (way and serial is not None and seconds_per_element > self.SLOW * serial):
+            recent.clear()  # a try, or a split push far slower than serial: what was known is stale
         recent.append(seconds_per_element)
         if len(recent) > self.WINDOW:
             del recent[0]

@@ -26,10 +26,8 @@ def njit(function=None, *, parallel=False, inline="never"):
 
 @functools.cache
 def parallel_is_safe():
-    """Whether numba's ``parallel=True`` kernels may run here.
+    """Whether the blend may split tiles over numba's threads by default (see `seamless_fast._adaptive`).
 
-    The blend no longer uses them by default (see `Blender`'s `parallel` and
-    `seamless_fast._rows_pool`); they stay for comparisons (``profiling/contention.py``).
     True when numba has more than one thread and its threading layer is one
     that several Python threads may call at once (tbb or omp); numba's
     fallback "workqueue" layer is not. ``numba.get_num_threads`` starts the

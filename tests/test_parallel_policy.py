@@ -187,8 +187,8 @@ class TestChooser:
         chooser = _adaptive.Chooser()
         self.feed(chooser, {0: 1.0, 1: 0.6}, 300)
         assert chooser.best == 1
-        ways = self.feed(chooser, {0: 1.0, 1: 20.0}, 300)  # the split got slow: serial after TRIM + 1 pushes
-        assert ways.count(1) <= chooser.TRIM + 2 + 300 // math.ceil(19 / _adaptive.PROBE_BUDGET)
+        ways = self.feed(chooser, {0: 1.0, 1: 20.0}, 300)  # the split got slow: serial at once
+        assert ways[:2] == [1, 0] and ways.count(1) <= 2 + 300 // math.ceil(19 / _adaptive.PROBE_BUDGET)
         assert chooser.best == 0
         self.feed(chooser, {0: 1.0, 1: 0.6}, chooser.interval + 1)  # and back at the next try
         assert chooser.best == 1
@@ -197,8 +197,10 @@ class TestChooser:
         chooser = _adaptive.Chooser()
         self.feed(chooser, {0: 1.0, 1: 0.6}, 300)
         for _ in range(chooser.TRIM):
-            chooser.record(chooser.choose(), 1000.0)  # preempted for a while
+            chooser.record(chooser.choose(), 1.2)  # preempted for a while
         assert chooser.best == 1
+        chooser.record(chooser.choose(), 3.5)  # but a split push far slower than serial ends the split
+        assert chooser.best == 0
 
     def test_equal_ways_are_both_tried_often(self):
         chooser = _adaptive.Chooser()
