@@ -2,11 +2,12 @@
 
 Groups ``contention_<condition>``: ``quiet``, ``thread`` (a numpy matmul loop in a thread of this
 process) and ``process`` (a second process running numba ``prange`` loops). The neighbour starts
-before a group's cases and stops after them. Cases: ``default`` (``Blender(plan)``), ``serial``
-(``parallel=False``), ``parallel`` (``parallel=True``) and ``numba_parallel`` (numba's own parallel
-kernels, the default before, for comparison). Compare the cases of one group: in each, ``default``
-should stay near ``serial`` or below. For ratios from alternating rounds run
-``python profiling/contention.py``. In the default test run each case runs once on a small plan.
+before a group's cases and stops after them. Cases: ``default`` (``Blender(plan)``: serial or split
+over numba's threads, tile by tile, whichever is faster now), ``serial`` (``parallel=False``) and
+``numba_parallel`` (numba's parallel kernels for every large tile, the default before). Compare
+the cases of one group: ``default`` should stay near ``serial`` or below it. For ratios from
+alternating rounds run ``python profiling/contention.py``. In the default test run each case runs
+once on a small plan.
 """
 
 import os
@@ -15,12 +16,13 @@ import sys
 import numpy as np
 import pytest
 
+import seamless_fast as sf
 from scenarios import run
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "profiling"))
 import contention  # noqa: E402
 
-CASES = {"default": "default", "serial": "serial", "parallel": "rows", "numba_parallel": "numba"}
+CASES = {"default": "default", "serial": "serial", "numba_parallel": "numba"}
 
 
 @pytest.fixture(scope="module", params=contention.CONDITIONS)
@@ -28,7 +30,6 @@ def condition(request):
     """(condition name, plan, tile) with the condition's neighbour running."""
     smoke = request.config.getoption("benchmark_disable")
     size = 1024 if smoke else 4096
-    import seamless_fast as sf
     plan, _ = sf.plan_regular_grid((size, size), 256, 64)
     tile = np.random.default_rng(0).random((256, 256, 3)).astype(np.float32)
     for policy in CASES.values():  # compiled before the neighbour starts

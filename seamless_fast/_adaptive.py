@@ -36,7 +36,15 @@ class Chooser:
     of load. The interval grows with how much slower the other way was
     (``ratio - 1`` over `PROBE_BUDGET`, within [`MIN_INTERVAL`,
     `MAX_INTERVAL`]): a way 50 x slower is tried every thousand pushes, one
-    1.5 x slower every ten.
+    1.5 x slower every ten. Serial, when parallel wins, is taken to be at
+    most `threads` times slower, so that one unlucky try of it cannot put
+    off the next for long. The first push of each way is not counted: it
+    includes numba loading the kernel.
+
+    Parameters
+    ----------
+    threads : int
+        The threads a parallel push runs on.
     """
 
     MIN_INTERVAL = 8
@@ -45,9 +53,11 @@ class Chooser:
     WINDOW = 8
     TRIM = 2
 
-    __slots__ = ("recent", "cost", "interval", "count", "best")
+    __slots__ = ("recent", "cost", "interval", "count", "best", "threads", "warm")
 
-    def __init__(self):
+    def __init__(self, threads=2):
+        self.threads = max(2, threads)  # parallel is at most this many times faster than serial
+        self.warm = [False, False]  # a way's first push (numba loading or compiling the kernel) is not counted
         self.recent = ([], [])  # seconds per element of the last pushes: serial, parallel
         self.cost = [None, None]
         self.interval = self.MIN_INTERVAL
@@ -66,6 +76,9 @@ class Chooser:
 
     def record(self, way, seconds_per_element):
         """Take the timing of a push that ran `way`."""
+        if not self.warm[way]:
+            self.warm[way] = True
+            return
         recent = self.recent[way]
         serial = self.cost[0]
         if way != self.best or (way and serial is not None and seconds_per_element > self.SLOW * serial):
@@ -80,6 +93,8 @@ class Chooser:
             return
         self.best = 1 if parallel < serial else 0
         ratio = max(serial, parallel) / max(min(serial, parallel), 1e-300)
+        if self.best:  # a serial try that took longer is noise (a push that lost the processor)
+            ratio = min(ratio, self.threads)
         self.interval = min(self.MAX_INTERVAL, max(self.MIN_INTERVAL, math.ceil((ratio - 1) / PROBE_BUDGET)))
 
 
@@ -87,12 +102,12 @@ _CHOOSERS = {}
 _CHOOSERS_LOCK = threading.Lock()
 
 
-def chooser_for(key):
+def chooser_for(key, threads):
     """The process's chooser for tiles of one kind (a hashable `key`: labels or values, layout, dtype,
-    size class), made on first use. Several threads may share one: its figures are plain numbers whose
+    size class), made on first use for parallel pushes on `threads` threads. Several threads may share one: its figures are plain numbers whose
     updates may interleave, which only blurs them a little."""
     chooser = _CHOOSERS.get(key)
     if chooser is None:
         with _CHOOSERS_LOCK:
-            chooser = _CHOOSERS.setdefault(key, Chooser())
+            chooser = _CHOOSERS.setdefault(key, Chooser(threads))
     return chooser

@@ -519,7 +519,7 @@ class Blender:
     def _chooser(self, planes):
         """The process's chooser for tiles like these (see `_adaptive`), remembered by element count."""
         key = (self.labels, planes.shape[0], self._group, planes.dtype.char, planes.size.bit_length())
-        chooser = self._choosers[planes.size] = chooser_for(key)
+        chooser = self._choosers[planes.size] = chooser_for(key, self._chunks)
         return chooser
 
     def _blend_parallel(self, args, target, oy, ox):

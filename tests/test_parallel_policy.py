@@ -158,7 +158,7 @@ def test_choosers_are_shared_per_kind_of_tile():
             choosers.append(blender._choosers.get(tile.size))
     if choosers[0] is None:
         pytest.skip("numba has one thread here: every tile runs serially")
-    assert choosers[0] is choosers[1] is _adaptive.chooser_for((False, 1, 3, "f", tile.size.bit_length()))
+    assert choosers[0] is choosers[1] is _adaptive.chooser_for((False, 1, 3, "f", tile.size.bit_length()), 2)
     assert choosers[2] is not choosers[0]
 
 
@@ -174,9 +174,9 @@ class TestChooser:
     def test_tries_both_then_keeps_the_faster_and_tries_the_other_as_often_as_the_budget_allows(self):
         chooser = _adaptive.Chooser()
         ways = self.feed(chooser, {0: 1.0, 1: 0.5}, 400)
-        assert ways[:2] == [0, 1] and chooser.best == 1
+        assert ways[:4] == [0, 0, 1, 1] and chooser.best == 1  # each way's first push is not counted
         tries = [i for i, way in enumerate(ways) if way == 0]
-        assert set(np.diff(tries[1:])) == {round(1.0 / _adaptive.PROBE_BUDGET)}  # serial is 2 x: every 20
+        assert set(np.diff(tries[2:])) == {round(1.0 / _adaptive.PROBE_BUDGET)}  # serial is 2 x: every 20
         chooser = _adaptive.Chooser()
         ways = self.feed(chooser, {0: 1.0, 1: 60.0}, 10000)
         assert chooser.best == 0 and chooser.interval == math.ceil(59 / _adaptive.PROBE_BUDGET)
@@ -202,7 +202,29 @@ class TestChooser:
         chooser.record(chooser.choose(), 3.5)  # but a split push far slower than serial ends the split
         assert chooser.best == 0
 
+    def test_neither_the_first_push_nor_an_unlucky_serial_try_puts_serial_off_for_long(self):
+        chooser = _adaptive.Chooser(threads=2)
+        chooser.record(chooser.choose(), 1000.0)  # numba loading the kernel
+        self.feed(chooser, {0: 1.0, 1: 0.6}, 100)
+        assert chooser.cost[0] == 1.0
+        chooser.count = chooser.interval
+        assert chooser.choose() == 0
+        chooser.record(0, 1000.0)  # a serial try that lost the processor
+        assert chooser.best == 1 and chooser.interval == round(1 / _adaptive.PROBE_BUDGET)  # ratio taken as 2
+
     def test_equal_ways_are_both_tried_often(self):
         chooser = _adaptive.Chooser()
         ways = self.feed(chooser, {0: 1.0, 1: 1.0}, 100)
         assert chooser.interval == chooser.MIN_INTERVAL and 0 < ways.count(1) < 100
+
+
+def test_the_contention_script_measures_every_policy_in_every_condition():
+    script = os.path.join(ROOT, "profiling", "contention.py")
+    done = subprocess.run([sys.executable, script, "--size", "512", "--rounds", "1"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "PYTHONPATH": ROOT})
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line.split() for line in done.stdout.splitlines()[2:]]
+    assert [(row[1], row[2]) for row in rows] == [(c, p) for c in ("quiet", "thread", "process")
+                                                  for p in ("default", "serial", "numba")]
+    assert all(row[0] == "omp" and float(row[3]) > 0 for row in rows)
+    assert [float(row[4]) for row in rows if row[2] == "serial"] == [1.0] * 3
