@@ -21,6 +21,8 @@ __all__ = ["Chooser", "chooser_for"]
 
 # The share of the blend's time that trying the slower way may cost.
 PROBE_BUDGET = 0.05
+# A losing split try costs about this many times what it measures: numba's threads spin after it.
+SPLIT_TRY_FACTOR = 5
 
 
 class Chooser:
@@ -29,17 +31,19 @@ class Chooser:
     A way's cost is the mean time per element of its last `WINDOW` pushes
     less the `TRIM` slowest: on a busy machine a push now and then loses the
     processor for milliseconds, and one such push must not flip the choice.
-    A try of the way not in use starts its record afresh, and so does a
-    split push `SLOW` times the serial cost (on a machine that just got busy,
-    the split may take 10 to 50 x the serial time a tile). The faster way
-    runs; every `interval` pushes the other one runs once, to notice a change
-    of load. The interval grows with how much slower the other way was
-    (``ratio - 1`` over `PROBE_BUDGET`, within [`MIN_INTERVAL`,
-    `MAX_INTERVAL`]): a way 50 x slower is tried every thousand pushes, one
-    1.5 x slower every ten. Serial, when parallel wins, is taken to be at
-    most `threads` times slower, so that one unlucky try of it cannot put
-    off the next for long. The first push of each way is not counted: it
-    includes numba loading the kernel.
+    A try of the way not in use counts with the try before it only (so the
+    faster of the two counts: one unlucky try does not put the way off for
+    long), and a split push `SLOW` times the serial cost starts the split's
+    record afresh (on a machine that just got busy a split tile may take 10
+    to 50 x the serial time). The faster way runs; every `interval` pushes
+    the other one runs once, to notice a change of load. The interval grows
+    with how much slower the other way was (``ratio - 1`` over
+    `PROBE_BUDGET`, times `SPLIT_TRY_FACTOR` for split tries, within
+    [`MIN_INTERVAL`, `MAX_INTERVAL`]): a split 10 x slower is tried every
+    900 pushes, serial 1.5 x slower every ten. Serial, when the split wins,
+    is taken to be at most `threads` times slower, so that one unlucky try
+    of it cannot put off the next for long. The first push of each way is
+    not counted: it includes numba loading the kernel.
 
     Parameters
     ----------
@@ -81,8 +85,10 @@ class Chooser:
             return
         recent = self.recent[way]
         serial = self.cost[0]
-        if way != self.best or (way and serial is not None and seconds_per_element > self.SLOW * serial):
-            recent.clear()  # a try, or a split push far slower than serial: what was known is stale
+        if way and serial is not None and seconds_per_element > self.SLOW * serial:
+            recent.clear()  # a split push far slower than serial: what was known of the split is stale
+        elif way != self.best:
+            del recent[:-1]  # a try: it and the one before count (the faster of the two, see TRIM)
         recent.append(seconds_per_element)
         if len(recent) > self.WINDOW:
             del recent[0]
@@ -94,8 +100,10 @@ class Chooser:
         self.best = 1 if parallel < serial else 0
         ratio = max(serial, parallel) / max(min(serial, parallel), 1e-300)
         if self.best:  # a serial try that took longer is noise (a push that lost the processor)
-            ratio = min(ratio, self.threads)
-        self.interval = min(self.MAX_INTERVAL, max(self.MIN_INTERVAL, math.ceil((ratio - 1) / PROBE_BUDGET)))
+            interval = (min(ratio, self.threads) - 1) / PROBE_BUDGET
+        else:  # a split try leaves numba's threads spinning a while after it, which it does not time
+            interval = (ratio - 1) / PROBE_BUDGET * SPLIT_TRY_FACTOR
+        self.interval = min(self.MAX_INTERVAL, max(self.MIN_INTERVAL, math.ceil(interval)))
 
 
 _CHOOSERS = {}
