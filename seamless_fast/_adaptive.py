@@ -22,7 +22,7 @@ __all__ = ["Chooser", "chooser_for"]
 # The share of the blend's time that trying the slower way may cost.
 PROBE_BUDGET = 0.05
 # A losing split try costs about this many times what it measures: numba's threads spin after it.
-SPLIT_TRY_FACTOR = 5
+SPLIT_TRY_FACTOR = 10
 
 
 class Chooser:
@@ -40,10 +40,12 @@ class Chooser:
     with how much slower the other way was (``ratio - 1`` over
     `PROBE_BUDGET`, times `SPLIT_TRY_FACTOR` for split tries, within
     [`MIN_INTERVAL`, `MAX_INTERVAL`]): a split 10 x slower is tried every
-    900 pushes, serial 1.5 x slower every ten. Serial, when the split wins,
+    1800 pushes, serial 1.5 x slower every ten. Serial, when the split wins,
     is taken to be at most `threads` times slower, so that one unlucky try
     of it cannot put off the next for long. The first push of each way is
-    not counted: it includes numba loading the kernel.
+    not counted: it includes numba loading the kernel. A split try is two
+    pushes, of which the second counts: the first wakes numba's threads,
+    asleep since the last split push.
 
     Parameters
     ----------
@@ -57,7 +59,7 @@ class Chooser:
     WINDOW = 8
     TRIM = 2
 
-    __slots__ = ("recent", "cost", "interval", "count", "best", "threads", "warm")
+    __slots__ = ("recent", "cost", "interval", "count", "best", "threads", "warm", "trying")
 
     def __init__(self, threads=2):
         self.threads = max(2, threads)  # parallel is at most this many times faster than serial
@@ -67,14 +69,18 @@ class Chooser:
         self.interval = self.MIN_INTERVAL
         self.count = 0
         self.best = 0
+        self.trying = 0  # pushes left of a split try
 
     def choose(self):
         """The way to run this push: 1 for parallel, 0 for serial."""
         if self.cost[1] is None:
             return 1 if self.cost[0] is not None else 0
+        if self.trying:
+            return 1
         self.count += 1
         if self.count >= self.interval:
             self.count = 0
+            self.trying = 2 if self.best == 0 else 0
             return 1 - self.best
         return self.best
 
@@ -83,6 +89,10 @@ class Chooser:
         if not self.warm[way]:
             self.warm[way] = True
             return
+        if self.trying:
+            self.trying = self.trying - 1 if way else 0
+            if self.trying:
+                return  # the first push of a split try wakes numba's threads, asleep since the last split
         recent = self.recent[way]
         serial = self.cost[0]
         if way and serial is not None and seconds_per_element > self.SLOW * serial:
