@@ -28,7 +28,7 @@ CASES = {"default": "default", "serial": "serial", "numba_parallel": "numba"}
 @pytest.fixture(scope="module", params=contention.CONDITIONS)
 def condition(request):
     """(condition name, plan, tile) with the condition's neighbour running."""
-    smoke = request.config.getoption("benchmark_disable")
+    smoke = request.config.getoption("benchmark_disable") and not request.config.getoption("benchmark_enable")
     size = 1024 if smoke else 4096
     plan, _ = sf.plan_regular_grid((size, size), 256, 64)
     tile = np.random.default_rng(0).random((256, 256, 3)).astype(np.float32)
