@@ -26,7 +26,7 @@ def njit(function=None, *, parallel=False, inline="never"):
 
 @functools.cache
 def parallel_is_safe():
-    """Whether parallel kernels may run by default.
+    """Whether the blend may split tiles over numba's threads by default (see `seamless_fast._adaptive`).
 
     True when numba has more than one thread and its threading layer is one
     that several Python threads may call at once (tbb or omp); numba's
@@ -41,21 +41,20 @@ def _layer_is_thread_safe():
     return numba.threading_layer() in ("tbb", "omp")
 
 
-# Held around every parallel kernel call when the threading layer is not thread-safe.
+# Held around every parallel kernel call: one Python thread at a time runs numba's parallel code.
 _PARALLEL_LOCK = threading.Lock()
 
 
-@functools.cache
 def parallel_lock():
-    """The lock a call of a ``parallel=True`` kernel must hold, or None when none is needed.
+    """The lock a call of a ``parallel=True`` kernel must hold.
 
-    numba's "workqueue" layer aborts the process (SIGABRT, no exception) when
-    two threads enter parallel regions at once; tbb and omp allow it. Under
-    workqueue this is one process-wide lock: a caller that cannot take it at
-    once runs the serial kernel instead (same result, bit for bit), so one
-    blending thread keeps the parallel speed and several never wait on each
-    other. Only this package's kernels take the lock: the caller's own
-    parallel numba functions, run in other threads at the same time, can
-    still abort under workqueue.
+    One process-wide lock: a caller that cannot take it at once runs the
+    serial kernel instead (same result, bit for bit). numba's "workqueue"
+    layer aborts the process (SIGABRT, no exception) when two threads enter
+    parallel regions at once; under tbb and omp each calling thread would get
+    its own team of spinning threads, more threads than cores. Only this
+    package's kernels take the lock: the caller's own parallel numba
+    functions, run in other threads at the same time, can still abort under
+    workqueue.
     """
-    return None if _layer_is_thread_safe() else _PARALLEL_LOCK
+    return _PARALLEL_LOCK

@@ -23,6 +23,7 @@ import itertools
 import math
 import os
 import tempfile
+import time
 import weakref
 from typing import NamedTuple
 
@@ -32,6 +33,7 @@ import numpy as np
 from . import _kernels
 from ._arrays import (accumulator_dtype, allocate_output, check_accumulator, check_out, label_dtype, new_array,
                       output_planes, too_large)
+from ._adaptive import chooser_for
 from ._jit import parallel_is_safe, parallel_lock
 from ._seams import SeamFiles, owned_cleanup, remove_files, reserve
 from ._simd import HALF_IN_HARDWARE
@@ -105,15 +107,20 @@ class Blender:
     buffer_on_disk : bool, keyword-only
         Hold the blend buffer in a memory-mapped file in `cache_dir` instead of RAM.
     parallel : bool, optional, keyword-only
-        Split the rows of large tiles over numba's threads. By default on when
-        numba has several threads on a thread-safe layer (tbb or omp); turn it
-        off when the blend already runs in a thread beside a CPU-bound model.
-        Set to True under numba's "workqueue" layer, which aborts the process
-        when two threads run parallel code at once, a tile is blended in
-        parallel only while no other thread of the process is in a parallel
-        kernel, and serially otherwise (same result, bit for bit): one
-        blending thread keeps the parallel speed, several never wait on each
-        other (see `seamless_fast._jit.parallel_lock`).
+        Whether large tiles (32768 elements or more) may have their rows
+        split over numba's threads. By default (and with True) each tile runs
+        serially or split, whichever is faster at the moment: the blend times
+        its tiles and tries the other way now and then (`seamless_fast._adaptive`).
+        Split, a canonical tile takes about 0.6 x the serial time on idle
+        cores, but 2 to 50 x beside a CPU-bound model in a thread or another
+        busy process, since numba's threads spin while they wait; so the
+        blend uses the idle cores of a quiet machine and keeps the serial
+        speed on a busy one (``profiling/contention.py``). False: always one
+        thread. By default the split is on only where numba's threading layer
+        is tbb or omp; True allows it under "workqueue" too (a tile is split
+        only while no other thread of the process is in a split kernel, see
+        `seamless_fast._jit.parallel_lock`). Every setting gives the same
+        result, bit for bit, and several threads may blend at once.
     out : ndarray, optional, keyword-only
         A full-size output, (H, W, C), (C, H, W) with `channel_first`, or
         (H, W) for labels and 2-D tiles (a ``numpy.memmap`` works). Cells are
@@ -150,8 +157,15 @@ class Blender:
         if self.buffer_on_disk and cache_dir is None:
             raise ValueError("buffer_on_disk=True needs a cache_dir to put the buffer in")
         self._seams = None
-        self._parallel = parallel_is_safe() if parallel is None else check_bool(parallel, "parallel")
-        self._lock = parallel_lock() if self._parallel else None
+        # "auto" (see `_adaptive`) or "serial"; "numba", numba's parallel kernels for every large tile,
+        # is set by profiling/contention.py for comparisons
+        if parallel is None:
+            self._policy = "auto" if parallel_is_safe() else "serial"
+        elif check_bool(parallel, "parallel"):
+            self._policy = "auto" if numba.get_num_threads() >= 2 else "serial"
+        else:
+            self._policy = "serial"
+        self._lock = parallel_lock()  # taken around numba's parallel kernels
         self.out = check_out(out, plan.image_size, self.labels, self.channel_first)
         self.step = 0
         self.channels = None
@@ -430,7 +444,8 @@ class Blender:
         cell_width = int((cells[:, 3] - cells[:, 1]).max(initial=1))
         # Labels go through scratch rows, a block that fits in the L1 cache for each of the parallel
         # kernels' chunks (one a thread).
-        self._chunks = numba.get_num_threads() if self._parallel else 1
+        self._choosers = {}  # per size class of tile (see `_chooser`)
+        self._chunks = numba.get_num_threads() if self._policy != "serial" else 1
         row_bytes = planes.shape[0] * cell_width * self._group * dtype.itemsize
         rows = self._chunks * max(1, SCRATCH_BYTES // row_bytes)
         self._scratch = new_array(np.empty, (planes.shape[0], rows, cell_width * self._group), dtype,
@@ -490,24 +505,47 @@ class Blender:
         else:
             out, target, oy, ox = self._cell_output(box)
         args = self._acc, planes, self._wy, self._wx, self.plan.steps, k, self._group
-        # under a threading layer that needs it, parallel only while this thread holds the lock
-        if (self._parallel and planes.size >= PARALLEL_MIN_ELEMENTS
-                and (self._lock is None or self._lock.acquire(blocking=False))):
-            try:
-                if self.labels:
-                    _kernels.blend_labels_parallel(*args, self._scratch, self._label, target, oy, ox, self._chunks)
-                else:
-                    _kernels.blend_values_parallel(*args, target, oy, ox, self._chunks)
-            finally:
-                if self._lock is not None:
-                    self._lock.release()
-        elif self.labels:
-            _kernels.blend_labels(*args, self._scratch, self._label, target, oy, ox)
+        if self._policy == "serial" or planes.size < PARALLEL_MIN_ELEMENTS:
+            self._blend_serial(args, target, oy, ox)
+        elif self._policy == "numba":
+            if not self._blend_parallel(args, target, oy, ox):
+                self._blend_serial(args, target, oy, ox)
         else:
-            _kernels.blend_values(*args, target, oy, ox)
+            chooser = self._choosers.get(planes.size) or self._chooser(planes)
+            way = chooser.choose()
+            start = time.perf_counter()
+            if not (way and self._blend_parallel(args, target, oy, ox)):
+                way = 0
+                self._blend_serial(args, target, oy, ox)
+            chooser.record(way, (time.perf_counter() - start) / planes.size)
         if self._seams is not None:
             self._spill_seam(k)
         return [] if out is None else [_new_cell((index, box, out))]
+
+    def _blend_serial(self, args, target, oy, ox):
+        if self.labels:
+            _kernels.blend_labels(*args, self._scratch, self._label, target, oy, ox)
+        else:
+            _kernels.blend_values(*args, target, oy, ox)
+
+    def _chooser(self, planes):
+        """The process's chooser for tiles like these (see `_adaptive`), remembered by element count."""
+        key = (self.labels, planes.shape[0], self._group, planes.dtype.char, planes.size.bit_length())
+        chooser = self._choosers[planes.size] = chooser_for(key, self._chunks)
+        return chooser
+
+    def _blend_parallel(self, args, target, oy, ox):
+        """numba's parallel kernels; False, having done nothing, when another thread is in one."""
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
+            if self.labels:
+                _kernels.blend_labels_parallel(*args, self._scratch, self._label, target, oy, ox, self._chunks)
+            else:
+                _kernels.blend_values_parallel(*args, target, oy, ox, self._chunks)
+        finally:
+            self._lock.release()
+        return True
 
     def _load_seam(self, k):
         """Before step k: the partial sums of the rows entering the buffer, from the seam on the stripe's left."""
