@@ -8,8 +8,8 @@ often waits for one that the system has not scheduled, and a tile took 2 to
 54 x the serial time (``profiling/contention.py``). Which case holds changes
 while a run goes on, so the blend measures it: a :class:`Chooser` times every
 large tile and runs the way that is faster now (by a mean that leaves out
-the slowest of the recent tiles), trying the other now and then, at intervals that keep the cost of a losing try near `PROBE_BUDGET`
-of the time. Choosers are shared by every Blender of the process (one per
+the slowest of the recent tiles), trying the other now and then, at intervals that keep the cost of a losing
+try near `PROBE_BUDGET` of the time. Choosers are shared by every Blender of the process (one per
 kind of tile, see :func:`chooser_for`), so a new Blender starts with what
 the last one learned.
 """
@@ -59,7 +59,7 @@ class Chooser:
     WINDOW = 8
     TRIM = 2
 
-    __slots__ = ("recent", "cost", "interval", "count", "best", "threads", "warm", "trying")
+    __slots__ = ("recent", "cost", "interval", "count", "best", "threads", "warm", "trying", "lock")
 
     def __init__(self, threads=2):
         self.threads = max(2, threads)  # parallel is at most this many times faster than serial
@@ -70,6 +70,7 @@ class Chooser:
         self.count = 0
         self.best = 0
         self.trying = 0  # pushes left of a split try
+        self.lock = threading.Lock()  # several threads may record into one chooser (see chooser_for)
 
     def choose(self):
         """The way to run this push: 1 for parallel, 0 for serial."""
@@ -86,6 +87,10 @@ class Chooser:
 
     def record(self, way, seconds_per_element):
         """Take the timing of a push that ran `way`."""
+        with self.lock:
+            self._record(way, seconds_per_element)
+
+    def _record(self, way, seconds_per_element):
         if not self.warm[way]:
             self.warm[way] = True
             return
@@ -122,8 +127,8 @@ _CHOOSERS_LOCK = threading.Lock()
 
 def chooser_for(key, threads):
     """The process's chooser for tiles of one kind (a hashable `key`: labels or values, layout, dtype,
-    size class), made on first use for parallel pushes on `threads` threads. Several threads may share one: its figures are plain numbers whose
-    updates may interleave, which only blurs them a little."""
+    size class), made on first use for parallel pushes on `threads` threads. Several threads may share one:
+    its records are taken under a lock, and a choice read while another thread records is at worst stale."""
     chooser = _CHOOSERS.get(key)
     if chooser is None:
         with _CHOOSERS_LOCK:

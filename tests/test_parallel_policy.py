@@ -242,3 +242,35 @@ def test_the_contention_script_measures_every_policy_in_every_condition():
                                                   for p in ("default", "serial", "numba")]
     assert all(row[0] == "omp" and float(row[3]) > 0 for row in rows)
     assert [float(row[4]) for row in rows if row[2] == "serial"] == [1.0] * 3
+
+
+def test_a_chooser_shared_by_threads_never_fails():
+    import random
+
+    from seamless_fast._adaptive import Chooser
+
+    chooser = Chooser(2)
+    errors = []
+
+    def hammer(seed):
+        rng = random.Random(seed)
+        try:
+            for _ in range(20_000):
+                way = chooser.choose()
+                # now and then a split push far slower than serial, which clears the split's record
+                chooser.record(way, rng.choice([1.0, 1.1, 0.6, 50.0]) if way else rng.choice([1.0, 0.9]))
+        except Exception as error:  # noqa: BLE001 -- any failure is the finding
+            errors.append(error)
+
+    threads = [threading.Thread(target=hammer, args=(seed,)) for seed in range(4)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch between almost any two bytecodes
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == []
+    assert chooser.best in (0, 1) and all(cost is None or cost > 0 for cost in chooser.cost)
