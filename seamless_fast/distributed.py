@@ -120,8 +120,9 @@ def run_dask(source, model_factory, store, *, tile_size=256, overlap=64, parts=N
                      labels=labels, channel_first=channel_first)
     own_cluster = None
     if client is None:
+        # the dashboard on a free port: None still means 8787, which another cluster may hold
         own_cluster = distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                                               dashboard_address=None)
+                                               dashboard_address=":0")
         client = distributed.Client(own_cluster)
     try:
         if parts is None:
