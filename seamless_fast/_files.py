@@ -13,7 +13,8 @@ import shutil
 import socket
 import tempfile
 
-__all__ = ["umask", "partial_prefix", "make_partial", "remove_stale_partials", "check_output_path"]
+__all__ = ["umask", "partial_prefix", "make_partial", "remove_stale_partials", "check_not_an_input",
+           "check_output_path"]
 
 
 def umask():
@@ -106,6 +107,25 @@ def _is_zarr_array(path):
         return False
 
 
+def check_not_an_input(output, inputs, *, name="output"):
+    """Refuse an `output` path that is one of `inputs` (also through links or other names for the same
+    file) or lies inside one of them; None entries of `inputs` are skipped."""
+    output = os.fspath(output)
+    real = os.path.realpath(output)
+    for source in inputs:
+        if source is None:
+            continue
+        source = os.fspath(source)
+        source_real = os.path.realpath(source)
+        same = real == source_real
+        if not same and os.path.exists(output) and os.path.exists(source):
+            same = os.path.samefile(output, source)
+        if same:
+            raise ValueError(f"{name}={output!r} is the input {source!r}; writing it would destroy the input")
+        if os.path.isdir(source_real) and real.startswith(source_real.rstrip(os.sep) + os.sep):
+            raise ValueError(f"{name}={output!r} lies inside the input {source!r}; choose a path outside it")
+
+
 def check_output_path(output, *, inputs=(), name="output", folder_ok=False):
     """Refuse an output path that would destroy an input or is not writable; return it as a str.
 
@@ -128,19 +148,7 @@ def check_output_path(output, *, inputs=(), name="output", folder_ok=False):
         Naming `name`, the path and the problem.
     """
     output = os.fspath(output)
-    real = os.path.realpath(output)
-    for source in inputs:
-        if source is None:
-            continue
-        source = os.fspath(source)
-        source_real = os.path.realpath(source)
-        same = real == source_real
-        if not same and os.path.exists(output) and os.path.exists(source):
-            same = os.path.samefile(output, source)
-        if same:
-            raise ValueError(f"{name}={output!r} is the input {source!r}; writing it would destroy the input")
-        if os.path.isdir(source_real) and real.startswith(source_real.rstrip(os.sep) + os.sep):
-            raise ValueError(f"{name}={output!r} lies inside the input {source!r}; choose a path outside it")
+    check_not_an_input(output, inputs, name=name)
     parent = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(parent):
         raise ValueError(f"{name}={output!r}: folder {parent!r} does not exist")

@@ -313,10 +313,12 @@ def _check_part_options(args):
 
 def _check_store(store, source):
     """The parts store may exist (other parts made it) but must not be, or lie inside, the input."""
-    real, source_real = os.path.realpath(store), os.path.realpath(source)
-    same = real == source_real or (os.path.exists(store) and os.path.exists(source) and os.path.samefile(store, source))
-    if same or real.startswith(source_real.rstrip(os.sep) + os.sep):
-        raise UsageError(f"--store {store!r} is the input {source!r}; choose another folder")
+    from ._files import check_not_an_input
+
+    try:
+        check_not_an_input(store, [source], name="--store")
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     if os.path.exists(store) and not os.path.isdir(store):
         raise UsageError(f"--store {store!r} is a file; expected a folder (new, or of earlier parts)")
     parent = os.path.dirname(os.path.abspath(store))
