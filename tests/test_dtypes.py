@@ -84,3 +84,26 @@ def test_integers_into_floats_only_when_exact():
 def test_every_output_dtype_is_a_target():
     for name in OUTPUT_DTYPES:
         assert to_output_dtype(np.zeros(3, np.uint8), name).dtype == name
+
+
+def test_as_output_dtype_names_the_bad_value():
+    from seamless_fast.dtypes import as_output_dtype
+
+    assert as_output_dtype(">u2") == np.uint16 and as_output_dtype(">u2").byteorder in "=|"
+    with pytest.raises(ValueError, match="dtype='int64' is not supported; expected one of"):
+        as_output_dtype("int64")
+    with pytest.raises(ValueError, match="is not a data type"):
+        as_output_dtype(object())
+    with pytest.raises(ValueError, match="is not supported"):
+        as_output_dtype(np.float64)
+
+
+def test_check_not_an_input_skips_none_and_refuses_links(tmp_path):
+    from seamless_fast._files import check_not_an_input
+
+    source = tmp_path / "in.tif"
+    source.write_bytes(b"x")
+    (tmp_path / "link.tif").symlink_to(source)
+    check_not_an_input(tmp_path / "out.tif", [None, source])
+    with pytest.raises(ValueError, match="--store='.*link.tif' is the input"):
+        check_not_an_input(tmp_path / "link.tif", [source], name="--store")
