@@ -220,6 +220,9 @@ def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=N
         the values a whole-image run writes in those cells. The plan and the
         grid returned cover the window of the whole-image grid the area
         needs, so grid indices count from that window's top-left tile.
+        Like `image_size`, the area is in input pixels: with an
+        `output_scale` it is divided by the scale, and a cell is written when
+        its interior, scaled back to input pixels, meets the area.
     traversal_fnc : callable, optional
         Accepted for the seed's signature and not called: the order of the
         tiles is chosen by the plan (row by row, each cell written as soon as
