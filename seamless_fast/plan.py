@@ -297,8 +297,7 @@ def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=N
                                             max_buffer_bytes) if is_separable(window) else None
     plan = _compile(boxes, image_size, area, window, max_buffer_bytes, bytes_per_pixel, column_stripe)
     plan = with_input_geometry(plan, input_size, context, scale)
-    grid = boxes_to_geoms(boxes if scale == (1, 1) else read_windows(boxes.reshape(-1, 4), scale, (0, 0))
-                          .reshape(boxes.shape))
+    grid = boxes_to_geoms(boxes if scale == (1, 1) else boxes * np.array(scale * 2, np.int64))
     if plan.n_loads <= INPUT_GEOMS_CACHED and context == (0, 0):
         _INPUT_GEOMS[plan] = grid.reshape(-1)[plan.load_order]
     return plan, grid
