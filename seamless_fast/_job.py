@@ -71,7 +71,9 @@ class Job:
         import shapely
 
         area = None if self.area is None else shapely.from_wkb(self.area)
-        plan, _ = plan_regular_grid(self.image_size, self.tile_size, self.overlap, area, window=self.window)
+        # parts are bands of tile rows, and the store's outputs are written row by row
+        plan, _ = plan_regular_grid(self.image_size, self.tile_size, self.overlap, area, window=self.window,
+                                    traverse="rows")
         return plan
 
     def partition(self):

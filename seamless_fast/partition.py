@@ -93,9 +93,9 @@ def partition_plan(plan, parts):
     Parameters
     ----------
     plan : Plan
-        A plan on a rectilinear grid with a separable window, in one stripe:
-        what :func:`~seamless_fast.plan_regular_grid` makes with a built-in
-        window and no `max_buffer_bytes`.
+        A plan on a rectilinear grid with a separable window, in one stripe,
+        walking rows: what :func:`~seamless_fast.plan_regular_grid` makes with
+        a built-in window, no `max_buffer_bytes` and ``traverse="rows"``.
     parts : int
         How many parts; at most the number of tile rows the plan loads.
 
@@ -121,6 +121,9 @@ def partition_plan(plan, parts):
     if len(plan.stripes) > 1:
         raise ValueError(f"this plan runs in {len(plan.stripes)} stripes (max_buffer_bytes); "
                          "partition a plan made without max_buffer_bytes")
+    if plan.traverse != "rows":
+        raise ValueError(f"this plan walks tile columns (traverse={plan.traverse!r}); partitioned runs cut "
+                         "bands of tile rows: partition a plan made with traverse='rows'")
     parts = as_positive_int(parts, "parts")
     grid_rows = plan.load_order // plan.grid_shape[1]
     row_starts = np.flatnonzero(np.r_[True, grid_rows[1:] != grid_rows[:-1]])

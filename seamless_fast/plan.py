@@ -16,6 +16,7 @@ import shapely
 from ._schedule import (MAX_WEIGHTS, STEP_COLUMNS, live_from_rows, regular_column_stripes, schedule_general,
                         schedule_rectilinear, seam_rows, segment_cummax, split_columns, step_table, stripe_extents,
                         weight_vectors)
+from ._traverse import check_traverse, choose_traverse, to_image_frame, transpose_area, transpose_boxes, transpose_window
 from ._validate import as_pair, check_area
 from .geometry import (MAX_COORDINATE, axis_starts, axis_window, boxes_to_geoms, cells_meeting, geoms_to_boxes,
                        grid_boxes, grid_cells, is_rectilinear, regular_axis)
@@ -96,6 +97,15 @@ class Plan:
     seams : ndarray, shape (n_stripes - 1, 2)
         Image columns ``[lo, hi)`` where stripe s and s + 1 overlap: their
         partial sums are handed from one stripe to the next (empty if equal).
+    traverse : str
+        ``"rows"``: tiles arrive row by row and the buffer spans the planned
+        width. ``"columns"``: they arrive column by column and the buffer
+        spans the planned height. Boxes, grid indices, `load_order`,
+        `write_cells`, `weight_y` and `weight_x` are always in image
+        coordinates; `steps` (but for its ``cell`` and ``tile`` columns),
+        `live_from`, `buffer_rows`, `buffer_cols`, `stripes` and `seams` are in
+        the traversal frame: with ``"columns"`` that is the transposed image,
+        whose rows are image columns (so stripes are bands of image rows).
     """
 
     image_size: tuple
@@ -116,6 +126,7 @@ class Plan:
     steps: np.ndarray
     stripes: np.ndarray
     seams: np.ndarray
+    traverse: str = "rows"
 
     @property
     def n_loads(self):
@@ -135,7 +146,7 @@ class Plan:
     def __repr__(self):
         return (f"Plan(image_size={self.image_size}, grid_shape={self.grid_shape}, "
                 f"n_loads={self.n_loads}, n_writes={self.n_writes}, buffer_rows={self.buffer_rows}, "
-                f"buffer_cols={self.buffer_cols}, normalised={self.normalised})")
+                f"buffer_cols={self.buffer_cols}, normalised={self.normalised}, traverse={self.traverse!r})")
 
 
 class PlanStats(tuple):
@@ -160,7 +171,7 @@ class PlanStats(tuple):
 
 
 def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=None, *, window="pyramid",
-                      max_buffer_bytes=None, channels=1, dtype=np.float32):
+                      max_buffer_bytes=None, channels=1, dtype=np.float32, traverse="auto"):
     """Plan a regular grid of overlapping tiles over an image.
 
     Tiles start every ``tile_size - overlap`` pixels along each axis from 0;
@@ -187,8 +198,9 @@ def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=N
         needs, so grid indices count from that window's top-left tile.
     traversal_fnc : callable, optional
         Accepted for the seed's signature and not called: the order of the
-        tiles is chosen by the plan (row by row, each cell written as soon as
-        its own tile arrives), which is what the streaming blend needs.
+        tiles is chosen by the plan (along rows or columns, see `traverse`,
+        each cell written as soon as its own tile arrives), which is what the
+        streaming blend needs.
     window : str, callable or 2-D array, keyword-only
         Blending window; see :mod:`seamless_fast.windows`.
     max_buffer_bytes : int, optional, keyword-only
@@ -200,6 +212,21 @@ def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=N
         Channels of the model output, to turn `max_buffer_bytes` into pixels.
     dtype : float dtype, keyword-only
         Accumulator dtype (float32, or float64 for float64 tiles), likewise.
+    traverse : {"auto", "rows", "columns"}, keyword-only
+        Order of the tiles. ``"rows"``: row by row, the blend buffer spans
+        the image width (about tile height x width x C accumulator values).
+        ``"columns"``: column by column, the buffer spans the image height
+        (the seed's order for wide images). ``"auto"`` (default) takes the
+        one with the smaller buffer, judged on the whole image (so an area
+        plan walks as the whole image's plan does and equals it bit for
+        bit): columns when tile width x height < tile height x width, rows
+        on a tie. With columns, `max_buffer_bytes` cuts the image into
+        horizontal stripes instead. A file writer that needs rows in order
+        (the tiled TIFF writer) holds the cells of a whole band of tile rows
+        until they are complete, so the command line and
+        :func:`~seamless_fast.run_pipeline` plan with ``"rows"``.
+        Results of the two orders agree to float rounding (the sums at a
+        pixel are added in another order), not bit for bit.
 
     Returns
     -------
@@ -219,6 +246,11 @@ def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=N
     (11, 8)
     >>> plan.n_loads, plan.n_writes
     (88, 88)
+    >>> wide, _ = plan_regular_grid((1024, 40960), 256, 64)
+    >>> wide.traverse, wide.buffer_rows, wide.buffer_cols
+    ('columns', 256, (0, 1024))
+    >>> plan_regular_grid((1024, 40960), 256, 64, traverse="rows")[0].buffer_cols
+    (0, 40960)
     """
     image_size = as_pair(image_size, "image_size", minimum=1)
     if max(image_size) > MAX_IMAGE_SIDE:
@@ -229,14 +261,17 @@ def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=N
     if overlap[0] >= tile_size[0] or overlap[1] >= tile_size[1]:
         raise ValueError(f"overlap={overlap} must be smaller than tile_size={tile_size} on both axes")
     _check_traversal(traversal_fnc)
+    traverse = choose_traverse(check_traverse(traverse), image_size, tile_size)
     area = check_area(area, image_size)
     window = check_window(window)
     max_buffer_bytes, bytes_per_pixel = _budget(max_buffer_bytes, channels, dtype)
-    boxes, (k0, k1) = _regular_boxes(image_size, tile_size, overlap, area)
-    row_bytes = int(boxes[0, 0, 2] - boxes[0, 0, 0]) * bytes_per_pixel
-    column_stripe = regular_column_stripes(image_size[1], tile_size[1], overlap[1], k0, k1, row_bytes,
+    boxes, spans = _regular_boxes(image_size, tile_size, overlap, area)
+    a = 1 if traverse == "rows" else 0  # the axis the buffer spans
+    row_bytes = int(boxes[0, 0, 3 - a] - boxes[0, 0, 1 - a]) * bytes_per_pixel
+    column_stripe = regular_column_stripes(image_size[a], tile_size[a], overlap[a], *spans[a], row_bytes,
                                             max_buffer_bytes) if is_separable(window) else None
-    plan = _compile(boxes, image_size, area, window, max_buffer_bytes, bytes_per_pixel, column_stripe)
+    plan = _compile_along(traverse, boxes, image_size, area, window, max_buffer_bytes, bytes_per_pixel,
+                          column_stripe)
     grid = boxes_to_geoms(boxes)
     if plan.n_loads <= INPUT_GEOMS_CACHED:
         _INPUT_GEOMS[plan] = grid.reshape(-1)[plan.load_order]
@@ -267,7 +302,7 @@ def regular_grid(image_size, tile_size, overlap, area=None):
 
 def _regular_boxes(image_size, tile_size, overlap, area):
     """Boxes of the whole-image grid, or of the window of it that `area` needs (refused when too many),
-    and the window's columns ``(k0, k1)`` on the whole grid."""
+    and the window's rows and columns ``((i0, i1), (k0, k1))`` on the whole grid."""
     spans = []
     for a in (0, 1):
         size, tile, over = image_size[a], tile_size[a], overlap[a]
@@ -283,7 +318,7 @@ def _regular_boxes(image_size, tile_size, overlap, area):
                          f"of {rows} x {cols} = {rows * cols} tiles{where}; a plan holds at most {MAX_GRID_TILES} "
                          "(about 1 KiB of memory each while planning): use larger tiles or an area")
     (ys, ylen), (xs, xlen) = (axis_starts(image_size[a], tile_size[a], overlap[a], *spans[a]) for a in (0, 1))
-    return grid_boxes(ys, ylen, xs, xlen), spans[1]
+    return grid_boxes(ys, ylen, xs, xlen), spans
 
 
 def _check_traversal(traversal_fnc):
@@ -315,7 +350,7 @@ def _accumulator_dtype(dtype):
 
 
 def plan_from_grid(grid, margin=(0, 0), area=None, traversal_fnc=None, *, window="pyramid", max_buffer_bytes=None,
-                   channels=1, dtype=np.float32):
+                   channels=1, dtype=np.float32, traverse="auto"):
     """Plan a run over any grid of boxes, regular or not.
 
     Parameters
@@ -337,11 +372,16 @@ def plan_from_grid(grid, margin=(0, 0), area=None, traversal_fnc=None, *, window
         are written, and only the tiles they need are requested.
     traversal_fnc : callable, optional
         Accepted for the seed's signature and not called: the order of the
-        tiles is chosen by the plan (row-major by tile position).
+        tiles is chosen by the plan (see `traverse`).
     window : str, callable or 2-D array, keyword-only
         Blending window.
     max_buffer_bytes, channels, dtype : keyword-only
         As in :func:`plan_regular_grid` (stripes need a rectilinear grid).
+    traverse : {"auto", "rows", "columns"}, keyword-only
+        As in :func:`plan_regular_grid`; ``"auto"`` judges on the largest
+        tile and the grid's extent from (0, 0). Walking columns, cells are cut
+        where the next tile of the column starts (the grid's cells transposed):
+        on an irregular grid they may differ from those of ``"rows"``.
 
     Returns
     -------
@@ -368,11 +408,25 @@ def plan_from_grid(grid, margin=(0, 0), area=None, traversal_fnc=None, *, window
                          "margin: pass the area by keyword, area=...")
     as_pair(margin, "margin", minimum=0)
     _check_traversal(traversal_fnc)
+    check_traverse(traverse)
     boxes = geoms_to_boxes(grid)
     image_size = (int(boxes[..., 2].max()), int(boxes[..., 3].max()))
     area = check_area(area, image_size)
     window = check_window(window)
-    return _compile(boxes, image_size, area, window, *_budget(max_buffer_bytes, channels, dtype))
+    budget = _budget(max_buffer_bytes, channels, dtype)
+    largest = (int((boxes[..., 2] - boxes[..., 0]).max()), int((boxes[..., 3] - boxes[..., 1]).max()))
+    return _compile_along(choose_traverse(traverse, image_size, largest), boxes, image_size, area, window, *budget)
+
+
+def _compile_along(traverse, boxes, image_size, area, window, max_buffer_bytes=None, bytes_per_pixel=4,
+                   column_stripe=None):
+    """`_compile` for tiles walked along `traverse`: for columns, the plan of the transposed image seen
+    from the image (see `seamless_fast._traverse`)."""
+    if traverse == "rows":
+        return _compile(boxes, image_size, area, window, max_buffer_bytes, bytes_per_pixel, column_stripe)
+    frame = _compile(transpose_boxes(boxes), image_size[::-1], transpose_area(area), transpose_window(window),
+                     max_buffer_bytes, bytes_per_pixel, column_stripe)
+    return to_image_frame(frame, image_size, window)
 
 
 def _compile(boxes, image_size, area, window, max_buffer_bytes=None, bytes_per_pixel=4, column_stripe=None):

@@ -129,7 +129,7 @@ def test_schedule_on_non_rectilinear_grid():
     ((4096, 4096), 256, 64), ((1000, 777), 128, 32), ((40000, 3000), 512, 128), ((999, 999), 100, 33),
     ((5000, 700), 256, 0), ((5000, 700), 256, 255), ((100, 700), 256, 64)])
 def test_buffer_is_one_tile_height(image_size, tile, overlap):
-    plan, _ = sf.plan_regular_grid(image_size, tile, overlap)
+    plan, _ = sf.plan_regular_grid(image_size, tile, overlap, traverse="rows")
     assert plan.buffer_rows == min(tile, image_size[0])
     assert plan.buffer_cols == (0, image_size[1])
 
@@ -144,7 +144,7 @@ def test_analyse_plan():
     big, _ = sf.plan_regular_grid((40000, 40000), 256, 64)
     # the seed's promise: under 1 % of a 40000 x 40000 image in memory (here 0.64 %)
     assert sf.analyse_plan(big, channels=3).buffer_bytes < 0.01 * 40000 * 40000 * 3 * 4
-    general = sf.plan_from_grid(np.array([[shapely.box(0, 0, 10, 10), shapely.box(1, 5, 11, 15)]]))
+    general = sf.plan_from_grid(np.array([[shapely.box(0, 0, 10, 10), shapely.box(1, 5, 11, 15)]]), traverse="rows")
     assert sf.analyse_plan(general, channels=2).buffer_bytes == general.buffer_rows * 15 * 3 * 4
 
 
