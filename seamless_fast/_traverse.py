@@ -15,6 +15,8 @@ import dataclasses
 import numpy as np
 import shapely
 
+from ._jit import njit
+
 __all__ = ["TRAVERSALS", "check_traverse", "choose_traverse", "transpose_boxes", "transpose_area",
            "transpose_window", "to_image_frame", "frame_grid", "frame_tile", "cell_to_image"]
 
@@ -103,6 +105,62 @@ def frame_grid(plan):
     return plan.tile_boxes[order][:, swap], plan.cell_boxes[order][:, swap]
 
 
+# Pixels per side of the blocks the transposition copies: a block's source rows and destination rows stay in
+# the L1 cache while it is copied.
+BLOCK = 16
+
+
+@njit
+def _transpose_1(src, dst):
+    planes, h, w, _ = src.shape
+    for p in range(planes):
+        for i0 in range(0, h, BLOCK):
+            i1 = min(i0 + BLOCK, h)
+            for j0 in range(0, w, BLOCK):
+                for j in range(j0, min(j0 + BLOCK, w)):
+                    for i in range(i0, i1):
+                        dst[p, j, i, 0] = src[p, i, j, 0]
+
+
+@njit
+def _transpose_3(src, dst):
+    planes, h, w, _ = src.shape
+    for p in range(planes):
+        for i0 in range(0, h, BLOCK):
+            i1 = min(i0 + BLOCK, h)
+            for j0 in range(0, w, BLOCK):
+                for j in range(j0, min(j0 + BLOCK, w)):
+                    for i in range(i0, i1):
+                        dst[p, j, i, 0] = src[p, i, j, 0]
+                        dst[p, j, i, 1] = src[p, i, j, 1]
+                        dst[p, j, i, 2] = src[p, i, j, 2]
+
+
+@njit
+def _transpose_any(src, dst):
+    planes, h, w, g = src.shape
+    for p in range(planes):
+        for i0 in range(0, h, BLOCK):
+            i1 = min(i0 + BLOCK, h)
+            for j0 in range(0, w, BLOCK):
+                for j in range(j0, min(j0 + BLOCK, w)):
+                    for i in range(i0, i1):
+                        for k in range(g):
+                            dst[p, j, i, k] = src[p, i, j, k]
+
+
+def transpose_pixels(src, dst):
+    """``dst[p, j, i, :] = src[p, i, j, :]`` for planes of (rows, columns, elements per pixel), block by block.
+
+    numpy's strided copy of a transposed view with 3 elements per pixel runs
+    at a small fraction of a plain copy's speed. A loop over the elements of a
+    pixel whose count numba does not know is several times slower again than
+    one it does, hence the kernels for 1 and 3 elements.
+    """
+    g = src.shape[3]
+    (_transpose_1 if g == 1 else _transpose_3 if g == 3 else _transpose_any)(src, dst)
+
+
 def frame_tile(planes, h, w, group, scratch=None):
     """Planes ``(P, h, w * group)`` of a tile (or any C-contiguous array of that size) transposed to
     ``(P, w, h * group)``, C-contiguous, in `scratch` when it is given and large enough."""
@@ -113,7 +171,7 @@ def frame_tile(planes, h, w, group, scratch=None):
         out = scratch[:size].reshape(shape)
     else:
         out = np.empty(shape, planes.dtype)
-    np.copyto(out, pixels.transpose(0, 2, 1, 3))
+    transpose_pixels(pixels, out)
     return out.reshape(shape[0], w, h * group)
 
 
@@ -125,14 +183,14 @@ def cell_to_image(source, dest, group, channel_first=False):
     `channel_first`, or (h, w).
     """
     if source.ndim == 2:
-        np.copyto(dest, source.T)
-        return
-    planes, w = source.shape[:2]
-    src = source.reshape(planes, w, -1, group).transpose(0, 2, 1, 3)
+        src = source[None, :, :, None]
+    else:
+        planes, w = source.shape[:2]
+        src = source.reshape(planes, w, -1, group)
     if dest.ndim == 2:
         view = dest[None, :, :, None]
     elif channel_first:
         view = dest[..., None]
     else:
         view = dest[None]
-    np.copyto(view, src)
+    transpose_pixels(src, view)

@@ -424,8 +424,16 @@ def _compile_along(traverse, boxes, image_size, area, window, max_buffer_bytes=N
     from the image (see `seamless_fast._traverse`)."""
     if traverse == "rows":
         return _compile(boxes, image_size, area, window, max_buffer_bytes, bytes_per_pixel, column_stripe)
-    frame = _compile(transpose_boxes(boxes), image_size[::-1], transpose_area(area), transpose_window(window),
-                     max_buffer_bytes, bytes_per_pixel, column_stripe)
+    try:
+        frame = _compile(transpose_boxes(boxes), image_size[::-1], transpose_area(area), transpose_window(window),
+                         max_buffer_bytes, bytes_per_pixel, column_stripe)
+    except ValueError as error:
+        message = str(error)
+        if message.startswith("area with bounds"):  # name the bounds the caller gave, not the transposed ones
+            message = f"area with bounds {tuple(area.bounds)} meets no output cell of the grid"
+        elif message.startswith("max_buffer_bytes="):
+            message = message.replace("starting at column", "starting at image row").replace("tile column", "tile row")
+        raise ValueError(message) from None
     return to_image_frame(frame, image_size, window)
 
 
@@ -515,7 +523,9 @@ def analyse_plan(plan, *, channels=1, dtype=np.float32):
         No raw tile is ever held; ``max_tiles_held`` is the blend buffer's size
         in tile-equivalents (its pixels over one largest tile's pixels,
         rounded up), and ``buffer_bytes`` its size in bytes (including the
-        weight-sum plane on grids that need one).
+        weight-sum plane on grids that need one), for the plan's traversal:
+        a tile height by the planned width walking rows, a tile width by the
+        planned height walking columns.
 
     Examples
     --------
@@ -540,6 +550,9 @@ def analyse_plan(plan, *, channels=1, dtype=np.float32):
 
 def get_plan_input_geoms(plan):
     """``[(grid_index, shapely box), ...]`` of the tiles to compute, in the order the run needs them.
+
+    Row-major for a plan that walks rows, column-major for one that walks
+    columns (see `traverse` in :func:`plan_regular_grid`).
 
     Examples
     --------
@@ -583,12 +596,13 @@ def get_plan_logit_geoms(plan):
 
 
 def row_by_row_traversal(grid, add_load, add_unload, add_write):
-    """The seed's default `traversal_fnc`, for code that passes it by name; the order plans here use.
+    """The seed's default `traversal_fnc`, for code that passes it by name; the order of ``traverse="rows"``.
 
     Calls ``add_load(i, j)``, ``add_write(i, j)`` and ``add_unload(i, j)``
     for every grid index in row-major order: each tile's cell is final, and
     the tile no longer needed, the moment it arrives. Plans never call a
-    traversal function; this one only documents their order.
+    traversal function; this one only documents the order of a plan made
+    with ``traverse="rows"`` (``"columns"`` walks column-major).
 
     Examples
     --------

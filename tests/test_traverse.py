@@ -5,7 +5,7 @@ import pytest
 import shapely
 
 import seamless_fast as sf
-from seamless_fast.partition import partition_plan
+from seamless_fast.partition import PartBlender, merge_lead_rows, partition_plan
 
 from cases import check_against_reference, random_tiles, to_layout
 
@@ -169,7 +169,39 @@ def test_seed_traversal_fnc_is_still_accepted_and_not_called():
     assert plan.traverse == "columns"
 
 
-def test_partitioning_a_column_plan_is_refused():
-    plan, _ = sf.plan_regular_grid((100, 400), 32, 8, traverse="columns")
-    with pytest.raises(ValueError, match="traverse='rows'"):
-        partition_plan(plan, 2)
+@pytest.mark.parametrize("layout", ["hwc", "chw"])
+@pytest.mark.parametrize("parts", [2, 3, 5])
+def test_parts_of_a_column_plan_merge_bit_for_bit(layout, parts):
+    """Parts are bands of tile columns; the merged lead columns equal the single-process run bit for bit."""
+    plan, _ = sf.plan_regular_grid((150, 400), 48, 20)
+    assert plan.traverse == "columns"
+    rng = np.random.default_rng(8)
+    tiles = [to_layout(rng.random((b[2] - b[0], b[3] - b[1], 3), np.float32), layout) for b in plan.tile_boxes.tolist()]
+    channel_first = layout == "chw"
+    expected = sf.blend(plan, (tiles[t] for t in plan.load_order.tolist()), channel_first=channel_first)
+    partition = partition_plan(plan, parts)
+    assert all(len(set((plan.load_order[list(partition.steps_of(q))] % plan.grid_shape[1]).tolist())
+                   & set((plan.load_order[list(partition.steps_of(q + 1))] % plan.grid_shape[1]).tolist())) == 0
+               for q in range(parts - 1))  # whole tile columns per part
+    got, crops, leads = np.zeros_like(expected), {}, {}
+    for part in range(parts):
+        with PartBlender(partition, part, on_crop=crops.__setitem__, channel_first=channel_first,
+                         on_lead=lambda acc, part=part: leads.__setitem__(part, acc.copy())) as blender:
+            for step in partition.steps_of(part):
+                for cell in blender.push(tiles[plan.load_order[step]]):
+                    got[(slice(None),) + cell.slices if channel_first else cell.slices] = cell.data
+    group = 1 if channel_first else 3
+    for part, lead in leads.items():
+        lo, hi = partition.lead[part]  # image columns
+        merged = merge_lead_rows(partition, part, lead, crops.__getitem__, group)  # (P, columns, rows * group)
+        if channel_first:
+            got[:, :, lo:hi] = merged.transpose(0, 2, 1)
+        else:
+            got[:, lo:hi] = merged[0].reshape(hi - lo, 150, 3).transpose(1, 0, 2)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_the_job_layer_plans_rows():
+    from seamless_fast.jobs import plan_grid
+
+    assert plan_grid((100, 4000), 64, 16).traverse == "rows"  # the TIFF writer completes bands of rows
