@@ -7,9 +7,12 @@ One reused tile, as in the benchmarks, pushed through a :class:`Blender` of the
 plan made with ``traverse="rows"`` and with ``traverse="columns"`` (cells
 dropped), and `copyto`: ``np.copyto`` of the tile into a tile-sized array, once
 per tile of the plan. Each round runs every case once, in turn (reversed every
-other round); printed are the fastest and median time per tile, the median over
-rounds of each blend's time over copyto's and of rows over columns, and each
-plan's buffer (:func:`analyse_plan`). Serial kernels unless ``--parallel``.
+other round); printed are the fastest and median wall time per tile, the median
+CPU time per tile (``time.thread_time``: what the thread spent on a core,
+system time included, so a machine shared with other jobs inflates it much
+less than the wall time), the median over rounds of each blend's time over
+copyto's and of rows over columns (CPU, then wall), and each plan's buffer
+(:func:`analyse_plan`). Serial kernels unless ``--parallel``.
 """
 
 import argparse
@@ -54,20 +57,23 @@ def main():
     for case in cases.values():
         case()  # compile
     times = {name: [] for name in cases}
+    cpu = {name: [] for name in cases}
     for r in range(args.rounds):
         for name, case in list(cases.items())[::1 if r % 2 == 0 else -1]:
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.thread_time()
             case()
+            cpu[name].append(time.thread_time() - start_cpu)
             times[name].append(time.perf_counter() - start)
     per_tile = 1e6 / n
     print(f"{size[0]} x {size[1]}, tile {args.tile}, overlap {args.overlap}, C = {c}"
           f"{', labels' if args.labels else ''}{', channel_first' if args.channel_first else ''}: "
           f"{n} tiles, {args.rounds} rounds")
     for name, seconds in times.items():
-        print(f"{name:<8} fastest {min(seconds) * per_tile:8.1f} us   median {statistics.median(seconds) * per_tile:8.1f} us")
+        print(f"{name:<8} fastest {min(seconds) * per_tile:8.1f} us   median {statistics.median(seconds) * per_tile:8.1f} us"
+              f"   cpu {statistics.median(cpu[name]) * per_tile:8.1f} us")
     for a, b in (("rows", "copyto"), ("columns", "copyto"), ("rows", "columns")):
-        ratio = statistics.median(x / y for x, y in zip(times[a], times[b]))
-        print(f"{a} / {b} {ratio:.2f}")
+        ratios = [statistics.median(x / y for x, y in zip(d[a], d[b])) for d in (cpu, times)]
+        print(f"{a} / {b} cpu {ratios[0]:.2f} wall {ratios[1]:.2f}")
     for name, plan in plans.items():
         stats = sf.analyse_plan(plan, channels=c)
         print(f"buffer {name} {stats.buffer_bytes} bytes ({stats.buffer_bytes / 2**20:.1f} MiB)")

@@ -38,7 +38,8 @@ from ._jit import parallel_is_safe, parallel_lock
 from ._seams import SeamFiles, owned_cleanup, remove_files, reserve
 from ._simd import HALF_IN_HARDWARE
 from ._tiles import check_tile_count, iterate_tiles
-from ._traverse import cell_to_image, frame_tile, transpose_window
+from ._transpose import cell_to_image, frame_tile
+from ._traverse import transpose_window
 from ._validate import check_bool
 from .geometry import box_to_geom
 from .plan import STEP_COLUMNS, Plan

@@ -29,7 +29,7 @@ import numpy as np
 
 from . import _kernels
 from ._validate import as_positive_int
-from ._traverse import frame_tile
+from ._transpose import frame_tile
 from .blend import Blender
 from .plan import STEP_COLUMNS, Plan
 

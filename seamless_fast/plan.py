@@ -216,12 +216,15 @@ def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=N
         Order of the tiles. ``"rows"``: row by row, the blend buffer spans
         the image width (about tile height x width x C accumulator values).
         ``"columns"``: column by column, the buffer spans the image height
-        (the seed's order for wide images). ``"auto"`` (default) takes the
-        one with the smaller buffer, judged on the whole image (so an area
-        plan walks as the whole image's plan does and equals it bit for
-        bit): columns when tile width x height < tile height x width, rows
-        on a tie. With columns, `max_buffer_bytes` cuts the image into
-        horizontal stripes instead. A file writer that needs rows in order
+        (the seed's order for wide images). ``"auto"`` (default) walks
+        columns when their buffer is less than half the rows' (2 x tile
+        width x height < tile height x width; with square tiles, an image
+        more than twice as wide as high), judged on the whole image, so an
+        area plan walks as the whole image's plan does and equals it bit for
+        bit. Walking columns, each tile and cell is transposed for the
+        kernels (about 0.3 x the blend's time per tile at C = 3, see
+        ``profiling/traverse.py``). With columns, `max_buffer_bytes` cuts
+        the image into horizontal stripes instead. A file writer that needs rows in order
         (the tiled TIFF writer) holds the cells of a whole band of tile rows
         until they are complete, so the command line and
         :func:`~seamless_fast.run_pipeline` plan with ``"rows"``.

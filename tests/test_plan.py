@@ -144,7 +144,7 @@ def test_analyse_plan():
     big, _ = sf.plan_regular_grid((40000, 40000), 256, 64)
     # the seed's promise: under 1 % of a 40000 x 40000 image in memory (here 0.64 %)
     assert sf.analyse_plan(big, channels=3).buffer_bytes < 0.01 * 40000 * 40000 * 3 * 4
-    general = sf.plan_from_grid(np.array([[shapely.box(0, 0, 10, 10), shapely.box(1, 5, 11, 15)]]), traverse="rows")
+    general = sf.plan_from_grid(np.array([[shapely.box(0, 0, 10, 10), shapely.box(1, 5, 11, 15)]]))
     assert sf.analyse_plan(general, channels=2).buffer_bytes == general.buffer_rows * 15 * 3 * 4
 
 

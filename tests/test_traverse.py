@@ -114,7 +114,8 @@ def test_auto_walks_the_long_axis():
     assert sf.plan_regular_grid((1024, 40960), 256, 64)[0].traverse == "columns"
     assert sf.plan_regular_grid((40960, 1024), 256, 64)[0].traverse == "rows"
     assert sf.plan_regular_grid((4096, 4096), 256, 64)[0].traverse == "rows"  # a tie walks rows
-    assert sf.plan_regular_grid((300, 301), 64, 16)[0].traverse == "columns"
+    assert sf.plan_regular_grid((300, 601), 64, 16)[0].traverse == "columns"
+    assert sf.plan_regular_grid((300, 600), 64, 16)[0].traverse == "rows"  # columns must halve the buffer
     assert sf.plan_regular_grid((300, 1000), (64, 300), 16)[0].traverse == "rows"  # wide tiles: rows are smaller
     wide = np.array([[shapely.box(0, x, 50, x + 60) for x in range(0, 400, 50)]])
     assert sf.plan_from_grid(wide).traverse == "columns"
