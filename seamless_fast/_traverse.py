@@ -17,7 +17,7 @@ import numpy as np
 import shapely
 
 __all__ = ["TRAVERSALS", "AUTO_GAIN", "check_traverse", "choose_traverse", "transpose_boxes", "transpose_area",
-           "transpose_window", "to_image_frame", "frame_grid"]
+           "transpose_window", "to_image_frame"]
 
 TRAVERSALS = ("auto", "rows", "columns")
 
@@ -99,13 +99,3 @@ def _frozen(array):
     array = np.ascontiguousarray(array)
     array.flags.writeable = False
     return array
-
-
-def frame_grid(plan):
-    """``(tile boxes, cell boxes)`` of `plan` in its traversal frame (transposed when it walks columns), flat."""
-    if plan.traverse == "rows":
-        return plan.tile_boxes, plan.cell_boxes
-    rows, cols = plan.grid_shape
-    order = np.arange(rows * cols).reshape(rows, cols).T.reshape(-1)
-    swap = [1, 0, 3, 2]
-    return plan.tile_boxes[order][:, swap], plan.cell_boxes[order][:, swap]

@@ -485,20 +485,20 @@ class Blender:
             self._cell_frame = new_array(np.empty, (planes.shape[0], cell_rows, cell_width * self._group), dtype,
                                          "the transposed cell")
 
-    def _cell_from_frame(self, box, fresh_shape):
-        """The image-frame array of the cell in `box`, copied from where the kernels wrote it transposed."""
+    def _cell_from_frame(self, box, source=None, fresh_shape=None):
+        """The image-frame array of the cell in `box`, copied from `source`, where the kernels wrote it
+        transposed (labels (w, h) or planes (P, w, h * group); by default the start of the transposed cell)."""
         ylo, xlo, yhi, xhi = box
         h, w = yhi - ylo, xhi - xlo
+        if source is None:
+            source = self._cell_frame[:w, :h] if self.labels else self._cell_frame[:, :w, :h * self._group]
         if self.out is not None:
             data = self._cell_output(box)[0]
         elif self.labels:
             data = np.empty((h, w), self._labels_dtype)
         else:
             data = np.empty(fresh_shape or self._tile_shape(h, w), self._dtype)
-        if self.labels:
-            cell_to_image(self._cell_frame[:w, :h], data, 1)
-        else:
-            cell_to_image(self._cell_frame[:, :w, :h * self._group], data, self._group, self._chw)
+        cell_to_image(source, data, self._group, self._chw)
         return data
 
     def _buffer(self, shape, dtype, what):
@@ -565,7 +565,7 @@ class Blender:
         if self._seams is not None:
             self._spill_seam(k)
         if self._columns and cell >= 0:
-            out = self._cell_from_frame(box, shape)
+            out = self._cell_from_frame(box, fresh_shape=shape)
         return [] if out is None else [_new_cell((index, box, out))]
 
     def _blend_serial(self, args, target, oy, ox):
@@ -643,11 +643,7 @@ class Blender:
             view = target[:, oy:oy + yhi - ylo, ox:ox + (xhi - xlo) * g]
             _kernels.emit_weighted(self._acc, self._wsum[0], ylo, plan.buffer_rows, x0, view)
         if self._columns:
-            data = self._cell_output(box)[0] if self.out is not None else None
-            if data is None:
-                h, w = box[2] - box[0], box[3] - box[1]
-                data = np.empty((h, w), self._labels_dtype) if self.labels else np.empty(self._tile_shape(h, w), self._dtype)
-            cell_to_image(frame, data, g, self._chw)
+            data = self._cell_from_frame(box, frame)
         return OutputCell(plan.grid_index(c), box, data)
 
 

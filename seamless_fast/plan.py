@@ -271,8 +271,11 @@ def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=N
     boxes, spans = _regular_boxes(image_size, tile_size, overlap, area)
     a = 1 if traverse == "rows" else 0  # the axis the buffer spans
     row_bytes = int(boxes[0, 0, 3 - a] - boxes[0, 0, 1 - a]) * bytes_per_pixel
-    column_stripe = regular_column_stripes(image_size[a], tile_size[a], overlap[a], *spans[a], row_bytes,
-                                            max_buffer_bytes) if is_separable(window) else None
+    try:
+        column_stripe = regular_column_stripes(image_size[a], tile_size[a], overlap[a], *spans[a], row_bytes,
+                                                max_buffer_bytes) if is_separable(window) else None
+    except ValueError as error:
+        raise _in_image_terms(error, traverse, area) from None
     plan = _compile_along(traverse, boxes, image_size, area, window, max_buffer_bytes, bytes_per_pixel,
                           column_stripe)
     grid = boxes_to_geoms(boxes)
@@ -431,13 +434,20 @@ def _compile_along(traverse, boxes, image_size, area, window, max_buffer_bytes=N
         frame = _compile(transpose_boxes(boxes), image_size[::-1], transpose_area(area), transpose_window(window),
                          max_buffer_bytes, bytes_per_pixel, column_stripe)
     except ValueError as error:
-        message = str(error)
-        if message.startswith("area with bounds"):  # name the bounds the caller gave, not the transposed ones
-            message = f"area with bounds {tuple(area.bounds)} meets no output cell of the grid"
-        elif message.startswith("max_buffer_bytes="):
-            message = message.replace("starting at column", "starting at image row").replace("tile column", "tile row")
-        raise ValueError(message) from None
+        raise _in_image_terms(error, traverse, area) from None
     return to_image_frame(frame, image_size, window)
+
+
+def _in_image_terms(error, traverse, area):
+    """A planning error raised in the transposed frame of a column walk, reworded in image terms."""
+    message = str(error)
+    if traverse == "rows":
+        return error
+    if message.startswith("area with bounds"):  # the bounds the caller gave, not the transposed ones
+        message = f"area with bounds {tuple(area.bounds)} meets no output cell of the grid"
+    elif message.startswith("max_buffer_bytes="):  # stripes of a column walk are bands of image rows
+        message = message.replace("starting at column", "starting at image row").replace("(tile column", "(tile row")
+    return ValueError(message)
 
 
 def _compile(boxes, image_size, area, window, max_buffer_bytes=None, bytes_per_pixel=4, column_stripe=None):

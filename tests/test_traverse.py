@@ -162,6 +162,15 @@ def test_bad_traverse_is_one_line_naming_it(value):
         assert "'auto', 'rows' or 'columns'" in message
 
 
+def test_budget_errors_of_a_column_plan_speak_of_image_rows():
+    with pytest.raises(ValueError, match=r"^max_buffer_bytes=100 is too small: a stripe starting at image row 0 "
+                                         r"needs 4096 bytes \(tile row and seam\)$"):
+        sf.plan_regular_grid((100, 400), 32, 8, max_buffer_bytes=100, traverse="columns")
+    grid = np.array([[shapely.box(0, x, 40, x + 40) for x in range(0, 200, 30)]])
+    with pytest.raises(ValueError, match="starting at image row 0"):
+        sf.plan_from_grid(grid, max_buffer_bytes=100, traverse="columns")
+
+
 def test_seed_traversal_fnc_is_still_accepted_and_not_called():
     def never(*args):
         raise AssertionError("called")
