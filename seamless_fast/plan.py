@@ -221,10 +221,11 @@ def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=N
         width x height < tile height x width; with square tiles, an image
         more than twice as wide as high), judged on the whole image, so an
         area plan walks as the whole image's plan does and equals it bit for
-        bit. Walking columns, each tile and cell is transposed for the
-        kernels (about 0.3 x the blend's time per tile at C = 3, see
-        ``profiling/traverse.py``). With columns, `max_buffer_bytes` cuts
-        the image into horizontal stripes instead. A file writer that needs rows in order
+        bit. Walking columns, each tile and each cell is transposed for the
+        kernels, two extra copies a tile that can cost more time than the
+        smaller buffer saves (``profiling/traverse.py``): ``"rows"`` trades
+        memory for that time. With columns, `max_buffer_bytes` cuts the image
+        into horizontal stripes instead. A file writer that needs rows in order
         (the tiled TIFF writer) holds the cells of a whole band of tile rows
         until they are complete, so the command line and
         :func:`~seamless_fast.run_pipeline` plan with ``"rows"``.
