@@ -83,8 +83,9 @@ class Job:
         import shapely
 
         area = None if self.area is None else shapely.from_wkb(self.area)
+        # parts are bands of tile rows, and the store's outputs are written row by row
         plan, _ = plan_regular_grid(self.image_size, self.tile_size, self.overlap, area, window=self.window,
-                                    context=self.context, output_scale=self.output_scale)
+                                    context=self.context, output_scale=self.output_scale, traverse="rows")
         return plan
 
     def partition(self):

@@ -132,7 +132,7 @@ class SeamFiles:
         own_folder = folder is None
         self.folder = tempfile.mkdtemp(prefix="seamless_fast_seams_") if own_folder else folder
         self.plan, self.planes, self.group, self.dtype = plan, planes, group, np.dtype(dtype)
-        self.height = plan.image_size[0]
+        self.height = plan.image_size[1 if plan.traverse == "columns" else 0]  # rows of the buffer's frame
         self._fds = {}
         self._paths = {}
         self.paths = []

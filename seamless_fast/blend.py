@@ -38,6 +38,8 @@ from ._jit import parallel_is_safe, parallel_lock
 from ._seams import SeamFiles, owned_cleanup, remove_files, reserve
 from ._simd import HALF_IN_HARDWARE
 from ._tiles import check_tile_count, iterate_tiles
+from ._transpose import cell_to_image, frame_tile
+from ._traverse import transpose_window
 from ._validate import check_bool
 from .geometry import box_to_geom
 from .plan import STEP_COLUMNS, Plan
@@ -179,6 +181,9 @@ class Blender:
         self._emit_bounds = np.searchsorted(plan.emit_after, np.arange(plan.n_loads + 1), side="left")
         # plain Python copies of what every push reads, to keep its overhead low
         self._n_loads, self._normalised = plan.n_loads, plan.normalised
+        # walking columns, the kernels see every tile and cell transposed (see `seamless_fast._traverse`)
+        self._columns = plan.traverse == "columns"
+        self._window = transpose_window(plan.window) if self._columns else plan.window
         self._records, self._records_from = [], 0
         self._weight_maps = {}
         self._closed = False
@@ -200,7 +205,8 @@ class Blender:
     def next_tile_shape(self):
         """(height, width) of the tile the next :meth:`push` expects."""
         self._check_not_done()
-        return tuple(self.plan.steps[self.step, 2:4].tolist())
+        h, w = self.plan.steps[self.step, 2:4].tolist()
+        return (w, h) if self._columns else (h, w)
 
     # -- pushing ---------------------------------------------------------
     def push(self, tile):
@@ -228,6 +234,8 @@ class Blender:
             if self._acc is None:
                 self._start(planes, ndim, channels, k)
                 self._records = []  # made again with the shapes now known
+        if self._columns:
+            planes = frame_tile(planes, record[0], record[1], self._group, self._tile_frame)
         try:
             if self._normalised:
                 cells = self._push_fast(planes, k, record)
@@ -264,7 +272,7 @@ class Blender:
     def _batch_fits(self, tiles):
         k, n = self.step, len(tiles) if hasattr(tiles, "__len__") else 0
         if not (self.out is not None and self.plan.normalised and self._dtype is not None and n > 1
-                and self._seams is None
+                and self._seams is None and not self._columns
                 and type(tiles) is np.ndarray and tiles.dtype is self._dtype and tiles.flags.c_contiguous
                 and not self.check_finite and not self._closed and k + n <= self.plan.n_loads):
             return False
@@ -441,7 +449,8 @@ class Blender:
         self._wy = plan.weights.astype(dtype)
         self._wx = np.repeat(self._wy, self._group)  # x weights per element of a plane row
         cells = plan.cell_boxes[plan.write_cells]
-        cell_width = int((cells[:, 3] - cells[:, 1]).max(initial=1))
+        a = 0 if self._columns else 1  # the image axis of the buffer's rows
+        cell_width = int((cells[:, a + 2] - cells[:, a]).max(initial=1))
         # Labels go through scratch rows, a block that fits in the L1 cache for each of the parallel
         # kernels' chunks (one a thread).
         self._choosers = {}  # per size class of tile (see `_chooser`)
@@ -451,13 +460,46 @@ class Blender:
         self._scratch = new_array(np.empty, (planes.shape[0], rows, cell_width * self._group), dtype,
                                    "the scratch rows of the blend")
         self._label = new_array(np.empty, (rows, cell_width), dtype, "the label rows of the blend")
+        if self._columns:
+            self._allocate_frame(planes, cells, cell_width, dtype)
         # where a step that finishes no cell "writes" (nothing): of the cells' type, so no kernel is compiled for it
-        if self.out is not None:
+        if self._columns:
+            self._no_cell = self._cell_frame
+        elif self.out is not None:
             self._no_cell = self._out_planes
         elif self.labels:
             self._no_cell = np.empty((1, 1), self._labels_dtype)
         else:
             self._no_cell = np.empty((planes.shape[0], 1, 1), dtype)
+
+    def _allocate_frame(self, planes, cells, cell_width, dtype):
+        """Walking columns: where each tile is transposed for the kernels and where they write each cell."""
+        boxes = self.plan.tile_boxes[self.plan.load_order]
+        largest = int(((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).max())
+        self._tile_frame = new_array(np.empty, (largest * planes.shape[0] * self._group,), dtype,
+                                     "the transposed tile")
+        cell_rows = int((cells[:, 3] - cells[:, 1]).max(initial=1))  # image columns are the kernels' rows
+        if self.labels:
+            self._cell_frame = new_array(np.empty, (cell_rows, cell_width), self._labels_dtype, "the transposed cell")
+        else:
+            self._cell_frame = new_array(np.empty, (planes.shape[0], cell_rows, cell_width * self._group), dtype,
+                                         "the transposed cell")
+
+    def _cell_from_frame(self, box, source=None, fresh_shape=None):
+        """The image-frame array of the cell in `box`, copied from `source`, where the kernels wrote it
+        transposed (labels (w, h) or planes (P, w, h * group); by default the start of the transposed cell)."""
+        ylo, xlo, yhi, xhi = box
+        h, w = yhi - ylo, xhi - xlo
+        if source is None:
+            source = self._cell_frame[:w, :h] if self.labels else self._cell_frame[:, :w, :h * self._group]
+        if self.out is not None:
+            data = self._cell_output(box)[0]
+        elif self.labels:
+            data = np.empty((h, w), self._labels_dtype)
+        else:
+            data = np.empty(fresh_shape or self._tile_shape(h, w), self._dtype)
+        cell_to_image(source, data, self._group, self._chw)
+        return data
 
     def _buffer(self, shape, dtype, what):
         if not self.buffer_on_disk:
@@ -497,6 +539,8 @@ class Blender:
             self._load_seam(k)
         if cell < 0:
             out, target, oy, ox = None, self._no_cell, 0, 0
+        elif self._columns:
+            out, target, oy, ox = None, self._cell_frame, 0, 0
         elif shape is not None:  # a fresh array of values, shapes from the record (as `_cell_output` gives)
             out = target = np.empty(shape, self._dtype)
             if plane_shape is not None:
@@ -520,6 +564,8 @@ class Blender:
             chooser.record(way, (time.perf_counter() - start) / planes.size)
         if self._seams is not None:
             self._spill_seam(k)
+        if self._columns and cell >= 0:
+            out = self._cell_from_frame(box, fresh_shape=shape)
         return [] if out is None else [_new_cell((index, box, out))]
 
     def _blend_serial(self, args, target, oy, ox):
@@ -575,13 +621,20 @@ class Blender:
 
     def _weight_map(self, h, w):
         if (h, w) not in self._weight_maps:
-            self._weight_maps[h, w] = np.ascontiguousarray(window_2d(self.plan.window, h, w), dtype=self._acc.dtype)
+            self._weight_maps[h, w] = np.ascontiguousarray(window_2d(self._window, h, w), dtype=self._acc.dtype)
         return self._weight_maps[h, w]
 
     def _emit_general(self, c):
         plan, g = self.plan, self._group
-        ylo, xlo, yhi, xhi = plan.cell_boxes[c].tolist()
-        data, target, oy, ox = self._cell_output((ylo, xlo, yhi, xhi))
+        box = tuple(plan.cell_boxes[c].tolist())
+        ylo, xlo, yhi, xhi = box
+        if self._columns:  # the kernels write it transposed; copied to the image frame below
+            ylo, xlo, yhi, xhi = xlo, ylo, xhi, yhi
+            frame = (np.empty((yhi - ylo, xhi - xlo), self._labels_dtype) if self.labels else
+                     np.empty((self._acc.shape[0], yhi - ylo, (xhi - xlo) * g), self._dtype))
+            target, oy, ox = frame, 0, 0
+        else:
+            data, target, oy, ox = self._cell_output(box)
         x0 = (xlo - plan.buffer_cols[0]) * g
         if self.labels:
             _kernels.emit_weighted_labels(self._acc, ylo, plan.buffer_rows, x0, self._scratch, g,
@@ -589,7 +642,9 @@ class Blender:
         else:
             view = target[:, oy:oy + yhi - ylo, ox:ox + (xhi - xlo) * g]
             _kernels.emit_weighted(self._acc, self._wsum[0], ylo, plan.buffer_rows, x0, view)
-        return OutputCell(plan.grid_index(c), (ylo, xlo, yhi, xhi), data)
+        if self._columns:
+            data = self._cell_from_frame(box, frame)
+        return OutputCell(plan.grid_index(c), box, data)
 
 
 def _step_records(plan, k, n, layout=None):
@@ -606,9 +661,12 @@ def _step_records(plan, k, n, layout=None):
     xlo = steps[:, _COL["x0"]] + plan.stripes[steps[:, _COL["stripe"]], 0] + steps[:, _COL["cx0"]]
     cell_h = steps[:, _COL["cy1"]] - steps[:, _COL["cy0"]]
     cell_w = steps[:, _COL["cx1"]] - steps[:, _COL["cx0"]]
+    h, w = steps[:, _COL["h"]], steps[:, _COL["w"]]
+    if plan.traverse == "columns":  # the steps are in the transposed frame: back to image coordinates
+        ylo, xlo, cell_h, cell_w, h, w = xlo, ylo, cell_w, cell_h, w, h
     cell = steps[:, _COL["cell"]]
     i, j = np.divmod(cell, plan.grid_shape[1])
-    h, w = steps[:, _COL["h"]].tolist(), steps[:, _COL["w"]].tolist()
+    h, w = h.tolist(), w.tolist()
     boxes = zip(ylo.tolist(), xlo.tolist(), (ylo + cell_h).tolist(), (xlo + cell_w).tolist())
     tile_shape = cell_shape = plane_shape = itertools.repeat(None)
     if layout is not None:
@@ -617,7 +675,7 @@ def _step_records(plan, k, n, layout=None):
         if fresh:
             ch, cw = cell_h.tolist(), cell_w.tolist()
             cell_shape = _shapes(ch, cw, ndim, chw, c)
-            if not chw:
+            if not chw and plan.traverse == "rows":
                 plane_shape = zip(itertools.repeat(1), ch, (cell_w * group).tolist())
     return list(zip(h, w, cell.tolist(), zip(i.tolist(), j.tolist()), boxes, tile_shape, cell_shape, plane_shape))
 

@@ -110,6 +110,9 @@ def plan_grid(image_size, tile, overlap, **options):
     if tiles * PLAN_BYTES_PER_TILE > _physical_memory():
         raise UsageError(f"image size {tuple(image_size)} with --tile {tile} is too large to plan: about "
                          f"{tiles:.3g} tiles, whose plan needs more than this machine's memory")
+    # The TIFF writer completes a band of TIFF tile rows only once all its cells came: walking columns, it
+    # would hold the whole image. File outputs are written in rows.
+    options.setdefault("traverse", "rows")
     try:
         plan, _ = plan_regular_grid(image_size, tile, overlap, **options)
         return plan

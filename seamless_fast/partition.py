@@ -1,5 +1,10 @@
 """Partitioned runs: a plan cut into bands of tile rows that run apart and merge exactly.
 
+Rows here are those of the plan's traversal frame: for a plan that walks
+tile columns (``traverse="columns"``) they are image columns, parts are bands
+of tile columns, and crops, lead rows and what :func:`merge_lead_rows`
+returns are transposed (see :mod:`seamless_fast._traverse`).
+
 A part computes every tile of its band once and sorts the image rows it
 reaches into three kinds:
 
@@ -24,6 +29,7 @@ import numpy as np
 
 from . import _kernels
 from ._validate import as_positive_int
+from ._transpose import frame_tile
 from .blend import Blender
 from .plan import STEP_COLUMNS, Plan
 
@@ -36,6 +42,9 @@ _CELL_BOX = [_COL[name] for name in ("cy0", "cy1", "cx0", "cx1")]
 @dataclass(frozen=True, eq=False, repr=False)
 class Partition:
     """A plan cut into bands of tile rows, with the rows each band owns and shares.
+
+    Rows and tile rows are those of the traversal frame: image columns and
+    tile columns for a plan that walks columns.
 
     Attributes
     ----------
@@ -78,7 +87,7 @@ class Partition:
         """Bytes handed over at seams (lead rows and crops) for `channels` float channels."""
         width = self.plan.buffer_cols[1] - self.plan.buffer_cols[0]
         lead_rows = int(np.maximum(self.lead[:, 1] - self.lead[:, 0], 0).sum())
-        tiles = self.plan.tile_boxes[self.plan.load_order]
+        tiles = _frame_tiles(self.plan)
         crop_pixels = int((self.crop_rows * (tiles[:, 3] - tiles[:, 1])).sum())
         return (lead_rows * width + crop_pixels) * channels * itemsize
 
@@ -95,7 +104,8 @@ def partition_plan(plan, parts):
     plan : Plan
         A plan on a rectilinear grid with a separable window, in one stripe:
         what :func:`~seamless_fast.plan_regular_grid` makes with a built-in
-        window and no `max_buffer_bytes`.
+        window and no `max_buffer_bytes`. A plan walking columns is cut
+        into bands of tile columns.
     parts : int
         How many parts; at most the number of tile rows the plan loads.
 
@@ -122,16 +132,18 @@ def partition_plan(plan, parts):
         raise ValueError(f"this plan runs in {len(plan.stripes)} stripes (max_buffer_bytes); "
                          "partition a plan made without max_buffer_bytes")
     parts = as_positive_int(parts, "parts")
-    grid_rows = plan.load_order // plan.grid_shape[1]
-    row_starts = np.flatnonzero(np.r_[True, grid_rows[1:] != grid_rows[:-1]])
+    columns = plan.traverse == "columns"
+    lines = plan.load_order % plan.grid_shape[1] if columns else plan.load_order // plan.grid_shape[1]
+    row_starts = np.flatnonzero(np.r_[True, lines[1:] != lines[:-1]])
     if parts > len(row_starts):
-        raise ValueError(f"parts={parts} is more than the {len(row_starts)} tile rows this plan loads")
+        raise ValueError(f"parts={parts} is more than the {len(row_starts)} tile {'columns' if columns else 'rows'} "
+                         "this plan loads")
     step_bounds = np.r_[row_starts[_balanced_cuts(row_starts, plan.n_loads, parts)], plan.n_loads]
-    tiles = plan.tile_boxes[plan.load_order]
+    tiles = _frame_tiles(plan)
     reach = np.array([tiles[a:b, 2].max() for a, b in zip(step_bounds[:-1], step_bounds[1:])])
     start = np.array([tiles[a:b, 0].min() for a, b in zip(step_bounds[:-1], step_bounds[1:])])
     seam_to = np.r_[0, np.maximum.accumulate(reach)[:-1]]
-    later_start = np.r_[np.minimum.accumulate(start[::-1])[::-1][1:], plan.image_size[0]]
+    later_start = np.r_[np.minimum.accumulate(start[::-1])[::-1][1:], plan.image_size[1 if columns else 0]]
     own = np.stack([np.maximum(start, seam_to), np.minimum(reach, later_start)], axis=1)
     lead = np.stack([np.maximum(later_start, seam_to), reach], axis=1)
     lead[lead[:, 1] <= lead[:, 0]] = 0
@@ -143,6 +155,12 @@ def partition_plan(plan, parts):
         raise ValueError(f"partitioning into {parts} parts needs more lead rows than the blend buffer's "
                          f"{plan.buffer_rows}; use fewer parts")
     return Partition(plan=plan, step_bounds=step_bounds, own=own, lead=lead, seam_to=seam_to, crop_rows=crop_rows)
+
+
+def _frame_tiles(plan):
+    """Boxes of the tiles in load order, in the plan's traversal frame (y and x swapped when it walks columns)."""
+    tiles = plan.tile_boxes[plan.load_order]
+    return tiles[:, [1, 0, 3, 2]] if plan.traverse == "columns" else tiles
 
 
 def _balanced_cuts(row_starts, n_loads, parts):
@@ -173,7 +191,7 @@ def part_plan(partition, part):
     kept = np.flatnonzero(steps[:, _COL["cell"]] >= 0)
     write_cells = steps[kept, _COL["cell"]]
     cell_boxes = plan.cell_boxes.copy()
-    cell_boxes[write_cells, 0] = steps[kept, _COL["y0"]] + steps[kept, _COL["cy0"]]
+    cell_boxes[write_cells, 1 if plan.traverse == "columns" else 0] = steps[kept, _COL["y0"]] + steps[kept, _COL["cy0"]]
     return dataclasses.replace(plan, load_order=plan.load_order[a:b], steps=_frozen(steps),
                                write_cells=_frozen(write_cells), emit_after=_frozen(kept),
                                live_from=plan.live_from[a:b], cell_boxes=_frozen(cell_boxes))
@@ -213,6 +231,8 @@ class PartBlender(Blender):
         if rows:
             h, w = self.next_tile_shape
             planes, _, _ = self._checked_tile(tile, h, w)
+            if self.plan.traverse == "columns":  # the kernels' frame: the tile's left columns are the seam's
+                planes = frame_tile(planes, h, w, planes.shape[2] // w)
             self._on_crop(self._first_step + self.step, np.array(planes[:, :rows], order="C"))
         cells = super().push(tile)
         if self.done:

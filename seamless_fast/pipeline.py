@@ -122,7 +122,12 @@ def run_pipeline(plan, read_tile, model, write_cells, *, batch_size=16, channel_
         ``write_cells(cells)`` gets the list of :class:`~seamless_fast.OutputCell`
         (grid index, box, data) each batch finished, in the order they became
         final; batches that finish no cell (possible with an `area`) make no
-        call. Each cell's data is a fresh array it may keep.
+        call. Each cell's data is a fresh array it may keep. Cells come in the
+        plan's order: column by column for a plan that walks columns (see
+        `traverse` in :func:`~seamless_fast.plan_regular_grid`), when a writer
+        that completes rows in order, as :class:`seamless_fast.io.TiffWriter`,
+        holds every row until the last column: plan with ``traverse="rows"``
+        for such a writer.
     batch_size : int, keyword-only
         Most tiles per model call.
     channel_first : bool, keyword-only

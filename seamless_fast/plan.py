@@ -17,6 +17,7 @@ from ._schedule import (MAX_WEIGHTS, STEP_COLUMNS, live_from_rows, regular_colum
                         schedule_rectilinear, seam_rows, segment_cummax, split_columns, step_table, stripe_extents,
                         weight_vectors)
 from ._input import check_context_scale, check_grid_scale, read_windows, to_output_pixels, with_input_geometry
+from ._traverse import check_traverse, choose_traverse, to_image_frame, transpose_area, transpose_boxes, transpose_window
 from ._validate import as_pair, check_area
 from .geometry import (MAX_COORDINATE, axis_starts, axis_window, boxes_to_geoms, cells_meeting, geoms_to_boxes,
                        grid_boxes, grid_cells, is_rectilinear, regular_axis)
@@ -107,6 +108,15 @@ class Plan:
         ``(y, x)`` input pixels per output pixel: everything above is in
         output pixels, and the model reads input windows `output_scale` times
         larger (see :meth:`read_boxes` and :mod:`seamless_fast._input`).
+    traverse : str
+        ``"rows"``: tiles arrive row by row and the buffer spans the planned
+        width. ``"columns"``: they arrive column by column and the buffer
+        spans the planned height. Boxes, grid indices, `load_order`,
+        `write_cells`, `weight_y` and `weight_x` are always in image
+        coordinates; `steps` (but for its ``cell`` and ``tile`` columns),
+        `live_from`, `buffer_rows`, `buffer_cols`, `stripes` and `seams` are in
+        the traversal frame: with ``"columns"`` that is the transposed image,
+        whose rows are image columns (so stripes are bands of image rows).
     """
 
     image_size: tuple
@@ -130,6 +140,7 @@ class Plan:
     input_size: tuple = None
     context: tuple = (0, 0)
     output_scale: tuple = (1, 1)
+    traverse: str = "rows"
 
     def __post_init__(self):
         if self.input_size is None:
@@ -168,7 +179,7 @@ class Plan:
     def __repr__(self):
         return (f"Plan(image_size={self.image_size}, grid_shape={self.grid_shape}, "
                 f"n_loads={self.n_loads}, n_writes={self.n_writes}, buffer_rows={self.buffer_rows}, "
-                f"buffer_cols={self.buffer_cols}, normalised={self.normalised}"
+                f"buffer_cols={self.buffer_cols}, normalised={self.normalised}, traverse={self.traverse!r}"
                 + (f", input_size={self.input_size}, context={self.context}, output_scale={self.output_scale}"
                    if self.context != (0, 0) or self.output_scale != (1, 1) else "") + ")")
 
@@ -195,7 +206,8 @@ class PlanStats(tuple):
 
 
 def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=None, *, window="pyramid",
-                      max_buffer_bytes=None, channels=1, dtype=np.float32, context=0, output_scale=1):
+                      max_buffer_bytes=None, channels=1, dtype=np.float32, context=0, output_scale=1,
+                      traverse="auto"):
     """Plan a regular grid of overlapping tiles over an image.
 
     Tiles start every ``tile_size - overlap`` pixels along each axis from 0;
@@ -225,8 +237,9 @@ def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=N
         its interior, scaled back to input pixels, meets the area.
     traversal_fnc : callable, optional
         Accepted for the seed's signature and not called: the order of the
-        tiles is chosen by the plan (row by row, each cell written as soon as
-        its own tile arrives), which is what the streaming blend needs.
+        tiles is chosen by the plan (along rows or columns, see `traverse`,
+        each cell written as soon as its own tile arrives), which is what the
+        streaming blend needs.
     window : str, callable or 2-D array, keyword-only
         Blending window; see :mod:`seamless_fast.windows`.
     max_buffer_bytes : int, optional, keyword-only
@@ -251,6 +264,25 @@ def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=N
         output_scale)`` (see :mod:`seamless_fast._input` for the last pixel
         and the flush tile when the size is not a multiple). Tile size,
         overlap and context must be multiples of it.
+    traverse : {"auto", "rows", "columns"}, keyword-only
+        Order of the tiles. ``"rows"``: row by row, the blend buffer spans
+        the image width (about tile height x width x C accumulator values).
+        ``"columns"``: column by column, the buffer spans the image height
+        (the seed's order for wide images). ``"auto"`` (default) walks
+        columns when their buffer is less than half the rows' (2 x tile
+        width x height < tile height x width; with square tiles, an image
+        more than twice as wide as high), judged on the whole image, so an
+        area plan walks as the whole image's plan does and equals it bit for
+        bit. Walking columns, each tile and each cell is transposed for the
+        kernels, two extra copies a tile that can cost more time than the
+        smaller buffer saves (``profiling/traverse.py``): ``"rows"`` trades
+        memory for that time. With columns, `max_buffer_bytes` cuts the image
+        into horizontal stripes instead. A file writer that needs rows in order
+        (the tiled TIFF writer) holds the cells of a whole band of tile rows
+        until they are complete, so the command line and
+        :func:`~seamless_fast.run_pipeline` plan with ``"rows"``.
+        Results of the two orders agree to float rounding (the sums at a
+        pixel are added in another order), not bit for bit.
 
     Returns
     -------
@@ -275,6 +307,11 @@ def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=N
     >>> plan, _ = plan_regular_grid((1000, 777), 128, 32, context=16, output_scale=2)
     >>> plan.image_size, plan.grid_shape, plan.read_boxes()[0].tolist()
     ((500, 389), (11, 8), [-16, -16, 144, 144])
+    >>> wide, _ = plan_regular_grid((1024, 40960), 256, 64)
+    >>> wide.traverse, wide.buffer_rows, wide.buffer_cols
+    ('columns', 256, (0, 1024))
+    >>> plan_regular_grid((1024, 40960), 256, 64, traverse="rows")[0].buffer_cols
+    (0, 40960)
     """
     image_size = as_pair(image_size, "image_size", minimum=1)
     if max(image_size) > MAX_IMAGE_SIDE:
@@ -285,17 +322,23 @@ def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=N
     if overlap[0] >= tile_size[0] or overlap[1] >= tile_size[1]:
         raise ValueError(f"overlap={overlap} must be smaller than tile_size={tile_size} on both axes")
     _check_traversal(traversal_fnc)
+    traverse = choose_traverse(check_traverse(traverse), image_size, tile_size)
     area = check_area(area, image_size)
     context, scale = check_context_scale(context, output_scale, tile_size=tile_size, overlap=overlap)
     input_size = image_size
     image_size, tile_size, overlap, area = to_output_pixels(image_size, tile_size, overlap, area, scale)
     window = check_window(window)
     max_buffer_bytes, bytes_per_pixel = _budget(max_buffer_bytes, channels, dtype)
-    boxes, (k0, k1) = _regular_boxes(image_size, tile_size, overlap, area)
-    row_bytes = int(boxes[0, 0, 2] - boxes[0, 0, 0]) * bytes_per_pixel
-    column_stripe = regular_column_stripes(image_size[1], tile_size[1], overlap[1], k0, k1, row_bytes,
-                                            max_buffer_bytes) if is_separable(window) else None
-    plan = _compile(boxes, image_size, area, window, max_buffer_bytes, bytes_per_pixel, column_stripe)
+    boxes, spans = _regular_boxes(image_size, tile_size, overlap, area)
+    a = 1 if traverse == "rows" else 0  # the axis the buffer spans
+    row_bytes = int(boxes[0, 0, 3 - a] - boxes[0, 0, 1 - a]) * bytes_per_pixel
+    try:
+        column_stripe = regular_column_stripes(image_size[a], tile_size[a], overlap[a], *spans[a], row_bytes,
+                                                max_buffer_bytes) if is_separable(window) else None
+    except ValueError as error:
+        raise _in_image_terms(error, traverse, area) from None
+    plan = _compile_along(traverse, boxes, image_size, area, window, max_buffer_bytes, bytes_per_pixel,
+                          column_stripe)
     plan = with_input_geometry(plan, input_size, context, scale)
     grid = boxes_to_geoms(boxes if scale == (1, 1) else boxes * np.array(scale * 2, np.int64))
     if plan.n_loads <= INPUT_GEOMS_CACHED and context == (0, 0):
@@ -327,7 +370,7 @@ def regular_grid(image_size, tile_size, overlap, area=None):
 
 def _regular_boxes(image_size, tile_size, overlap, area):
     """Boxes of the whole-image grid, or of the window of it that `area` needs (refused when too many),
-    and the window's columns ``(k0, k1)`` on the whole grid."""
+    and the window's rows and columns ``((i0, i1), (k0, k1))`` on the whole grid."""
     spans = []
     for a in (0, 1):
         size, tile, over = image_size[a], tile_size[a], overlap[a]
@@ -343,7 +386,7 @@ def _regular_boxes(image_size, tile_size, overlap, area):
                          f"of {rows} x {cols} = {rows * cols} tiles{where}; a plan holds at most {MAX_GRID_TILES} "
                          "(about 1 KiB of memory each while planning): use larger tiles or an area")
     (ys, ylen), (xs, xlen) = (axis_starts(image_size[a], tile_size[a], overlap[a], *spans[a]) for a in (0, 1))
-    return grid_boxes(ys, ylen, xs, xlen), spans[1]
+    return grid_boxes(ys, ylen, xs, xlen), spans
 
 
 def _check_traversal(traversal_fnc):
@@ -375,7 +418,7 @@ def _accumulator_dtype(dtype):
 
 
 def plan_from_grid(grid, margin=(0, 0), area=None, traversal_fnc=None, *, window="pyramid", max_buffer_bytes=None,
-                   channels=1, dtype=np.float32, context=0, output_scale=1):
+                   channels=1, dtype=np.float32, context=0, output_scale=1, traverse="auto"):
     """Plan a run over any grid of boxes, regular or not.
 
     Parameters
@@ -397,7 +440,7 @@ def plan_from_grid(grid, margin=(0, 0), area=None, traversal_fnc=None, *, window
         are written, and only the tiles they need are requested.
     traversal_fnc : callable, optional
         Accepted for the seed's signature and not called: the order of the
-        tiles is chosen by the plan (row-major by tile position).
+        tiles is chosen by the plan (see `traverse`).
     window : str, callable or 2-D array, keyword-only
         Blending window.
     max_buffer_bytes, channels, dtype : keyword-only
@@ -406,6 +449,11 @@ def plan_from_grid(grid, margin=(0, 0), area=None, traversal_fnc=None, *, window
         As in :func:`plan_regular_grid`. `grid` and `area` are in input
         pixels, every grid bound a multiple of `output_scale`; the plan's
         boxes are the grid's divided by it.
+    traverse : {"auto", "rows", "columns"}, keyword-only
+        As in :func:`plan_regular_grid`; ``"auto"`` judges on the largest
+        tile and the grid's extent from (0, 0). Walking columns, cells are cut
+        where the next tile of the column starts (the grid's cells transposed):
+        on an irregular grid they may differ from those of ``"rows"``.
 
     Returns
     -------
@@ -434,6 +482,7 @@ def plan_from_grid(grid, margin=(0, 0), area=None, traversal_fnc=None, *, window
                          "margin: pass the area by keyword, area=...")
     as_pair(margin, "margin", minimum=0)
     _check_traversal(traversal_fnc)
+    check_traverse(traverse)
     boxes = geoms_to_boxes(grid)
     input_size = (int(boxes[..., 2].max()), int(boxes[..., 3].max()))
     area = check_area(area, input_size)
@@ -441,8 +490,36 @@ def plan_from_grid(grid, margin=(0, 0), area=None, traversal_fnc=None, *, window
     boxes = check_grid_scale(boxes, scale)
     image_size, _, _, area = to_output_pixels(input_size, (0, 0), (0, 0), area, scale)
     window = check_window(window)
-    plan = _compile(boxes, image_size, area, window, *_budget(max_buffer_bytes, channels, dtype))
+    budget = _budget(max_buffer_bytes, channels, dtype)
+    largest = (int((boxes[..., 2] - boxes[..., 0]).max()), int((boxes[..., 3] - boxes[..., 1]).max()))
+    plan = _compile_along(choose_traverse(traverse, image_size, largest), boxes, image_size, area, window, *budget)
     return with_input_geometry(plan, input_size, context, scale)
+
+
+def _compile_along(traverse, boxes, image_size, area, window, max_buffer_bytes=None, bytes_per_pixel=4,
+                   column_stripe=None):
+    """`_compile` for tiles walked along `traverse`: for columns, the plan of the transposed image seen
+    from the image (see `seamless_fast._traverse`)."""
+    if traverse == "rows":
+        return _compile(boxes, image_size, area, window, max_buffer_bytes, bytes_per_pixel, column_stripe)
+    try:
+        frame = _compile(transpose_boxes(boxes), image_size[::-1], transpose_area(area), transpose_window(window),
+                         max_buffer_bytes, bytes_per_pixel, column_stripe)
+    except ValueError as error:
+        raise _in_image_terms(error, traverse, area) from None
+    return to_image_frame(frame, image_size, window)
+
+
+def _in_image_terms(error, traverse, area):
+    """A planning error raised in the transposed frame of a column walk, reworded in image terms."""
+    message = str(error)
+    if traverse == "rows":
+        return error
+    if message.startswith("area with bounds"):  # the bounds the caller gave, not the transposed ones
+        message = f"area with bounds {tuple(area.bounds)} meets no output cell of the grid"
+    elif message.startswith("max_buffer_bytes="):  # stripes of a column walk are bands of image rows
+        message = message.replace("starting at column", "starting at image row").replace("(tile column", "(tile row")
+    return ValueError(message)
 
 
 def _compile(boxes, image_size, area, window, max_buffer_bytes=None, bytes_per_pixel=4, column_stripe=None):
@@ -531,7 +608,9 @@ def analyse_plan(plan, *, channels=1, dtype=np.float32):
         No raw tile is ever held; ``max_tiles_held`` is the blend buffer's size
         in tile-equivalents (its pixels over one largest tile's pixels,
         rounded up), and ``buffer_bytes`` its size in bytes (including the
-        weight-sum plane on grids that need one).
+        weight-sum plane on grids that need one), for the plan's traversal:
+        a tile height by the planned width walking rows, a tile width by the
+        planned height walking columns.
 
     Examples
     --------
@@ -559,6 +638,8 @@ def get_plan_input_geoms(plan):
 
     Each box is the window of the input the tile's model reads (:meth:`Plan.read_boxes`): the tile's box,
     times the plan's `output_scale` and grown by its `context`, in input pixels.
+    Row-major for a plan that walks rows, column-major for one that walks
+    columns (see `traverse` in :func:`plan_regular_grid`).
 
     Examples
     --------
@@ -602,12 +683,13 @@ def get_plan_logit_geoms(plan):
 
 
 def row_by_row_traversal(grid, add_load, add_unload, add_write):
-    """The seed's default `traversal_fnc`, for code that passes it by name; the order plans here use.
+    """The seed's default `traversal_fnc`, for code that passes it by name; the order of ``traverse="rows"``.
 
     Calls ``add_load(i, j)``, ``add_write(i, j)`` and ``add_unload(i, j)``
     for every grid index in row-major order: each tile's cell is final, and
     the tile no longer needed, the moment it arrives. Plans never call a
-    traversal function; this one only documents their order.
+    traversal function; this one only documents the order of a plan made
+    with ``traverse="rows"`` (``"columns"`` walks column-major).
 
     Examples
     --------

@@ -42,7 +42,7 @@ MEMORY = textwrap.dedent("""
 
     sf.blend(sf.plan_regular_grid((64, 64), 32, 8)[0], [np.ones((32, 32, 1), np.float32)] * 9)  # compile first
     huge, _ = sf.plan_regular_grid((10**7, 10**7), 256, 64, area=shapely.box(0, 0, 100, 100))
-    wide, _ = sf.plan_regular_grid((256, 3_000_000), 256, 0)  # a 3 GB buffer for one channel
+    wide, _ = sf.plan_regular_grid((256, 3_000_000), 256, 0, traverse="rows")  # a 3 GB buffer for one channel
     tile = np.ones((256, 256, 1), np.float32)
     with open("/proc/self/status") as status:
         used = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
@@ -136,7 +136,8 @@ def test_ragged_lists_name_the_tile_and_its_expected_shape(channel_first):
 ])
 def test_labels_out_too_narrow_for_the_classes_is_refused_before_any_work(tmp_path, channels, out_dtype, message):
     """Labels of 300 classes cannot go into uint8: refused at the first tile, nothing written, nothing reserved."""
-    plan, _ = sf.plan_regular_grid((40, 150), 16, 4, max_buffer_bytes=16 * 60 * 4 * channels, channels=channels)
+    plan, _ = sf.plan_regular_grid((40, 150), 16, 4, max_buffer_bytes=16 * 60 * 4 * channels, channels=channels,
+                                   traverse="rows")
     assert len(plan.stripes) > 1
     out = np.full(plan.image_size, 9, out_dtype)
     tile = np.ones((16, 16, channels), np.float32)

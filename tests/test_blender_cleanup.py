@@ -15,7 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _striped_plan():
-    plan, _ = sf.plan_regular_grid((150, 420), 32, 8, max_buffer_bytes=32 * 100 * 4 * 2, channels=2)
+    plan, _ = sf.plan_regular_grid((150, 420), 32, 8, max_buffer_bytes=32 * 100 * 4 * 2, channels=2, traverse="rows")
     assert len(plan.stripes) >= 3
     return plan
 
@@ -24,7 +24,7 @@ UNCLOSED = textwrap.dedent("""
     import os, sys
     import numpy as np
     import seamless_fast as sf
-    plan, _ = sf.plan_regular_grid((150, 420), 32, 8, max_buffer_bytes=32 * 100 * 4 * 2, channels=2)
+    plan, _ = sf.plan_regular_grid((150, 420), 32, 8, max_buffer_bytes=32 * 100 * 4 * 2, channels=2, traverse="rows")
     blenders = [sf.Blender(plan),  # seam files in a private folder under TMPDIR
                 sf.Blender(plan, cache_dir=sys.argv[1], buffer_on_disk=True)]  # seams and buffer in cache_dir
     for blender in blenders:
@@ -75,7 +75,7 @@ FORK = textwrap.dedent("""
     import os, sys
     import numpy as np
     import seamless_fast as sf
-    plan, _ = sf.plan_regular_grid((150, 420), 32, 8, max_buffer_bytes=32 * 100 * 4 * 2, channels=2)
+    plan, _ = sf.plan_regular_grid((150, 420), 32, 8, max_buffer_bytes=32 * 100 * 4 * 2, channels=2, traverse="rows")
     blender = sf.Blender(plan, cache_dir=sys.argv[1], buffer_on_disk=True, parallel=False)
     blender.push(np.ones(blender.next_tile_shape + (2,), np.float32))
     before = sorted(os.listdir(sys.argv[1]))

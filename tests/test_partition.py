@@ -166,7 +166,7 @@ def test_partition_refuses_plans_it_cannot_cut():
         partition_plan(plan, 5)
     with pytest.raises(ValueError, match="parts=0 must be a positive integer"):
         partition_plan(plan, 0)
-    striped, _ = sf.plan_regular_grid((64, 4000), 32, 8, max_buffer_bytes=100_000)
+    striped, _ = sf.plan_regular_grid((64, 4000), 32, 8, max_buffer_bytes=100_000, traverse="rows")
     with pytest.raises(ValueError, match="stripes"):
         partition_plan(striped, 2)
     general, _ = sf.plan_regular_grid((100, 100), 32, 8, window=np.ones((32, 32)))

@@ -129,7 +129,7 @@ def test_schedule_on_non_rectilinear_grid():
     ((4096, 4096), 256, 64), ((1000, 777), 128, 32), ((40000, 3000), 512, 128), ((999, 999), 100, 33),
     ((5000, 700), 256, 0), ((5000, 700), 256, 255), ((100, 700), 256, 64)])
 def test_buffer_is_one_tile_height(image_size, tile, overlap):
-    plan, _ = sf.plan_regular_grid(image_size, tile, overlap)
+    plan, _ = sf.plan_regular_grid(image_size, tile, overlap, traverse="rows")
     assert plan.buffer_rows == min(tile, image_size[0])
     assert plan.buffer_cols == (0, image_size[1])
 

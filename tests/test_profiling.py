@@ -51,3 +51,14 @@ def test_small_tiles_times_every_case_and_prints_the_ratios():
     assert [line.split()[0] for line in lines[1:5]] == ["blend", "run_plan", "run_plan_seed", "numpy_reference"]
     ratios = {line.rsplit(None, 1)[0]: float(line.split()[-1]) for line in lines[5:]}
     assert len(ratios) == 4 and all(value > 0 for value in ratios.values())
+
+
+def test_traverse_times_rows_and_columns_and_prints_the_buffers():
+    lines = run_script("traverse.py", "--height", "64", "--width", "400", "--tile", "32", "--overlap", "8",
+                       "--rounds", "2")
+    assert lines[0].startswith("64 x 400, tile 32, overlap 8, C = 3") and "2 rounds" in lines[0]
+    assert [line.split()[0] for line in lines[1:4]] == ["copyto", "rows", "columns"]
+    assert [line.rsplit(None, 4)[0] for line in lines[4:7]] == ["rows / copyto", "columns / copyto", "rows / columns"]
+    assert all(line.split()[-4] == "cpu" and line.split()[-2] == "wall" for line in lines[4:7])
+    assert lines[7] == f"buffer rows {32 * 400 * 3 * 4} bytes (0.1 MiB)"
+    assert lines[8] == f"buffer columns {32 * 64 * 3 * 4} bytes (0.0 MiB)"

@@ -28,7 +28,8 @@ REAL_PWRITE, REAL_PREADV = os.pwrite, os.preadv
 
 
 def _plan(channels=3):
-    plan, _ = sf.plan_regular_grid((150, 420), 32, 8, max_buffer_bytes=32 * 100 * 4 * channels, channels=channels)
+    plan, _ = sf.plan_regular_grid((150, 420), 32, 8, max_buffer_bytes=32 * 100 * 4 * channels, channels=channels,
+                                   traverse="rows")
     assert len(plan.stripes) >= 3 and (plan.seams[:, 1] > plan.seams[:, 0]).all()
     return plan
 
@@ -113,7 +114,8 @@ def _case(name):
     spills), labels, (C, H, W) tiles and 2-D tiles."""
     if name == "area":
         area = shapely.Polygon([(0, 0), (40, 0), (150, 420), (0, 420)])
-        plan, _ = sf.plan_regular_grid((150, 420), 32, 8, max_buffer_bytes=32 * 100 * 4 * 3, channels=3, area=area)
+        plan, _ = sf.plan_regular_grid((150, 420), 32, 8, max_buffer_bytes=32 * 100 * 4 * 3, channels=3, area=area,
+                                       traverse="rows")
     else:
         plan = PLAN
     channels = 1 if name == "hw" else 3
@@ -277,7 +279,8 @@ FSIZE_SCRIPT = textwrap.dedent("""
     import seamless_fast as sf
     sys.path.insert(0, "tests")
     from cases import random_tiles
-    plan, _ = sf.plan_regular_grid((150, 420), 32, 8, max_buffer_bytes=32 * 100 * 4 * 3, channels=3)
+    plan, _ = sf.plan_regular_grid((150, 420), 32, 8, max_buffer_bytes=32 * 100 * 4 * 3, channels=3,
+                                   traverse="rows")
     tiles = random_tiles(plan, np.random.default_rng(7), 3, np.float32)
     ordered = [tiles[t] for t in plan.load_order.tolist()]
     expected = sf.blend(plan, ordered)  # compiles before the limit

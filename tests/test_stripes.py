@@ -115,4 +115,4 @@ def test_bad_budgets(kwargs, message):
 def test_budget_on_a_non_rectilinear_grid():
     grid = np.array([[shapely.box(0, 0, 40, 40), shapely.box(3, 30, 43, 70), shapely.box(0, 60, 40, 100)]])
     with pytest.raises(ValueError, match="only rectilinear grids with a separable window can be split"):
-        sf.plan_from_grid(grid, max_buffer_bytes=40 * 50 * 4)
+        sf.plan_from_grid(grid, max_buffer_bytes=40 * 50 * 4, traverse="rows")

@@ -121,7 +121,9 @@ class TiffWriter:
     counted per band (no pixel can be written twice, so counts are exact);
     bands are handed to tifffile in order, which encodes them in a
     background thread. A plan run in vertical stripes completes no band
-    until its last stripe arrives, so the writer then holds every band.
+    until its last stripe arrives, and one that walks tile columns
+    (``traverse="columns"``) none until its last column: the writer then
+    holds every band. Plan with ``traverse="rows"`` for this writer.
 
     The writer is not thread-safe: call :meth:`write` from one thread.
 
