@@ -73,8 +73,9 @@ def check_output(path, *, inputs, name="output", folder_ok=False):
 
 
 def open_image(path, **options):
-    """An :class:`~seamless_fast.io.ImageReader` of `path`, or a UsageError naming it."""
+    """An :class:`~seamless_fast.io.ImageReader` of `path`, or a UsageError naming it (or ``--level``/``--mpp``)."""
     from .io import ImageReader
+    from .io._levels import _LevelChoice
 
     if not os.path.exists(path):
         raise UsageError(f"input {path!r} does not exist")
@@ -84,6 +85,8 @@ def open_image(path, **options):
         return ImageReader(path, **options)
     except (ImportError, MemoryError):
         raise
+    except _LevelChoice as error:
+        raise UsageError(f"--{error.name} {error.value:g} {error.detail}") from None
     except Exception as error:  # tifffile's errors for a file that is not a readable TIFF
         raise UsageError(f"input {path!r} is not a readable TIFF: {_one_line(error)}") from None
 
@@ -143,8 +146,13 @@ def parse_size(text):
     raise UsageError(f"image {text!r} is neither a file nor a size like 40000x40000")
 
 
-def plan_figures(image, *, tile, overlap, channels, max_memory=None):
+def plan_figures(image, *, tile, overlap, channels, max_memory=None, level=0, mpp=None):
     """The figures ``seamless-fast plan`` prints, as a dict.
+
+    Of a file, the plan is that of the level read (`level`, or the one
+    nearest `mpp` micrometres per pixel), and the figures also give
+    ``level`` and ``levels``: each level's number, ``size``,
+    ``downsample`` and ``mpp`` (None where the file gives no resolution).
 
     Examples
     --------
@@ -154,7 +162,14 @@ def plan_figures(image, *, tile, overlap, channels, max_memory=None):
     """
     from .plan import analyse_plan
 
-    size = parse_size(image)
+    levels = None
+    if os.path.exists(image):
+        with open_image(image, level=level, mpp=mpp) as reader:
+            size, levels, level = reader.shape, reader.levels, reader.level
+    elif level or mpp is not None:
+        raise UsageError(f"--level and --mpp pick a level of a file; {image!r} is no file")
+    else:
+        size = parse_size(image)
     start = time.perf_counter()
     plan = plan_grid(size, tile, overlap, max_buffer_bytes=max_memory, channels=channels)
     planned = time.perf_counter() - start
@@ -162,7 +177,15 @@ def plan_figures(image, *, tile, overlap, channels, max_memory=None):
     return dict(image_size=list(size), tile=tile, overlap=overlap, grid=list(plan.grid_shape),
                 tiles=plan.n_loads, cells=plan.n_writes, stripes=len(plan.stripes), buffer_rows=plan.buffer_rows,
                 buffer_bytes=stats.buffer_bytes, output_bytes=size[0] * size[1] * channels * 4,
-                planning_seconds=planned)
+                planning_seconds=planned, **_level_figures(levels, level))
+
+
+def _level_figures(levels, level):
+    if levels is None:
+        return {}
+    return dict(level=level, levels=[dict(level=k, size=list(info.shape), downsample=list(info.downsample),
+                                          mpp=None if info.mpp is None else list(info.mpp))
+                                     for k, info in enumerate(levels)])
 
 
 # -- the model and the area -------------------------------------------------
@@ -282,7 +305,7 @@ def prepare_segment(args):
             import imagecodecs  # noqa: F401
         except ImportError:
             raise UsageError("--compression zstd needs imagecodecs: pip install imagecodecs") from None
-    reader = open_image(args.input, pad=args.pad)
+    reader = open_image(args.input, pad=args.pad, level=args.level, mpp=args.mpp)
     try:
         area = load_area(args.area, reader.shape)
         if args.part is not None:

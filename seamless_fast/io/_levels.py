@@ -69,7 +69,7 @@ def check_choice(level, mpp):
         raise _LevelChoice("mpp", mpp, "is not a resolution; expected a positive number of micrometres per pixel")
     if level != 0:
         raise _LevelChoice("level", level, f"and mpp={mpp!r} are both given; expected one of them")
-    return level, float(mpp)
+    return level, mpp
 
 
 def pick_level(levels, level, mpp, name):
@@ -86,7 +86,7 @@ def level_for_mpp(levels, mpp, *, name="the image"):
     """The index of the level whose resolution is nearest `mpp` micrometres per pixel.
 
     Nearest in log scale, with the mean of a level's y and x resolutions
-    (its geometric mean); on a tie, the finer level.
+    (its geometric mean); on a tie (up to rounding), the finer level.
 
     Parameters
     ----------
@@ -119,7 +119,8 @@ def level_for_mpp(levels, mpp, *, name="the image"):
         mpp_y, mpp_x = levels[index].mpp
         return abs(0.5 * (math.log(mpp_y) + math.log(mpp_x)) - math.log(mpp))
 
-    return min(range(len(levels)), key=lambda index: (distance(index), index))
+    # distances equal to 1e-9 (a tie, up to rounding) go to the finer level
+    return min(range(len(levels)), key=lambda index: (round(distance(index), 9), index))
 
 
 def level0_mpp(tif, page, metadata):
