@@ -119,7 +119,7 @@ def build_parser():
                               "Probabilities: float32 (default), float16, or uint8/uint16 (0..1 stored as "
                               "0..255 / 0..65535; values outside [0, 1] are refused)")
     segment.add_argument("--area", help="only segment inside this area: a .geojson file or a WKT string, in "
-                                        "pixel coordinates (x = column, y = row)")
+                                        "pixel coordinates of the level read (x = column, y = row)")
     layout = segment.add_mutually_exclusive_group()
     layout.add_argument("--channel-first", dest="channel_first", action="store_true", default=True,
                         help="the model takes and returns (B, C, H, W) batches, as PyTorch models do (default)")

@@ -86,7 +86,8 @@ def open_image(path, **options):
     except (ImportError, MemoryError):
         raise
     except _LevelChoice as error:
-        raise UsageError(f"--{error.name} {error.value:g} {error.detail}") from None
+        value = f"{error.value:g}" if isinstance(error.value, float) else error.value
+        raise UsageError(f"--{error.name} {value} {error.detail}") from None
     except Exception as error:  # tifffile's errors for a file that is not a readable TIFF
         raise UsageError(f"input {path!r} is not a readable TIFF: {_one_line(error)}") from None
 

@@ -29,6 +29,13 @@ class Level(NamedTuple):
     mpp : (float, float) or None
         ``(y, x)`` micrometres per pixel of this level (level 0's times the
         downsample), or None where the file gives no resolution.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from seamless_fast.io import ImageReader
+    >>> ImageReader(np.zeros((30, 20), np.uint8)).levels
+    (Level(shape=(30, 20), downsample=(1.0, 1.0), mpp=None),)
     """
 
     shape: tuple

@@ -249,7 +249,8 @@ class ImageReader:
     def __repr__(self):
         if self._source is None:
             return f"ImageReader({self._name!r}, closed)"
-        return (f"ImageReader({self._name!r}, shape={self.shape}, channels={self.channels}, "
+        level = f", level={self.level}" if self.level else ""
+        return (f"ImageReader({self._name!r}{level}, shape={self.shape}, channels={self.channels}, "
                 f"dtype={self.dtype}, pad={self._pad!r})")
 
 
