@@ -5,6 +5,7 @@ that level; the windows overlap every tile border and reach past the image, wher
 numpy.pad. Other levels are never decoded: with their bytes destroyed, the level asked for still reads right.
 """
 
+import io
 import struct
 import warnings
 
@@ -66,19 +67,42 @@ def write_svs(path, data, compression):
         tif.write(data[:60, :60], subfiletype=9, description="macro", photometric="rgb", metadata=None)
 
 
+def ndpi_strip(level, blocks):
+    """A level as NDPI stores it: one JPEG (Pillow's) with a restart marker every `blocks` MCUs, and the
+    McuStarts, where each restart interval (a tile to tifffile) starts in it."""
+    Image = pytest.importorskip("PIL.Image")
+    buffer = io.BytesIO()
+    Image.fromarray(level).save(buffer, "JPEG", quality=90, subsampling=0, restart_marker_blocks=blocks)
+    jpeg = buffer.getvalue()
+    if b"\xff\xdd" not in jpeg:
+        pytest.skip("this Pillow writes no restart markers")
+    position = 2
+    while True:  # the scan starts after the SOS segment
+        marker, length = struct.unpack_from(">HH", jpeg, position)
+        position += 2 + length
+        if marker == 0xFFDA:
+            break
+    restarts = [i + 2 for i in range(position, len(jpeg) - 1) if jpeg[i] == 0xFF and 0xD0 <= jpeg[i + 1] <= 0xD7]
+    return jpeg, [position] + restarts
+
+
 def write_ndpi(path, data):
-    """An NDPI as tifffile reads one: Hamamatsu's tags, 64-bit IFD offsets, one page per level, a macro.
+    """An NDPI as Hamamatsu lays it out: its tags, 64-bit IFD offsets, each level one JPEG strip cut into
+    tiles by restart markers (McuStarts), and a macro page.
 
     tifffile writes no NDPI: a classic TIFF it writes is laid out again, each IFD copied to the end of the file
     with an 8-byte offset to the next one and the block of high offset bits NDPI adds (all zero in a file this
-    small). Real NDPI levels are single JPEG strips cut at restart markers (McuStarts); these are JPEG tiles."""
+    small)."""
     classic = path.with_suffix(".classic.tif")
     ndpi_tags = [(271, "s", 0, "Hamamatsu", True), (272, "s", 0, "C13210", True), (65420, "I", 1, 1, True)]
     with tifffile.TiffWriter(classic) as tif:
         for k, level in enumerate(pyramid(data)):
-            tif.write(level, tile=(64, 64), compression="jpeg", photometric="rgb", metadata=None,
+            mcus = -(-level.shape[1] // 8)  # MCUs of 8 x 8 pixels (no chroma subsampling) across the level
+            jpeg, starts = ndpi_strip(np.ascontiguousarray(level), 11 if mcus % 11 == 0 else mcus)
+            tif.write(iter([jpeg]), shape=level.shape, dtype=level.dtype, compression="jpeg", photometric="ycbcr",
+                      subsampling=(1, 1), rowsperstrip=level.shape[0], metadata=None,
                       resolution=(40000 / 2**k, 40000 / 2**k), resolutionunit="CENTIMETER",
-                      extratags=ndpi_tags + [(65421, "f", 1, 40 / 2**k, True)])
+                      extratags=ndpi_tags + [(65421, "f", 1, 40 / 2**k, True), (65426, "I", len(starts), starts, True)])
         tif.write(data[:60, :60], photometric="rgb", metadata=None, extratags=ndpi_tags + [(65421, "f", 1, -1.0, True)])
     with tifffile.TiffFile(classic) as tif:
         offsets = [page.offset for page in tif.pages]
@@ -213,6 +237,10 @@ def test_ndpi_is_read_as_ndpi(tmp_path):
     with tifffile.TiffFile(path) as tif:
         assert tif.tiff.is_ndpi and tif.is_ndpi and tif.series[0].kind == "ndpi"
         assert [s.name for s in tif.series] == ["Baseline", "Macro"]
+        level = tif.series[0].levels[0].keyframe  # one strip, read as tiles of 8 rows and 11 MCUs
+        assert 65426 in level.tags and level.tile == (8, 88) and len(level.dataoffsets) == 38 * 3
+    with ImageReader(path) as reader:  # near the image (JPEG of noise at quality 90)
+        assert np.abs(reader.read((0, 0) + reader.shape).astype(int) - image()).mean() < 10
 
 
 def test_metadata_of_the_level_read(tmp_path):
@@ -240,7 +268,7 @@ def segments(path, level):
         return [(o, c) for page in pages for o, c in zip(page.dataoffsets, page.databytecounts) if c]
 
 
-@pytest.mark.parametrize("case", ["ome-planes-mm", "gdal-overviews", "svs-jpeg"])
+@pytest.mark.parametrize("case", ["ome-planes-mm", "gdal-overviews", "svs-jpeg", "ndpi"])
 def test_other_levels_are_never_decoded(tmp_path, case):
     """With every other level's bytes destroyed, a level still opens and reads right; those levels do not."""
     path = make(tmp_path, case)
@@ -256,9 +284,11 @@ def test_other_levels_are_never_decoded(tmp_path, case):
         with ImageReader(damaged, level=k) as reader:
             assert_every_window(reader, references[k])
         other = (k + 1) % count
-        with pytest.raises(ValueError, match="cannot be decoded"):
+        try:  # a damaged level fails to decode, or (NDPI's bare JPEG scans) decodes wrong
             with ImageReader(damaged, level=other) as reader:
-                reader.read((0, 0) + reader.shape)
+                assert not np.array_equal(reader.read((0, 0) + reader.shape), references[other])
+        except ValueError as error:
+            assert "cannot be decoded" in str(error)
 
 
 def test_mpp_picks_the_nearest_level(tmp_path):
