@@ -120,8 +120,9 @@ def write_ndpi(path, data):
     path.write_bytes(bytes(out))
 
 
-def write_gdal(path, data, blocks=64):
-    """A GeoTIFF with internal overviews, as GDAL writes them (rasterio's build_overviews)."""
+def write_gdal(path, data, blocks=64, mask=False):
+    """A GeoTIFF with internal overviews, as GDAL writes them (rasterio's build_overviews); with `mask`, also
+    an internal mask, whose pages (and their overviews) lie between and after the image's."""
     rasterio = pytest.importorskip("rasterio")
     from rasterio.transform import Affine
 
@@ -132,6 +133,8 @@ def write_gdal(path, data, blocks=64):
                            dtype=data.dtype.name, tiled=True, blockxsize=blocks, blockysize=blocks,
                            compress="deflate", crs="EPSG:32633", transform=Affine(10, 0, 5e5, 0, -10, 4e6)) as ds:
             ds.write(bands)
+            if mask:
+                ds.write_mask(np.arange(SIZE[0])[:, None] % 50 > np.zeros(SIZE[1], int))
         with rasterio.open(path, "r+") as ds:
             ds.build_overviews([2, 4, 8], rasterio.enums.Resampling.average)
 
@@ -185,6 +188,7 @@ CASES = {  # name: (writer, number of levels, level-0 micrometres per pixel (y, 
     "svs-jpeg2000": (lambda p: write_svs(p, image(), "jpeg2000"), 3, (0.25, 0.25)),
     "ndpi": (lambda p: write_ndpi(p, image()), 3, (0.25, 0.25)),
     "gdal-overviews": (lambda p: write_gdal(p, image(3, np.uint16)), 4, None),
+    "gdal-mask": (lambda p: write_gdal(p, image(), mask=True), 4, None),
 }
 NEEDS = {"svs-jpeg": "JPEG8", "svs-jpeg2000": "JPEG2K", "ndpi": "JPEG8"}
 SUFFIX = {"svs-jpeg": ".svs", "svs-jpeg2000": ".svs", "ndpi": ".ndpi"}
@@ -241,6 +245,16 @@ def test_ndpi_is_read_as_ndpi(tmp_path):
         assert 65426 in level.tags and level.tile == (8, 88) and len(level.dataoffsets) == 38 * 3
     with ImageReader(path) as reader:  # near the image (JPEG of noise at quality 90)
         assert np.abs(reader.read((0, 0) + reader.shape).astype(int) - image()).mean() < 10
+
+
+def test_gdal_mask_pages_are_no_levels(tmp_path):
+    path = make(tmp_path, "gdal-mask")
+    with tifffile.TiffFile(path) as tif:
+        masks = [page.shape for page in tif.pages if page.subfiletype & 4]
+    assert masks == [(300, 260), (150, 130), (75, 65), (38, 33)]
+    with ImageReader(path) as reader:
+        assert [level.shape for level in reader.levels] == [(300, 260), (150, 130), (75, 65), (38, 33)]
+        assert reader.channels == 3
 
 
 def test_metadata_of_the_level_read(tmp_path):
