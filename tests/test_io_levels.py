@@ -54,9 +54,10 @@ SVS_DESCRIPTION = "Aperio Image Library v12.0.15\r\n300x260 [0,0 300x260] (64x64
 
 
 def write_svs(path, data, compression):
-    """An SVS as Aperio lays it out: level 0, a stripped thumbnail, the reduced levels, a label and a macro."""
+    """An SVS as Aperio lays it out: level 0, a stripped thumbnail, the reduced levels, a label and a macro;
+    tiles in JPEG or in Aperio's JPEG 2000 (33005)."""
     levels = pyramid(data)
-    description = SVS_DESCRIPTION.format(compression.upper())
+    description = SVS_DESCRIPTION.format("JPEG/RGB" if compression == "jpeg" else "J2K/RGB")
     tiled = dict(tile=(64, 64), compression=compression, photometric="rgb", metadata=None)
     with tifffile.TiffWriter(path) as tif:
         tif.write(levels[0], description=description, **tiled)
@@ -185,7 +186,7 @@ CASES = {  # name: (writer, number of levels, level-0 micrometres per pixel (y, 
                                                 resolution=(1e4, 5e3), resolutionunit="CENTIMETER"),
                         3, (2.0, 1.0)),
     "svs-jpeg": (lambda p: write_svs(p, image(), "jpeg"), 3, (0.25, 0.25)),
-    "svs-jpeg2000": (lambda p: write_svs(p, image(), "jpeg2000"), 3, (0.25, 0.25)),
+    "svs-jpeg2000": (lambda p: write_svs(p, image(), 33005), 3, (0.25, 0.25)),  # Aperio's JPEG 2000 RGB
     "ndpi": (lambda p: write_ndpi(p, image()), 3, (0.25, 0.25)),
     "gdal-overviews": (lambda p: write_gdal(p, image(3, np.uint16)), 4, None),
     "gdal-mask": (lambda p: write_gdal(p, image(), mask=True), 4, None),
@@ -232,6 +233,8 @@ def test_svs_thumbnail_label_and_macro_are_no_levels(tmp_path):
     with tifffile.TiffFile(path) as tif:
         assert tif.is_svs and [s.name for s in tif.series] == ["Baseline", "Thumbnail", "Label", "Macro"]
         assert tif.pages[0].compression == 7  # JPEG tiles
+    with tifffile.TiffFile(make(tmp_path, "svs-jpeg2000")) as tif:
+        assert tif.is_svs and tif.pages[0].compression == 33005
     with ImageReader(path) as reader:
         assert [level.shape for level in reader.levels] == [(300, 260), (150, 130), (75, 65)]
 
