@@ -2,12 +2,15 @@
 
 from dataclasses import asdict, dataclass, fields
 
+from ._input import check_context_scale
 from ._validate import as_pair, as_positive_int, check_area, check_bool
 from .partition import partition_plan
 from .plan import plan_regular_grid
 from .windows import WINDOWS
 
 __all__ = ["Job"]
+
+_OPTIONAL = {"context": [0, 0], "output_scale": [1, 1]}  # left out of the JSON at these values
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,11 @@ class Job:
         Layout of the model's outputs.
     chunk : int
         Chunk side of the stored rows (and of a zarr output).
+    context, output_scale : (int, int)
+        As for :func:`~seamless_fast.plan_regular_grid`: image size, tile,
+        overlap and area are in input pixels, the stored rows and the output
+        in output pixels. Recorded in the store only when not (0, 0) and
+        (1, 1), so that stores made before these options open unchanged.
     """
 
     image_size: tuple
@@ -41,44 +49,53 @@ class Job:
     labels: bool = False
     channel_first: bool = True
     chunk: int = 512
+    context: tuple = (0, 0)
+    output_scale: tuple = (1, 1)
 
     @classmethod
     def from_options(cls, image_size, tile_size, overlap, *, parts, area=None, window="pyramid", labels=False,
-                     channel_first=True, chunk=512):
+                     channel_first=True, chunk=512, context=0, output_scale=1):
         """Validate the options and build a Job (`area` a shapely geometry in (y, x) order, or None)."""
         job = cls._checked(image_size, tile_size, overlap, parts=parts, area=area, window=window, labels=labels,
-                           channel_first=channel_first, chunk=chunk)
+                           channel_first=channel_first, chunk=chunk, context=context, output_scale=output_scale)
         job.partition()  # raises now, naming the bad option, rather than in every part
         return job
 
     @classmethod
-    def _checked(cls, image_size, tile_size, overlap, *, parts, area, window, labels, channel_first, chunk):
+    def _checked(cls, image_size, tile_size, overlap, *, parts, area, window, labels, channel_first, chunk,
+                 context=0, output_scale=1):
         """Every option checked on its own (the partition is not made)."""
         import shapely
 
         image_size = as_pair(image_size, "image_size", minimum=1)
+        tile_size, overlap = as_pair(tile_size, "tile_size", minimum=1), as_pair(overlap, "overlap", minimum=0)
+        context, output_scale = check_context_scale(context, output_scale, tile_size=tile_size, overlap=overlap)
         area = check_area(area, image_size)
         if not isinstance(window, str) or window not in WINDOWS:
             raise ValueError(f"window={window!r}: partitioned runs take a built-in window, one of {sorted(WINDOWS)}")
-        return cls(image_size=image_size, tile_size=as_pair(tile_size, "tile_size", minimum=1),
-                   overlap=as_pair(overlap, "overlap", minimum=0), parts=as_positive_int(parts, "parts"),
+        return cls(image_size=image_size, tile_size=tile_size, overlap=overlap, parts=as_positive_int(parts, "parts"),
                    window=window, area=None if area is None else shapely.to_wkb(area, hex=True),
                    labels=check_bool(labels, "labels"), channel_first=check_bool(channel_first, "channel_first"),
-                   chunk=as_positive_int(chunk, "chunk"))
+                   chunk=as_positive_int(chunk, "chunk"), context=context, output_scale=output_scale)
 
     def plan(self):
         """The whole run's plan."""
         import shapely
 
         area = None if self.area is None else shapely.from_wkb(self.area)
-        plan, _ = plan_regular_grid(self.image_size, self.tile_size, self.overlap, area, window=self.window)
+        plan, _ = plan_regular_grid(self.image_size, self.tile_size, self.overlap, area, window=self.window,
+                                    context=self.context, output_scale=self.output_scale)
         return plan
 
     def partition(self):
         return partition_plan(self.plan(), self.parts)
 
     def to_json(self):
-        return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
+        data = {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
+        for key, default in _OPTIONAL.items():
+            if data[key] == default:
+                del data[key]
+        return data
 
     @classmethod
     def from_json(cls, data):
@@ -87,8 +104,9 @@ class Job:
         The partition is not made: :meth:`partition` raises if it cannot be.
         """
         names = sorted(field.name for field in fields(cls))
-        if not isinstance(data, dict) or sorted(data) != names:
-            raise ValueError(f"job attributes {sorted(data) if isinstance(data, dict) else data!r}; expected {names}")
+        if not isinstance(data, dict) or not set(names) - set(_OPTIONAL) <= set(data) <= set(names):
+            raise ValueError(f"job attributes {sorted(data) if isinstance(data, dict) else data!r}; expected {names}"
+                             f" ({' and '.join(_OPTIONAL)} may be left out)")
         area = data["area"]
         geometry = None
         if area is not None:

@@ -80,6 +80,16 @@ def _add_level(parser):
                        help="read the level nearest X micrometres per pixel (the file must give its resolution)")
 
 
+def _add_model_geometry(parser):
+    parser.add_argument("--context", type=_non_negative, default=0, metavar="N",
+                        help="input pixels the model reads beyond each tile on every side; it returns the tile "
+                             "only (default 0)")
+    parser.add_argument("--output-scale", type=_positive, default=1, metavar="S",
+                        help="the model returns tiles S times smaller than --tile; the output is the input's size "
+                             "divided by S, rounded up (default 1). --tile, --overlap and --context must be "
+                             "multiples of S")
+
+
 def build_parser():
     parser = _Parser(prog="seamless-fast", description="Seamless tiled segmentation of images too large for a model.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -105,6 +115,7 @@ def build_parser():
                               "--channel-last) and returning logits of the same layout; a class is "
                               "instantiated with no arguments")
     _add_tiling(segment)
+    _add_model_geometry(segment)
     segment.add_argument("--batch-size", type=_positive, default=16, help="tiles per model call (default 16)")
     segment.add_argument("--window", default="pyramid", choices=["pyramid", "hann", "gaussian", "constant"],
                          help="blending window (default pyramid)")
@@ -153,6 +164,7 @@ def build_parser():
                                            "their sizes, downsamples and resolutions.")
     plan.add_argument("image", help="a TIFF file, or a size as HEIGHTxWIDTH (e.g. 40000x40000)")
     _add_tiling(plan)
+    _add_model_geometry(plan)
     plan.add_argument("--channels", type=_positive, default=3, help="model output channels (default 3)")
     plan.add_argument("--max-memory", type=_positive, metavar="BYTES",
                       help="most bytes the blend buffer may hold; wider images then run in stripes")
@@ -187,7 +199,8 @@ def main(argv=None):
 
 def _plan(args, jobs):
     figures = jobs.plan_figures(args.image, tile=args.tile, overlap=args.overlap, channels=args.channels,
-                                max_memory=args.max_memory, level=args.level, mpp=args.mpp)
+                                max_memory=args.max_memory, context=args.context, output_scale=args.output_scale,
+                                level=args.level, mpp=args.mpp)
     if args.json:
         print(json.dumps(figures))
         return 0
@@ -195,6 +208,10 @@ def _plan(args, jobs):
     for line in _level_lines(figures.get("levels"), figures.get("level")):
         print(line)
     print(f"image {size[0]} x {size[1]}, tile {args.tile}, overlap {args.overlap}")
+    if args.context or args.output_scale > 1:
+        read, out, whole = figures["read_window"], figures["output_tile"], figures["output_size"]
+        print(f"model reads {read[0]} x {read[1]} windows (context {args.context}) and returns {out[0]} x {out[1]} "
+              f"tiles (output scale {args.output_scale}); output {whole[0]} x {whole[1]}")
     print(f"grid {figures['grid'][0]} x {figures['grid'][1]}: {figures['tiles']} tiles, {figures['cells']} output "
           "cells")
     print(f"blend buffer: {figures['buffer_rows']} rows, {figures['buffer_bytes'] / 2**20:.1f} MiB for {channels} "

@@ -12,6 +12,7 @@ failure only does what is missing (or no longer matches what a part wrote).
 The store (and the output) must be on a filesystem every worker sees.
 """
 
+import math
 import os
 import time
 import uuid
@@ -63,7 +64,7 @@ class DaskResult:
 
 def run_dask(source, model_factory, store, *, tile_size=256, overlap=64, parts=None, area=None, window="pyramid",
              labels=True, channel_first=True, batch_size=16, pad="reflect", output=None, output_dtype=None,
-             compression="zlib", client=None, n_workers=2):
+             compression="zlib", client=None, n_workers=2, context=0, output_scale=1):
     """Segment `source` on a Dask cluster, part by part, into `store`; optionally merge into `output`.
 
     Parameters
@@ -97,6 +98,10 @@ def run_dask(source, model_factory, store, *, tile_size=256, overlap=64, parts=N
         processes (one thread each) is started and closed again.
     n_workers : int
         Workers of that LocalCluster.
+    context, output_scale : int or (int, int)
+        As for :func:`~seamless_fast.plan_regular_grid`: the model reads each
+        tile grown by `context` and returns it `output_scale` times smaller;
+        the output is ``ceil(size / output_scale)``.
 
     Returns
     -------
@@ -117,7 +122,7 @@ def run_dask(source, model_factory, store, *, tile_size=256, overlap=64, parts=N
         image_size = reader.shape
     # every option but the number of parts checked before a cluster starts
     Job.from_options(image_size, tile_size, overlap, parts=1 if parts is None else parts, area=area, window=window,
-                     labels=labels, channel_first=channel_first)
+                     labels=labels, channel_first=channel_first, context=context, output_scale=output_scale)
     own_cluster = None
     if client is None:
         # the dashboard on a free port: None still means 8787, which another cluster may hold
@@ -128,7 +133,7 @@ def run_dask(source, model_factory, store, *, tile_size=256, overlap=64, parts=N
         if parts is None:
             parts = max(1, len(client.scheduler_info()["workers"]))
         job = Job.from_options(image_size, tile_size, overlap, parts=parts, area=area, window=window, labels=labels,
-                               channel_first=channel_first)
+                               channel_first=channel_first, context=context, output_scale=output_scale)
         part_store = PartStore(store, job)
         token = uuid.uuid4().hex
         futures = [client.submit(_run_part_task, part_store.path, part, source, model_factory, token, pad,
@@ -148,7 +153,7 @@ def run_dask(source, model_factory, store, *, tile_size=256, overlap=64, parts=N
     itemsize = (label_dtype(first.channels) if labels else np.dtype(first.dtype)).itemsize
     return DaskResult(parts=results, seconds=time.perf_counter() - start,
                       seam_bytes=sum(r.seam_bytes for r in results),
-                      output_bytes=image_size[0] * image_size[1] * per_pixel * itemsize, output=output)
+                      output_bytes=math.prod(part_store.plan.image_size) * per_pixel * itemsize, output=output)
 
 
 def _check_output(output, source, store, labels, dtype, compression):

@@ -54,9 +54,14 @@ def require_extras(command, *, progress):
         raise UsageError(f"{command} needs {' and '.join(missing)}, which are not installed: {CLI_EXTRA}")
 
 
-def check_tiling(tile, overlap):
+def check_tiling(tile, overlap, context=0, output_scale=1):
     if overlap >= tile:
         raise UsageError(f"--overlap {overlap} must be smaller than --tile {tile}")
+    for name, value in (("--tile", tile), ("--overlap", overlap), ("--context", context)):
+        if value % output_scale:
+            raise UsageError(f"{name} {value} is not a multiple of --output-scale {output_scale}: the model returns "
+                             "tiles --output-scale times smaller, so --tile, --overlap and --context must divide "
+                             "evenly by it")
 
 
 def check_extension(path, extensions, name="output"):
@@ -103,7 +108,7 @@ def plan_grid(image_size, tile, overlap, **options):
     """:func:`~seamless_fast.plan_regular_grid`, with sizes too large to plan refused as a UsageError."""
     from .plan import plan_regular_grid
 
-    check_tiling(tile, overlap)
+    check_tiling(tile, overlap, options.get("context", 0), options.get("output_scale", 1))
     step = tile - overlap
     tiles = math.prod(max(1, math.ceil((side - overlap) / step)) for side in image_size)
     if tiles * PLAN_BYTES_PER_TILE > _physical_memory():
@@ -147,8 +152,12 @@ def parse_size(text):
     raise UsageError(f"image {text!r} is neither a file nor a size like 40000x40000")
 
 
-def plan_figures(image, *, tile, overlap, channels, max_memory=None, level=0, mpp=None):
+def plan_figures(image, *, tile, overlap, channels, max_memory=None, context=0, output_scale=1, level=0, mpp=None):
     """The figures ``seamless-fast plan`` prints, as a dict.
+
+    `context` and `output_scale` as for :func:`~seamless_fast.plan_regular_grid`;
+    ``read_window`` is the (height, width) of the first tile's input window,
+    ``output_tile`` of its output, ``output_size`` the output image's.
 
     Of a file, the plan is that of the level read (`level`, or the one
     nearest `mpp` micrometres per pixel), and the figures also give
@@ -160,6 +169,9 @@ def plan_figures(image, *, tile, overlap, channels, max_memory=None, level=0, mp
     >>> figures = plan_figures("4000x3000", tile=256, overlap=64, channels=3)
     >>> figures["grid"], figures["tiles"], figures["buffer_rows"]
     ([21, 16], 336, 256)
+    >>> figures = plan_figures("4000x3000", tile=256, overlap=64, channels=3, context=32, output_scale=4)
+    >>> figures["read_window"], figures["output_tile"], figures["output_size"]
+    ([320, 320], [64, 64], [1000, 750])
     """
     from .plan import analyse_plan
 
@@ -172,13 +184,17 @@ def plan_figures(image, *, tile, overlap, channels, max_memory=None, level=0, mp
     else:
         size = parse_size(image)
     start = time.perf_counter()
-    plan = plan_grid(size, tile, overlap, max_buffer_bytes=max_memory, channels=channels)
+    plan = plan_grid(size, tile, overlap, max_buffer_bytes=max_memory, channels=channels, context=context,
+                     output_scale=output_scale)
     planned = time.perf_counter() - start
     stats = analyse_plan(plan, channels=channels)
+    read, out = plan.read_boxes()[0], plan.tile_boxes[plan.load_order[0]]
     return dict(image_size=list(size), tile=tile, overlap=overlap, grid=list(plan.grid_shape),
                 tiles=plan.n_loads, cells=plan.n_writes, stripes=len(plan.stripes), buffer_rows=plan.buffer_rows,
-                buffer_bytes=stats.buffer_bytes, output_bytes=size[0] * size[1] * channels * 4,
-                planning_seconds=planned, **_level_figures(levels, level))
+                buffer_bytes=stats.buffer_bytes, output_bytes=math.prod(plan.image_size) * channels * 4,
+                planning_seconds=planned, context=context, output_scale=output_scale,
+                read_window=(read[2:] - read[:2]).tolist(), output_tile=(out[2:] - out[:2]).tolist(),
+                output_size=list(plan.image_size), **_level_figures(levels, level))
 
 
 def _level_figures(levels, level):
@@ -290,7 +306,7 @@ def _compression(name):
 def prepare_segment(args):
     """Check every option of ``seamless-fast segment``; return the job to run (`args` from the parser)."""
     require_extras("seamless-fast segment", progress=args.progress)
-    check_tiling(args.tile, args.overlap)
+    check_tiling(args.tile, args.overlap, args.context, args.output_scale)
     _check_part_options(args)
     if args.part is None:
         check_extension(args.output, TIFF_EXTENSIONS)
@@ -311,7 +327,8 @@ def prepare_segment(args):
         area = load_area(args.area, reader.shape)
         if args.part is not None:
             return _PartJob(args, reader, load_model(args.model), area)
-        plan = plan_grid(reader.shape, args.tile, args.overlap, area=area, window=args.window)
+        plan = plan_grid(reader.shape, args.tile, args.overlap, area=area, window=args.window, context=args.context,
+                         output_scale=args.output_scale)
         model = load_model(args.model)
         return _SegmentJob(args, reader, plan, model)
     except BaseException:
@@ -352,7 +369,8 @@ def _check_store(store, source):
 
 def probe_channels(model, reader, plan, channel_first, name="input"):
     """Run the model once on the first tile; return the number of channels it gives (its classes) and its output."""
-    box = tuple(plan.tile_boxes[plan.load_order[0]].tolist())
+    box = tuple(plan.read_boxes()[0].tolist())  # the tile's box, scaled and grown by the context
+    tile = plan.tile_boxes[plan.load_order[0]].tolist()
     try:
         batch = reader.read(box)[None]
     except (MemoryError, KeyboardInterrupt):
@@ -366,10 +384,13 @@ def probe_channels(model, reader, plan, channel_first, name="input"):
 
     out = _to_numpy(model(batch))
     spatial = (out.shape[2:] if channel_first else out.shape[1:3]) if out.ndim == 4 else None
-    if out.ndim != 4 or out.shape[0] != 1 or spatial != (box[2] - box[0], box[3] - box[1]):
+    want = (tile[2] - tile[0], tile[3] - tile[1])
+    if out.ndim != 4 or out.shape[0] != 1 or spatial != want:
         layout = "(1, C, H, W)" if channel_first else "(1, H, W, C)"
+        scaled = "" if plan.output_scale == (1, 1) and plan.context == (0, 0) else \
+            ", its input less twice --context, divided by --output-scale"
         raise UsageError(f"--model returned shape {out.shape} for a batch of shape {batch.shape}; expected {layout} "
-                         f"with the tile's H and W (see --channel-first / --channel-last)")
+                         f"with the tile's H and W {want}{scaled} (see --channel-first / --channel-last)")
     return int(out.shape[1] if channel_first else out.shape[-1]), out
 
 
@@ -401,9 +422,9 @@ class _SegmentJob:
         # labels, and the values of a one-channel model, are a 2-D image
         self.planes = None if args.labels or channels == 1 else channels
         try:
-            self.writer = TiffWriter(args.output, reader.shape, channels=self.planes,
+            self.writer = TiffWriter(args.output, plan.image_size, channels=self.planes,
                                      dtype=self.dtype, compression=_compression(args.compression),
-                                     **metadata_for_output(reader))
+                                     **metadata_for_output(reader, output_scale=plan.output_scale))
         except ValueError as error:
             raise UsageError(f"output {args.output!r}: {_one_line(error)}") from None
 
@@ -454,7 +475,8 @@ class _PartJob:
         self.part, parts = args.part
         try:
             job = Job.from_options(reader.shape, args.tile, args.overlap, parts=parts, area=area,
-                                   window=args.window, labels=args.labels, channel_first=args.channel_first)
+                                   window=args.window, labels=args.labels, channel_first=args.channel_first,
+                                   context=args.context, output_scale=args.output_scale)
             self.store = PartStore(args.store, job)
         except (ValueError, ImportError) as error:
             raise UsageError(_one_line(error)) from None

@@ -102,7 +102,11 @@ def run_pipeline(plan, read_tile, model, write_cells, *, batch_size=16, channel_
     read_tile : callable
         ``read_tile(box)`` with ``box = (ylo, xlo, yhi, xhi)`` (ints, upper
         bounds exclusive) returns the input window of one tile as an array of
-        shape ``(yhi - ylo, xhi - xlo, C_in)``.
+        shape ``(yhi - ylo, xhi - xlo, C_in)``. The box is the tile's read
+        window (:meth:`~seamless_fast.Plan.read_boxes`): its box in input
+        pixels grown by the plan's `context`, and so possibly reaching past
+        the image border (:meth:`seamless_fast.io.ImageReader.read` pads
+        there).
     model : callable
         ``model(batch)`` gets a contiguous numpy array ``(B, C_in, h, w)`` with
         ``channel_first=True``, else ``(B, h, w, C_in)``, and returns ``B``
@@ -110,7 +114,10 @@ def run_pipeline(plan, read_tile, model, write_cells, *, batch_size=16, channel_
         a numpy array, or anything ``np.asarray`` or ``.numpy()`` turns into
         one (a torch tensor, on any device, with or without grad). It runs in
         its own thread; a PyTorch model releases the GIL while it computes.
-        It must not change an output it has returned.
+        It must not change an output it has returned. With a plan's context
+        c and output scale s, the outputs cover the tiles' own boxes only:
+        ``h`` and ``w`` of the outputs are those of the input less ``2 c``,
+        divided by s (per axis).
     write_cells : callable
         ``write_cells(cells)`` gets the list of :class:`~seamless_fast.OutputCell`
         (grid index, box, data) each batch finished, in the order they became
@@ -304,7 +311,7 @@ class _Pipeline:
     # -- the four stages -------------------------------------------------------
     def _read(self):
         plan, busy = self.plan, self.times["read"]
-        boxes = plan.tile_boxes[plan.load_order].tolist()
+        boxes = plan.read_boxes().tolist()  # the tile boxes, scaled and grown by the plan's context
         pending, first, number = [], 0, 0
         for step, box in enumerate(boxes + [None]):
             if self.stop.is_set():

@@ -16,6 +16,7 @@ import shapely
 from ._schedule import (MAX_WEIGHTS, STEP_COLUMNS, live_from_rows, regular_column_stripes, schedule_general,
                         schedule_rectilinear, seam_rows, segment_cummax, split_columns, step_table, stripe_extents,
                         weight_vectors)
+from ._input import check_context_scale, check_grid_scale, read_windows, to_output_pixels, with_input_geometry
 from ._validate import as_pair, check_area
 from .geometry import (MAX_COORDINATE, axis_starts, axis_window, boxes_to_geoms, cells_meeting, geoms_to_boxes,
                        grid_boxes, grid_cells, is_rectilinear, regular_axis)
@@ -96,6 +97,16 @@ class Plan:
     seams : ndarray, shape (n_stripes - 1, 2)
         Image columns ``[lo, hi)`` where stripe s and s + 1 overlap: their
         partial sums are handed from one stripe to the next (empty if equal).
+    input_size : tuple of int
+        ``(height, width)`` of the input image in input pixels (for
+        :func:`plan_from_grid`, the grid's largest bounds); `image_size` when
+        `output_scale` is 1.
+    context : tuple of int
+        ``(y, x)`` input pixels the model reads beyond each tile on every side.
+    output_scale : tuple of int
+        ``(y, x)`` input pixels per output pixel: everything above is in
+        output pixels, and the model reads input windows `output_scale` times
+        larger (see :meth:`read_boxes` and :mod:`seamless_fast._input`).
     """
 
     image_size: tuple
@@ -116,6 +127,28 @@ class Plan:
     steps: np.ndarray
     stripes: np.ndarray
     seams: np.ndarray
+    input_size: tuple = None
+    context: tuple = (0, 0)
+    output_scale: tuple = (1, 1)
+
+    def __post_init__(self):
+        if self.input_size is None:
+            object.__setattr__(self, "input_size", tuple(self.image_size))
+
+    def read_boxes(self):
+        """The input window each tile's model reads, in load order: int64 ``(n_loads, 4)``, input pixels.
+
+        A tile's box times `output_scale`, grown by `context` on every side;
+        it may reach past the image border, where the reader pads. The tile
+        boxes themselves without a context or an output scale.
+
+        Examples
+        --------
+        >>> plan, _ = plan_regular_grid((100, 100), 64, 16, context=8, output_scale=2)
+        >>> plan.tile_boxes[plan.load_order[0]].tolist(), plan.read_boxes()[0].tolist()
+        ([0, 0, 32, 32], [-8, -8, 72, 72])
+        """
+        return read_windows(self.tile_boxes[self.load_order], self.output_scale, self.context)
 
     @property
     def n_loads(self):
@@ -135,7 +168,9 @@ class Plan:
     def __repr__(self):
         return (f"Plan(image_size={self.image_size}, grid_shape={self.grid_shape}, "
                 f"n_loads={self.n_loads}, n_writes={self.n_writes}, buffer_rows={self.buffer_rows}, "
-                f"buffer_cols={self.buffer_cols}, normalised={self.normalised})")
+                f"buffer_cols={self.buffer_cols}, normalised={self.normalised}"
+                + (f", input_size={self.input_size}, context={self.context}, output_scale={self.output_scale}"
+                   if self.context != (0, 0) or self.output_scale != (1, 1) else "") + ")")
 
 
 class PlanStats(tuple):
@@ -160,7 +195,7 @@ class PlanStats(tuple):
 
 
 def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=None, *, window="pyramid",
-                      max_buffer_bytes=None, channels=1, dtype=np.float32):
+                      max_buffer_bytes=None, channels=1, dtype=np.float32, context=0, output_scale=1):
     """Plan a regular grid of overlapping tiles over an image.
 
     Tiles start every ``tile_size - overlap`` pixels along each axis from 0;
@@ -185,6 +220,9 @@ def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=N
         the values a whole-image run writes in those cells. The plan and the
         grid returned cover the window of the whole-image grid the area
         needs, so grid indices count from that window's top-left tile.
+        Like `image_size`, the area is in input pixels: with an
+        `output_scale` it is divided by the scale, and a cell is written when
+        its interior, scaled back to input pixels, meets the area.
     traversal_fnc : callable, optional
         Accepted for the seed's signature and not called: the order of the
         tiles is chosen by the plan (row by row, each cell written as soon as
@@ -200,11 +238,26 @@ def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=N
         Channels of the model output, to turn `max_buffer_bytes` into pixels.
     dtype : float dtype, keyword-only
         Accumulator dtype (float32, or float64 for float64 tiles), likewise.
+    context : int or (int, int), keyword-only
+        Input pixels the model reads beyond its tile on every side: it gets
+        the tile's box grown by `context` (:meth:`Plan.read_boxes`,
+        :func:`get_plan_input_geoms`; past the image border the reader pads)
+        and returns the tile's box only, which is what is blended.
+    output_scale : int or (int, int), keyword-only
+        Input pixels per output pixel: the model returns a tile of
+        ``tile_size / output_scale`` pixels. `image_size`, `tile_size`,
+        `overlap`, `context` and `area` stay in input pixels; the plan works
+        in output pixels, over an output of ``ceil(image_size /
+        output_scale)`` (see :mod:`seamless_fast._input` for the last pixel
+        and the flush tile when the size is not a multiple). Tile size,
+        overlap and context must be multiples of it.
 
     Returns
     -------
     plan : Plan
     grid : ndarray of shapely boxes, shape (rows, cols)
+        The tiles' boxes in input pixels (output boxes times `output_scale`,
+        without the context), as :func:`plan_from_grid` takes them.
 
     Raises
     ------
@@ -219,6 +272,9 @@ def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=N
     (11, 8)
     >>> plan.n_loads, plan.n_writes
     (88, 88)
+    >>> plan, _ = plan_regular_grid((1000, 777), 128, 32, context=16, output_scale=2)
+    >>> plan.image_size, plan.grid_shape, plan.read_boxes()[0].tolist()
+    ((500, 389), (11, 8), [-16, -16, 144, 144])
     """
     image_size = as_pair(image_size, "image_size", minimum=1)
     if max(image_size) > MAX_IMAGE_SIDE:
@@ -230,6 +286,9 @@ def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=N
         raise ValueError(f"overlap={overlap} must be smaller than tile_size={tile_size} on both axes")
     _check_traversal(traversal_fnc)
     area = check_area(area, image_size)
+    context, scale = check_context_scale(context, output_scale, tile_size=tile_size, overlap=overlap)
+    input_size = image_size
+    image_size, tile_size, overlap, area = to_output_pixels(image_size, tile_size, overlap, area, scale)
     window = check_window(window)
     max_buffer_bytes, bytes_per_pixel = _budget(max_buffer_bytes, channels, dtype)
     boxes, (k0, k1) = _regular_boxes(image_size, tile_size, overlap, area)
@@ -237,8 +296,9 @@ def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=N
     column_stripe = regular_column_stripes(image_size[1], tile_size[1], overlap[1], k0, k1, row_bytes,
                                             max_buffer_bytes) if is_separable(window) else None
     plan = _compile(boxes, image_size, area, window, max_buffer_bytes, bytes_per_pixel, column_stripe)
-    grid = boxes_to_geoms(boxes)
-    if plan.n_loads <= INPUT_GEOMS_CACHED:
+    plan = with_input_geometry(plan, input_size, context, scale)
+    grid = boxes_to_geoms(boxes if scale == (1, 1) else boxes * np.array(scale * 2, np.int64))
+    if plan.n_loads <= INPUT_GEOMS_CACHED and context == (0, 0):
         _INPUT_GEOMS[plan] = grid.reshape(-1)[plan.load_order]
     return plan, grid
 
@@ -315,7 +375,7 @@ def _accumulator_dtype(dtype):
 
 
 def plan_from_grid(grid, margin=(0, 0), area=None, traversal_fnc=None, *, window="pyramid", max_buffer_bytes=None,
-                   channels=1, dtype=np.float32):
+                   channels=1, dtype=np.float32, context=0, output_scale=1):
     """Plan a run over any grid of boxes, regular or not.
 
     Parameters
@@ -342,6 +402,10 @@ def plan_from_grid(grid, margin=(0, 0), area=None, traversal_fnc=None, *, window
         Blending window.
     max_buffer_bytes, channels, dtype : keyword-only
         As in :func:`plan_regular_grid` (stripes need a rectilinear grid).
+    context, output_scale : keyword-only
+        As in :func:`plan_regular_grid`. `grid` and `area` are in input
+        pixels, every grid bound a multiple of `output_scale`; the plan's
+        boxes are the grid's divided by it.
 
     Returns
     -------
@@ -362,6 +426,8 @@ def plan_from_grid(grid, margin=(0, 0), area=None, traversal_fnc=None, *, window
     2
     >>> plan_from_grid(grid, (8, 8)).n_writes  # the seed's positional margin
     2
+    >>> plan_from_grid(grid, context=4, output_scale=2).read_boxes().tolist()
+    [[-4, -4, 64, 54], [-4, 26, 64, 94]]
     """
     if isinstance(margin, shapely.Geometry):
         raise ValueError(f"margin={margin} is a geometry; the second argument of plan_from_grid is the seed's "
@@ -369,10 +435,14 @@ def plan_from_grid(grid, margin=(0, 0), area=None, traversal_fnc=None, *, window
     as_pair(margin, "margin", minimum=0)
     _check_traversal(traversal_fnc)
     boxes = geoms_to_boxes(grid)
-    image_size = (int(boxes[..., 2].max()), int(boxes[..., 3].max()))
-    area = check_area(area, image_size)
+    input_size = (int(boxes[..., 2].max()), int(boxes[..., 3].max()))
+    area = check_area(area, input_size)
+    context, scale = check_context_scale(context, output_scale)
+    boxes = check_grid_scale(boxes, scale)
+    image_size, _, _, area = to_output_pixels(input_size, (0, 0), (0, 0), area, scale)
     window = check_window(window)
-    return _compile(boxes, image_size, area, window, *_budget(max_buffer_bytes, channels, dtype))
+    plan = _compile(boxes, image_size, area, window, *_budget(max_buffer_bytes, channels, dtype))
+    return with_input_geometry(plan, input_size, context, scale)
 
 
 def _compile(boxes, image_size, area, window, max_buffer_bytes=None, bytes_per_pixel=4, column_stripe=None):
@@ -487,6 +557,9 @@ def analyse_plan(plan, *, channels=1, dtype=np.float32):
 def get_plan_input_geoms(plan):
     """``[(grid_index, shapely box), ...]`` of the tiles to compute, in the order the run needs them.
 
+    Each box is the window of the input the tile's model reads (:meth:`Plan.read_boxes`): the tile's box,
+    times the plan's `output_scale` and grown by its `context`, in input pixels.
+
     Examples
     --------
     >>> plan, _ = plan_regular_grid((300, 300), 128, 32)
@@ -498,7 +571,7 @@ def get_plan_input_geoms(plan):
     pairs = _INPUT_GEOMS.get(plan)
     if type(pairs) is tuple:
         return list(pairs)
-    geoms = pairs if pairs is not None else np.atleast_1d(boxes_to_geoms(plan.tile_boxes[plan.load_order]))
+    geoms = pairs if pairs is not None else np.atleast_1d(boxes_to_geoms(plan.read_boxes()))
     i, j = np.divmod(plan.load_order, plan.grid_shape[1])
     pairs = tuple(zip(zip(i.tolist(), j.tolist()), geoms.tolist()))
     if plan.n_loads <= INPUT_GEOMS_CACHED:

@@ -95,3 +95,31 @@ def test_plan_lists_the_levels(slide):
     assert run.stdout.splitlines()[:2] == ["1 level:", "  level 0: 300 x 260, downsample 1 x 1, resolution unknown  "
                                                        "<- read"]
     assert "levels" not in json.loads(cli("plan", "300x260", "--json").stdout)
+
+
+def test_segment_a_level_with_context_and_output_scale(slide):
+    """--level with --context and --output-scale: the output is the level's size divided by the scale, at the
+    level's resolution divided by the scale."""
+    from test_cli_context_scale import MODEL as CONTEXT_MODEL
+
+    (slide.parent / "ctxmodels.py").write_text(CONTEXT_MODEL)
+    run = cli("segment", slide.name, "out.tif", "--model", "ctxmodels:shrink", "--tile", "64", "--overlap", "16",
+              "--context", "8", "--output-scale", "2", "--level", "1", "--no-progress", cwd=slide.parent)
+    assert run.returncode == 0, run.stderr
+    sys.path.insert(0, str(slide.parent))
+    try:
+        import ctxmodels
+    finally:
+        sys.path.pop(0)
+    plan, _ = sf.plan_regular_grid((150, 130), 64, 16, context=8, output_scale=2)
+    expected = np.zeros(plan.image_size, np.uint8)
+
+    def write_cells(cells):
+        for cell in cells:
+            expected[cell.slices] = cell.data
+
+    with ImageReader(slide, level=1) as reader:
+        sf.run_pipeline(plan, reader.read, ctxmodels.shrink, write_cells, labels=True)
+    with tifffile.TiffFile(slide.parent / "out.tif") as tif:
+        assert tif.pages[0].shape == (75, 65) and tif.pages[0].resolution == (5e3, 5e3)
+        np.testing.assert_array_equal(tif.asarray(), expected)

@@ -168,3 +168,31 @@ def test_run_dask_runs_a_damaged_part_again(tmp_path, image_path, expected, clie
                       output=tmp_path / "second.zarr", client=client)
     assert [r.part for r in result.parts] == [0, 1, 2]
     np.testing.assert_array_equal(zarr.open_array(tmp_path / "second.zarr", mode="r")[:], expected[True])
+
+
+def shrinker(batch):
+    """A model that reads 8 pixels of context and returns tiles half the size: crop, then 2 x 2 means."""
+    tiles = np.ascontiguousarray(batch, np.float32)[:, :, 8:-8, 8:-8]
+    b, c, h, w = tiles.shape
+    return tiles.reshape(b, c, h // 2, 2, w // 2, 2).mean(axis=(3, 5)) + batch.mean(axis=(2, 3))[:, :, None, None]
+
+
+def shrinker_factory():
+    return shrinker
+
+
+def test_dask_run_with_context_and_output_scale(tmp_path, image_path, client):
+    plan, _ = sf.plan_regular_grid(SIZE, TILE, OVERLAP, context=8, output_scale=2)
+    expected = np.zeros(plan.image_size + (3,), np.float32)
+
+    def write_cells(cells):
+        for cell in cells:
+            expected[cell.slices] = np.moveaxis(cell.data, 0, -1)
+
+    with ImageReader(str(image_path)) as reader:
+        sf.run_pipeline(plan, reader.read, shrinker, write_cells)
+    result = run_dask(str(image_path), shrinker_factory, tmp_path / "parts.zarr", tile_size=TILE, overlap=OVERLAP,
+                      parts=2, labels=False, output=tmp_path / "out.zarr", client=client, context=8, output_scale=2)
+    got = zarr.open_array(tmp_path / "out.zarr", mode="r")[:]
+    assert got.shape == (150, 130, 3) and result.output_bytes == 150 * 130 * 3 * 4
+    np.testing.assert_array_equal(got, expected)

@@ -148,6 +148,10 @@ def test_merge_refuses_any_edited_value_of_any_zarr_json(complete_store, tmp_pat
     ("image_size", [150000, 120000], "job attributes were changed"),
     ("window", "hann", "job attributes were changed"),
     ("chunk", 64, "job attributes were changed"),
+    ("context", [8, 8], "job attributes were changed"),
+    ("output_scale", [2, 2], "job attributes were changed"),
+    ("context", [-1, 0], r"context=\[-1, 0\]: every entry must be >= 0"),
+    ("output_scale", [3, 3], r"overlap=\(16, 16\) is not a multiple of output_scale=\(3, 3\)"),
 ])
 def test_an_edited_job_attribute_is_refused_naming_it(complete_store, tmp_path, key, value, message):
     path = copy_of(complete_store, tmp_path)

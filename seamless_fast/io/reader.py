@@ -5,6 +5,7 @@ import weakref
 
 import numpy as np
 
+from .._validate import as_pair
 from ._common import PAD_MODES, _check_box, _check_fill
 from ._levels import check_choice, make_levels, pick_level
 from ._tiff import _TiffSource
@@ -254,12 +255,16 @@ class ImageReader:
                 f"dtype={self.dtype}, pad={self._pad!r})")
 
 
-def metadata_for_output(reader):
+def metadata_for_output(reader, output_scale=1):
     """TiffWriter keyword arguments that carry an input's metadata over to an output.
 
     Parameters
     ----------
     reader : ImageReader
+    output_scale : int or (int, int)
+        ``(y, x)`` input pixels per output pixel (see
+        :func:`~seamless_fast.plan_regular_grid`): the output's resolution
+        (pixels per unit) is the input's divided by it.
 
     Returns
     -------
@@ -276,10 +281,13 @@ def metadata_for_output(reader):
     """
     if not isinstance(reader, ImageReader):
         raise ValueError(f"reader={reader!r} is not an ImageReader")
+    scale_y, scale_x = as_pair(output_scale, "output_scale", minimum=1)
     metadata = reader.metadata
     out = {key: metadata[key] for key in ("resolution", "resolution_unit", "ome")}
     per_centimetre = {"MILLIMETER": 10, "MICROMETER": 10_000}.get(out["resolution_unit"])
     if per_centimetre is not None:
         out["resolution"] = tuple(r * per_centimetre for r in out["resolution"])
         out["resolution_unit"] = "CENTIMETER"
+    if out["resolution"] is not None and (scale_y, scale_x) != (1, 1):
+        out["resolution"] = (out["resolution"][0] / scale_x, out["resolution"][1] / scale_y)  # (x, y)
     return out
