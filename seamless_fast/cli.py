@@ -47,6 +47,17 @@ def _int_at_least(minimum):
 _positive, _non_negative = _int_at_least(1), _int_at_least(0)
 
 
+def _resolution(text):
+    """An argparse type: a positive number of micrometres per pixel."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of micrometres per pixel")
+    return value
+
+
 def _part(text):
     """An argparse type: ``K/N`` with 0 <= K < N."""
     k, slash, n = text.partition("/")
@@ -58,6 +69,15 @@ def _part(text):
 def _add_tiling(parser):
     parser.add_argument("--tile", type=_positive, default=256, help="tile size (default 256)")
     parser.add_argument("--overlap", type=_non_negative, default=64, help="tile overlap (default 64)")
+
+
+def _add_level(parser):
+    level = parser.add_mutually_exclusive_group()
+    level.add_argument("--level", type=_non_negative, default=0, metavar="K",
+                       help="read level K of a pyramidal TIFF (OME-TIFF, SVS, NDPI, GeoTIFF overviews; default 0, "
+                            "full resolution); `seamless-fast plan FILE` lists the levels")
+    level.add_argument("--mpp", type=_resolution, metavar="X",
+                       help="read the level nearest X micrometres per pixel (the file must give its resolution)")
 
 
 def _add_model_geometry(parser):
@@ -110,7 +130,7 @@ def build_parser():
                               "Probabilities: float32 (default), float16, or uint8/uint16 (0..1 stored as "
                               "0..255 / 0..65535; values outside [0, 1] are refused)")
     segment.add_argument("--area", help="only segment inside this area: a .geojson file or a WKT string, in "
-                                        "pixel coordinates (x = column, y = row)")
+                                        "pixel coordinates of the level read (x = column, y = row)")
     layout = segment.add_mutually_exclusive_group()
     layout.add_argument("--channel-first", dest="channel_first", action="store_true", default=True,
                         help="the model takes and returns (B, C, H, W) batches, as PyTorch models do (default)")
@@ -124,6 +144,7 @@ def build_parser():
                          help="run only part K (0 to N-1) of the image cut into N bands of tile rows, e.g. "
                               "$SLURM_ARRAY_TASK_ID/4; needs --store, then `seamless-fast merge`")
     segment.add_argument("--store", metavar="DIR", help="zarr folder the parts of a --part run go to")
+    _add_level(segment)
     segment.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
     merge = commands.add_parser("merge", help="finish the seams of a --part run and write its output",
@@ -139,13 +160,15 @@ def build_parser():
 
     plan = commands.add_parser("plan", help="show the tiling and memory a run will need, without running",
                                description="Plan IMAGE (a TIFF file or HEIGHTxWIDTH) and print tiles, grid and "
-                                           "the memory the blend will need.")
+                                           "the memory the blend will need; of a file, also its levels with "
+                                           "their sizes, downsamples and resolutions.")
     plan.add_argument("image", help="a TIFF file, or a size as HEIGHTxWIDTH (e.g. 40000x40000)")
     _add_tiling(plan)
     _add_model_geometry(plan)
     plan.add_argument("--channels", type=_positive, default=3, help="model output channels (default 3)")
     plan.add_argument("--max-memory", type=_positive, metavar="BYTES",
                       help="most bytes the blend buffer may hold; wider images then run in stripes")
+    _add_level(plan)
     plan.add_argument("--json", action="store_true", help="print the figures as JSON")
     return parser
 
@@ -176,11 +199,14 @@ def main(argv=None):
 
 def _plan(args, jobs):
     figures = jobs.plan_figures(args.image, tile=args.tile, overlap=args.overlap, channels=args.channels,
-                                max_memory=args.max_memory, context=args.context, output_scale=args.output_scale)
+                                max_memory=args.max_memory, context=args.context, output_scale=args.output_scale,
+                                level=args.level, mpp=args.mpp)
     if args.json:
         print(json.dumps(figures))
         return 0
     size, channels = figures["image_size"], args.channels
+    for line in _level_lines(figures.get("levels"), figures.get("level")):
+        print(line)
     print(f"image {size[0]} x {size[1]}, tile {args.tile}, overlap {args.overlap}")
     if args.context or args.output_scale > 1:
         read, out, whole = figures["read_window"], figures["output_tile"], figures["output_size"]
@@ -193,6 +219,20 @@ def _plan(args, jobs):
           + (f", in {figures['stripes']} stripes" if figures["stripes"] > 1 else ""))
     print(f"planned in {figures['planning_seconds'] * 1e3:.1f} ms")
     return 0
+
+
+def _level_lines(levels, read):
+    """The levels of a file, one line each, the one read marked (nothing for a size)."""
+    if levels is None:
+        return []
+    lines = [f"{len(levels)} level{'s' if len(levels) > 1 else ''}:"]
+    for level in levels:
+        (height, width), (sy, sx), mpp = level["size"], level["downsample"], level["mpp"]
+        resolution = "resolution unknown" if mpp is None else f"{mpp[0]:.4g} x {mpp[1]:.4g} um/pixel"
+        mark = "  <- read" if level["level"] == read else ""
+        lines.append(f"  level {level['level']}: {height} x {width}, downsample {sy:.4g} x {sx:.4g}, "
+                     f"{resolution}{mark}")
+    return lines
 
 
 if __name__ == "__main__":  # pragma: no cover

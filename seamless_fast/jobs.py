@@ -78,8 +78,9 @@ def check_output(path, *, inputs, name="output", folder_ok=False):
 
 
 def open_image(path, **options):
-    """An :class:`~seamless_fast.io.ImageReader` of `path`, or a UsageError naming it."""
+    """An :class:`~seamless_fast.io.ImageReader` of `path`, or a UsageError naming it (or ``--level``/``--mpp``)."""
     from .io import ImageReader
+    from .io._levels import _LevelChoice
 
     if not os.path.exists(path):
         raise UsageError(f"input {path!r} does not exist")
@@ -89,6 +90,9 @@ def open_image(path, **options):
         return ImageReader(path, **options)
     except (ImportError, MemoryError):
         raise
+    except _LevelChoice as error:
+        value = f"{error.value:g}" if isinstance(error.value, float) else error.value
+        raise UsageError(f"--{error.name} {value} {error.detail}") from None
     except Exception as error:  # tifffile's errors for a file that is not a readable TIFF
         raise UsageError(f"input {path!r} is not a readable TIFF: {_one_line(error)}") from None
 
@@ -151,12 +155,17 @@ def parse_size(text):
     raise UsageError(f"image {text!r} is neither a file nor a size like 40000x40000")
 
 
-def plan_figures(image, *, tile, overlap, channels, max_memory=None, context=0, output_scale=1):
+def plan_figures(image, *, tile, overlap, channels, max_memory=None, context=0, output_scale=1, level=0, mpp=None):
     """The figures ``seamless-fast plan`` prints, as a dict.
 
     `context` and `output_scale` as for :func:`~seamless_fast.plan_regular_grid`;
     ``read_window`` is the (height, width) of the first tile's input window,
     ``output_tile`` of its output, ``output_size`` the output image's.
+
+    Of a file, the plan is that of the level read (`level`, or the one
+    nearest `mpp` micrometres per pixel), and the figures also give
+    ``level`` and ``levels``: each level's number, ``size``,
+    ``downsample`` and ``mpp`` (None where the file gives no resolution).
 
     Examples
     --------
@@ -169,7 +178,14 @@ def plan_figures(image, *, tile, overlap, channels, max_memory=None, context=0, 
     """
     from .plan import analyse_plan
 
-    size = parse_size(image)
+    levels = None
+    if os.path.exists(image):
+        with open_image(image, level=level, mpp=mpp) as reader:
+            size, levels, level = reader.shape, reader.levels, reader.level
+    elif level or mpp is not None:
+        raise UsageError(f"--level and --mpp pick a level of a file; {image!r} is no file")
+    else:
+        size = parse_size(image)
     start = time.perf_counter()
     plan = plan_grid(size, tile, overlap, max_buffer_bytes=max_memory, channels=channels, context=context,
                      output_scale=output_scale)
@@ -181,7 +197,15 @@ def plan_figures(image, *, tile, overlap, channels, max_memory=None, context=0, 
                 buffer_bytes=stats.buffer_bytes, output_bytes=math.prod(plan.image_size) * channels * 4,
                 planning_seconds=planned, context=context, output_scale=output_scale,
                 read_window=(read[2:] - read[:2]).tolist(), output_tile=(out[2:] - out[:2]).tolist(),
-                output_size=list(plan.image_size))
+                output_size=list(plan.image_size), **_level_figures(levels, level))
+
+
+def _level_figures(levels, level):
+    if levels is None:
+        return {}
+    return dict(level=level, levels=[dict(level=k, size=list(info.shape), downsample=list(info.downsample),
+                                          mpp=None if info.mpp is None else list(info.mpp))
+                                     for k, info in enumerate(levels)])
 
 
 # -- the model and the area -------------------------------------------------
@@ -301,7 +325,7 @@ def prepare_segment(args):
             import imagecodecs  # noqa: F401
         except ImportError:
             raise UsageError("--compression zstd needs imagecodecs: pip install imagecodecs") from None
-    reader = open_image(args.input, pad=args.pad)
+    reader = open_image(args.input, pad=args.pad, level=args.level, mpp=args.mpp)
     try:
         area = load_area(args.area, reader.shape)
         if args.part is not None:

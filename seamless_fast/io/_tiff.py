@@ -1,4 +1,4 @@
-"""Windows of a TIFF file's first series at full resolution, decoding only the tiles or strips they meet."""
+"""Windows of one level of a TIFF file's first series, decoding only the tiles or strips they meet."""
 
 import math
 import os
@@ -7,6 +7,7 @@ import threading
 import numpy as np
 
 from ._common import _check_fill, _import_tifffile
+from ._levels import _LevelChoice, level0_mpp, make_levels, pick_level
 
 _JPEG_COMPRESSIONS = {6, 7, 33007, 34892}
 # Axes a TIFF series may have: Y, X and those read as channels (samples, channels, tifffile's
@@ -169,16 +170,17 @@ class _TiffSegments:
 
 
 class _TiffSource:
-    """Windows of the first series of a TIFF, full resolution.
+    """Windows of one level of the first series of a TIFF.
 
     Everything that can be checked without decoding pixels is checked at
-    open: the file is a TIFF, its first series is a 2-D image (with
-    channels) in a layout and compression this reader decodes, and every
-    tile or strip lies inside the file (a truncated download is refused
-    here, not halfway through a run).
+    open: the file is a TIFF, the level exists, its series is a 2-D image
+    (with channels) in a layout and compression this reader decodes, and
+    every tile or strip of the level lies inside the file (a truncated
+    download is refused here, not halfway through a run). No other level
+    is decoded or checked.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, level=0, mpp=None):
         tifffile = _import_tifffile()
         self.path = os.fspath(path)
         _check_file(self.path)
@@ -187,8 +189,8 @@ class _TiffSource:
         except Exception as exc:  # noqa: BLE001 -- tifffile raises many kinds on a damaged header
             raise _refuse(self.path, "is not a TIFF file or its header is damaged", exc) from None
         try:
-            self._open()
-        except _Refused:
+            self._open(level, mpp)
+        except (_Refused, _LevelChoice):
             self.tif.close()
             raise
         except Exception as exc:  # noqa: BLE001 -- a damaged IFD fails deep inside tifffile
@@ -198,10 +200,24 @@ class _TiffSource:
             self.tif.close()
             raise
 
-    def _open(self):
+    def _open(self, level, mpp):
         if not self.tif.series:
             raise _refuse(self.path, "holds no image (its header may be truncated or damaged)")
-        series = self.tif.series[0]
+        base = self.tif.series[0]
+        self._check_series(base)
+        axes, pyramid = base.axes, _pyramid(base)
+        # the level-0 page: its metadata (resolution, georeference) hold for every level, scaled
+        self.metadata = _tiff_metadata(self.tif, base.keyframe, axes)
+        shapes = [_yx_shape(s, axes) for s in pyramid]
+        self.levels = make_levels(shapes, level0_mpp(self.tif, base.keyframe, self.metadata))
+        self.level = pick_level(self.levels, level, mpp, repr(self.path))
+        if len(self.levels) > 1:
+            self.metadata.update(_level_metadata(self.metadata, self.level, self.levels[self.level]))
+        series = pyramid[self.level]
+        self._check_series(series)
+        self._open_series(series, axes)
+
+    def _check_series(self, series):
         axes, shape, page = series.axes, tuple(series.shape), series.keyframe
         if "Y" not in axes or "X" not in axes or page.imagedepth > 1 or set(axes) - set(_AXES):
             raise _refuse(self.path, f"holds a series of axes {axes!r} and shape {shape}, not a 2-D image; "
@@ -209,11 +225,13 @@ class _TiffSource:
         if page.dtype is None:
             raise _refuse(self.path, f"holds samples of a data type this reader does not decode "
                           f"(SampleFormat {page.sampleformat}, {page.bitspersample}-bit)")
+
+    def _open_series(self, series, axes):
+        shape, page = tuple(series.shape), series.keyframe
         self.axes = axes
-        self.shape = (shape[axes.index("Y")], shape[axes.index("X")])
+        self.shape = _yx_shape(series, axes)
         self.channels = math.prod(shape) // math.prod(self.shape)
         self.dtype = np.dtype(page.dtype).newbyteorder("=")
-        self.metadata = _tiff_metadata(self.tif, page, axes)
         pages = list(series.pages)
         for handle in {id(p.parent.filehandle): p.parent.filehandle for p in pages}.values():
             if handle.closed:  # tifffile closes an OME-TIFF's other files after parsing; TiffFile.close closes them
@@ -255,8 +273,40 @@ class _MappedSource:
         return np.array(window, dtype=self.dtype, order="C", copy=True)
 
 
+def _pyramid(base):
+    """The levels tifffile finds for the series `base` (itself first), up to the first that is not a level of
+    the same image: other axes, channels or dtype."""
+    def channels(series):
+        return math.prod(series.shape) // math.prod(_yx_shape(series, series.axes))
+
+    levels = [base]
+    for series in base.levels[1:]:
+        if series.axes != base.axes or series.dtype != base.dtype or channels(series) != channels(base):
+            break
+        levels.append(series)
+    return levels
+
+
+def _yx_shape(series, axes):
+    shape = tuple(series.shape)
+    return shape[axes.index("Y")], shape[axes.index("X")]
+
+
+def _level_metadata(metadata, level, info):
+    """The entries of a pyramid's metadata that say which level is read: its number, its scale, and the
+    level-0 resolution (pixels per unit, (x, y)) divided by its downsample."""
+    scale_y, scale_x = info.downsample
+    out = {"level": level, "level_scale": (scale_y, scale_x)}
+    if metadata["resolution"] is not None:
+        out["resolution"] = (metadata["resolution"][0] / scale_x, metadata["resolution"][1] / scale_y)
+    return out
+
+
 def _tiff_metadata(tif, page, axes):
-    """Resolution, its unit, OME and axes of a TIFF page (tifffile gives the unit as an enum or an int)."""
+    """Resolution, its unit, OME and axes of a TIFF page (tifffile gives the unit as an enum or an int).
+
+    `page` is the level-0 page of a pyramid, whichever level is read: the reader scales what it gives to the
+    level read (:func:`_level_metadata`)."""
     resolution = unit_name = None
     if "XResolution" in page.tags and "YResolution" in page.tags:
         try:

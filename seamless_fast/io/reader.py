@@ -7,6 +7,7 @@ import numpy as np
 
 from .._validate import as_pair
 from ._common import PAD_MODES, _check_box, _check_fill
+from ._levels import check_choice, make_levels, pick_level
 from ._tiff import _TiffSource
 
 __all__ = ["ImageReader", "metadata_for_output"]
@@ -27,7 +28,7 @@ def _pad_index(lo, hi, size, mode):
 class _ArraySource:
     """Windows of an in-memory array-like: (H, W), (H, W, C) or (C, H, W)."""
 
-    def __init__(self, array, channel_axis):
+    def __init__(self, array, channel_axis, level=0, mpp=None):
         shape = tuple(int(n) for n in array.shape)
         if len(shape) not in (2, 3):
             raise ValueError(f"source has shape {shape}; expected (H, W), (H, W, C) or, "
@@ -44,6 +45,8 @@ class _ArraySource:
             raise ValueError(f"source has shape {shape}; expected no empty axis")
         self.dtype = np.dtype(array.dtype).newbyteorder("=")
         self.axes = "YX" if len(shape) == 2 else ("CYX" if self.channels_first else "YXC")
+        self.levels = make_levels([self.shape], None)
+        self.level = pick_level(self.levels, level, mpp, f"the {type(array).__name__} source")
 
     def region(self, y0, y1, x0, x1):
         if self.channels_first:
@@ -57,23 +60,35 @@ class _ArraySource:
     def close(self):
         self.array = None
 
+
 class ImageReader:
     """Read windows of a large image, padding beyond its border.
 
     Parameters
     ----------
     source : str, os.PathLike or array-like
-        Path to a TIFF (tiled or striped, BigTIFF, OME-TIFF, GeoTIFF; from
-        tifffile, GDAL, Pillow or other writers; any codec tifffile decodes;
-        one or several channels as contiguous samples, separate planes or
-        pages; the first series at full resolution is read, overviews are
-        not), or an array-like with ``shape``, ``dtype`` and numpy basic
-        slicing (numpy array, memmap, zarr or dask array) of shape (H, W),
-        (H, W, C) or, with ``channel_axis=0``, (C, H, W).
+        Path to a TIFF (tiled or striped, BigTIFF, OME-TIFF, GeoTIFF, SVS,
+        NDPI; from tifffile, GDAL, Pillow or other writers; any codec
+        tifffile decodes, JPEG and JPEG 2000 through imagecodecs; one or
+        several channels as contiguous samples, separate planes or pages;
+        the first series is read, at the level asked for), or an array-like
+        with ``shape``, ``dtype`` and numpy basic slicing (numpy array,
+        memmap, zarr or dask array) of shape (H, W), (H, W, C) or, with
+        ``channel_axis=0``, (C, H, W).
+    level : int, keyword-only
+        Which level of a pyramidal TIFF to read: 0 (full resolution) or a
+        reduced level as tifffile finds them (OME-TIFF SubIFDs, the levels
+        of an SVS but not its thumbnail, label or macro, NDPI, GDAL's
+        internal overviews, tifffile's ``subifds=``). See :attr:`levels`.
+    mpp : float, keyword-only
+        Instead of `level`: read the level whose resolution is nearest
+        `mpp` micrometres per pixel (see :func:`level_for_mpp`); the file
+        must give its resolution.
     pad : {"reflect", "edge", "constant"}, keyword-only
         How pixels outside the image are made up: mirrored without repeating
         the edge pixel (like ``numpy.pad(mode="reflect")``; on a 1-pixel axis
-        this is "edge"), copies of the nearest edge pixel, or `fill`.
+        this is "edge"), copies of the nearest edge pixel, or `fill`. The
+        border is that of the level read.
     fill : number, keyword-only
         Value of outside pixels with ``pad="constant"``: an integer image
         needs a value it holds exactly; a float image takes the nearest
@@ -89,13 +104,17 @@ class ImageReader:
         (Z, T or volumetric tiles), a sample type, compression or layout
         tifffile cannot decode. A tile that fails to decode later (damaged
         bytes inside the file) raises a ValueError naming file and tile.
+        A `level` the file does not have, or an `mpp` it cannot match (no
+        resolution), raises a ValueError naming `level` or `mpp`, the value
+        and the number of levels.
     channel_axis : {-1, 2, 0}, keyword-only
         Where a 3-D array source keeps its channels (arrays only).
 
     Notes
     -----
     Reading a window of a tiled or striped TIFF decodes only the tiles or
-    strips that meet it; an uncompressed contiguous TIFF is memory-mapped.
+    strips of the level read that meet it (no other level is decoded, nor
+    checked); an uncompressed contiguous TIFF is memory-mapped.
     The TIFF stays open until :meth:`close`. Reads may come from several
     threads at once.
 
@@ -111,7 +130,8 @@ class ImageReader:
            [5, 4, 5]])
     """
 
-    def __init__(self, source, *, pad="reflect", fill=0, channel_axis=-1):
+    def __init__(self, source, *, level=0, mpp=None, pad="reflect", fill=0, channel_axis=-1):
+        level, mpp = check_choice(level, mpp)
         if pad not in PAD_MODES:
             raise ValueError(f"pad={pad!r} is not a pad mode; expected one of {PAD_MODES}")
         if isinstance(channel_axis, bool) or channel_axis not in (-1, 2, 0):
@@ -123,7 +143,7 @@ class ImageReader:
             raise ValueError(f"source={type(source).__name__} is neither a path nor an array-like "
                              f"with shape, dtype and slicing")
         self._name = os.fspath(source) if is_path else type(source).__name__
-        self._source = _TiffSource(source) if is_path else _ArraySource(source, channel_axis)
+        self._source = _TiffSource(source, level, mpp) if is_path else _ArraySource(source, channel_axis, level, mpp)
         self._finalizer = weakref.finalize(self, self._source.close)  # a reader never closed closes its file
         try:
             self._fill = _check_fill(fill, self._source.dtype)
@@ -148,9 +168,33 @@ class ImageReader:
         return self._source.dtype
 
     @property
+    def levels(self):
+        """The levels of the image, level 0 (full resolution) first, as a tuple of :class:`Level`:
+        ``shape`` (H, W), ``downsample`` (sy, sx) against level 0 and ``mpp`` ((y, x) micrometres per
+        pixel, from the OME physical size, an SVS ``MPP =`` or resolution tags with a unit; or None).
+        An image that is no pyramid (an array, say) has one level."""
+        return self._source.levels
+
+    @property
+    def level(self):
+        """The number of the level read (0 for full resolution)."""
+        return self._source.level
+
+    @property
+    def mpp(self):
+        """``(y, x)`` micrometres per pixel of the level read, or None where the file does not say."""
+        return self._source.levels[self._source.level].mpp
+
+    @property
     def metadata(self):
         """Dict with ``resolution`` ((x, y) pixels per unit, or None), ``resolution_unit``
-        ("CENTIMETER", "INCH", "MILLIMETER", "MICROMETER" or None), ``ome`` (bool) and ``axes`` (str)."""
+        ("CENTIMETER", "INCH", "MILLIMETER", "MICROMETER" or None), ``ome`` (bool) and ``axes`` (str).
+
+        Of a pyramid (a TIFF with more than one level) also ``level`` (the
+        level read) and ``level_scale`` ((sy, sx) floats: level-0 size /
+        size of the level read); its ``resolution`` is then that of the
+        level read: level 0's divided by ``level_scale``.
+        """
         if isinstance(self._source, _TiffSource):
             return dict(self._source.metadata)
         return {"resolution": None, "resolution_unit": None, "ome": False, "axes": self._source.axes}
@@ -206,7 +250,8 @@ class ImageReader:
     def __repr__(self):
         if self._source is None:
             return f"ImageReader({self._name!r}, closed)"
-        return (f"ImageReader({self._name!r}, shape={self.shape}, channels={self.channels}, "
+        level = f", level={self.level}" if self.level else ""
+        return (f"ImageReader({self._name!r}{level}, shape={self.shape}, channels={self.channels}, "
                 f"dtype={self.dtype}, pad={self._pad!r})")
 
 
