@@ -22,6 +22,7 @@ from reference import reference_blend, reference_labels_agree
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "examples" / "unet_segment.py"
+SAMPLES = ROOT / "examples" / "make_samples.py"
 SMALL = ["--tile", "64", "--overlap", "16", "--batch-size", "4", "--threads", "1", "--no-progress"]
 
 
@@ -250,6 +251,25 @@ def test_help(example, capsys):
     with pytest.raises(SystemExit) as exit:
         example.main(["--help"])
     assert exit.value.code == 0 and "--probabilities" in capsys.readouterr().out
+
+
+def test_make_samples(tmp_path):
+    """The README's sample inputs: a GeoTIFF GDAL places in UTM 33N, a slide with three levels."""
+    rasterio = pytest.importorskip("rasterio")
+    tifffile = pytest.importorskip("tifffile")
+    run = subprocess.run([sys.executable, str(SAMPLES), str(tmp_path / "samples"), "--size", "96"],
+                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert run.returncode == 0, run.stderr
+    with rasterio.open(tmp_path / "samples" / "scene.tif") as dataset:
+        assert dataset.crs.to_epsg() == 32633 and dataset.shape == (96, 96) and dataset.count == 3
+        assert tuple(dataset.transform)[:6] == (10, 0, 500_000, 0, -10, 4_600_000)
+        scene = dataset.read().transpose(1, 2, 0)
+    with tifffile.TiffFile(tmp_path / "samples" / "slide.ome.tif") as tiff:
+        assert tiff.is_ome and [level.shape for level in tiff.series[0].levels] == [(96, 96, 3), (48, 48, 3),
+                                                                                      (24, 24, 3)]
+        np.testing.assert_array_equal(tiff.series[0].levels[0].asarray(), scene)
+    with sf.io.ImageReader(tmp_path / "samples" / "slide.ome.tif") as reader:
+        assert reader.metadata["resolution"] == (40_000, 40_000)  # 0.25 micrometres per pixel, per centimetre
 
 
 def test_the_library_does_not_import_torch(tmp_path):
