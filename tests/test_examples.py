@@ -272,6 +272,22 @@ def test_make_samples(tmp_path):
         assert reader.metadata["resolution"] == (40_000, 40_000)  # 0.25 micrometres per pixel, per centimetre
 
 
+def test_without_torch(tmp_path):
+    """Where torch cannot be imported, the script says so in one line (exit 2) and make_samples.py still works."""
+    hide_torch = "import runpy, sys; sys.modules['torch'] = None; sys.argv = sys.argv[1:]; "
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = subprocess.run([sys.executable, "-c", hide_torch + "runpy.run_path(sys.argv[0], run_name='__main__')",
+                          str(SCRIPT), "in.tif", "out.tif"], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 2 and run.stderr.strip().splitlines() == [
+        "unet_segment.py: error: this example needs PyTorch: pip install torch==2.13.0 (the CPU build; see "
+        "examples/README.md)"]
+    run = subprocess.run([sys.executable, "-c", hide_torch + "runpy.run_path(sys.argv[0], run_name='__main__')",
+                          str(SAMPLES), str(tmp_path), "--size", "32"], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif", "slide.ome.tif"]
+
+
 def test_the_library_does_not_import_torch(tmp_path):
     """torch is the example's, not the library's: a whole pipeline with TIFF in and out loads no torch."""
     code = ("import sys, numpy as np, seamless_fast as sf\n"
