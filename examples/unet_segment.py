@@ -227,16 +227,18 @@ def open_image(path, level=0):
 
 
 def plan_tiles(image_size, tile, overlap, context):
-    """The plan of the tiles, and how many pixels of real image each read window carries around its tile.
+    """The plan of the tiles, and how many pixels of image each read window carries around its tile.
 
-    The model needs `context` pixels on every side of a tile; those the read
-    windows do not carry, :class:`Segmenter` makes up by reflection.
+    The model reads `context` pixels more than it returns on every side of a
+    tile: the plan's read windows (:meth:`~seamless_fast.Plan.read_boxes`)
+    are the tiles grown by it, mirrored past the image's border, and the
+    blend takes the tile's box only.
     """
     try:
-        plan, _ = sf.plan_regular_grid(image_size, tile, overlap)
+        plan, _ = sf.plan_regular_grid(image_size, tile, overlap, context=context)
     except ValueError as error:
         raise UsageError(f"--tile {tile} --overlap {overlap}: {_one_line(error)}") from None
-    return plan, 0
+    return plan, context
 
 
 def make_writer(path, reader, image_size, *, labels, classes, dtype, compression):
@@ -356,8 +358,8 @@ def build_parser():
     parser.add_argument("--classes", type=int, default=CLASSES, help=f"classes the U-Net predicts (default "
                                                                      f"{CLASSES}, at least 2)")
     parser.add_argument("--padding", choices=PADDINGS, default="same",
-                        help="U-Net convolutions: 'same' (padded) or 'valid' (unpadded, reads 8 more pixels on "
-                             "every side of a tile; reflected at the tile's border; default same)")
+                        help="U-Net convolutions: 'same' (padded) or 'valid' (unpadded: reads 8 more pixels of the "
+                             "image on every side of a tile than it returns; default same)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random initial weights (default 0)")
     parser.add_argument("--weights", metavar="FILE", help="load the U-Net's weights (a state_dict saved with "
                                                           "torch.save) instead of random ones")

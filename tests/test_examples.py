@@ -127,6 +127,9 @@ def test_slide_probabilities_by_function(example, slide, tmp_path, padding):
     probabilities = read_tiff(out)
     assert probabilities.shape == (140, 170, 5) and probabilities.dtype == np.float32
     assert result.tiles == 12 and result.batches == 3
+    plan, context = example.plan_tiles((140, 170), 64, 16, example.CONTEXT[padding])
+    grown = plan.read_boxes() - plan.tile_boxes[plan.load_order]
+    assert context == (8 if padding == "valid" else 0) and (grown == [-context] * 2 + [context] * 2).all()
     values, _ = reference(example, slide, padding=padding, seed=3)
     np.testing.assert_allclose(probabilities, values, rtol=0, atol=1e-5)
     np.testing.assert_allclose(probabilities.sum(axis=-1), 1, atol=1e-5)
