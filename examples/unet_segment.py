@@ -211,18 +211,15 @@ def _fit_to_scene(net, steps, seed, crop=48, batch=4):
 
 # -- the three places that depend on the library's features ------------------
 
-def open_image(path, level=0):
-    """The :class:`~seamless_fast.io.ImageReader` of `path` at pyramid level `level` (0: full resolution).
+def open_image(path, level=0, mpp=None):
+    """The :class:`~seamless_fast.io.ImageReader` of `path` at pyramid level `level` (0: full resolution),
+    or at the level nearest `mpp` micrometres per pixel.
 
     A missing, unreadable or not-TIFF file, or a level it does not have, raises :class:`UsageError`.
     """
-    if not isinstance(level, int) or level < 0:
-        raise UsageError(f"--level {level!r} must be a whole number >= 0")
-    if level != 0:
-        raise UsageError(f"--level {level}: this version of seamless_fast reads the full-resolution level only")
     try:
-        return ImageReader(path, pad="reflect")
-    except ValueError as error:  # missing, not a TIFF, truncated, undecodable: one line naming the file
+        return ImageReader(path, level=level, mpp=mpp, pad="reflect")
+    except ValueError as error:  # missing, not a TIFF, truncated, a level it lacks: one line naming it
         raise UsageError(f"input: {_one_line(error)}") from None
 
 
@@ -257,7 +254,8 @@ def make_writer(path, reader, image_size, *, labels, classes, dtype, compression
 # -- the job ------------------------------------------------------------------
 
 def segment(input, output, *, tile=256, overlap=64, batch_size=8, labels=True, dtype=None, classes=CLASSES,
-            seed=0, padding="same", weights=None, train_steps=0, level=0, compression="zlib", threads=None,
+            seed=0, padding="same", weights=None, train_steps=0, level=0, mpp=None, compression="zlib",
+            threads=None,
             progress=False):
     """Segment the TIFF `input` into the tiled TIFF `output`.
 
@@ -265,7 +263,7 @@ def segment(input, output, *, tile=256, overlap=64, batch_size=8, labels=True, d
     ----------
     input, output : path
         A TIFF to read; the ``.tif``/``.tiff`` to write (it appears only once complete).
-    tile, overlap, batch_size, labels, dtype, classes, seed, padding, weights, train_steps, level, compression
+    tile, overlap, batch_size, labels, dtype, classes, seed, padding, weights, train_steps, level, mpp, compression
         As the command line's options of the same names (``--help``).
     threads : int, optional
         ``torch.set_num_threads(threads)`` before anything runs (it stays set).
@@ -294,7 +292,9 @@ def segment(input, output, *, tile=256, overlap=64, batch_size=8, labels=True, d
     _check_paths(input, output)
     if threads is not None:
         torch.set_num_threads(threads)
-    reader = open_image(input, level)
+    if level and mpp is not None:
+        raise UsageError(f"--level {level} and --mpp {mpp}: give one of them")
+    reader = open_image(input, level, mpp)
     try:
         plan, context = plan_tiles(reader.shape, tile, overlap, CONTEXT[padding])
         with make_writer(output, reader, plan.image_size, labels=labels, classes=classes, dtype=dtype,
@@ -343,8 +343,10 @@ def build_parser():
     parser.add_argument("input", help="input TIFF: a GeoTIFF, an OME-TIFF or other pyramidal slide, any tiled "
                                       "or striped TIFF")
     parser.add_argument("output", help="output .tif/.tiff, tiled; appears only once complete")
-    parser.add_argument("--level", type=int, default=0, help="pyramid level to segment (default 0, full "
-                                                             "resolution; the only one this version reads)")
+    level = parser.add_mutually_exclusive_group()
+    level.add_argument("--level", type=int, default=0, help="pyramid level to segment (default 0, full "
+                                                            "resolution)")
+    level.add_argument("--mpp", type=float, help="segment the level nearest this many micrometres per pixel")
     parser.add_argument("--tile", type=int, default=256, help="tile side in pixels (default 256)")
     parser.add_argument("--overlap", type=int, default=64, help="overlap of neighbouring tiles (default 64)")
     parser.add_argument("--batch-size", type=int, default=8, help="tiles per model call (default 8)")

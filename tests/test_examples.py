@@ -72,19 +72,21 @@ def slide(tmp_path_factory):
     image = _scene(140, 170)
     with tifffile.TiffWriter(path, ome=True) as tiff:
         options = dict(tile=(32, 32), compression="zlib", photometric="rgb")
-        tiff.write(image, subifds=2, metadata={"axes": "YXS"}, **options)
+        tiff.write(image, subifds=2, metadata={"axes": "YXS", "PhysicalSizeX": 1.0, "PhysicalSizeY": 1.0},
+                   **options)
         for level in (1, 2):
             tiff.write(image[::2 ** level, ::2 ** level], subfiletype=1, **options)
     return path
 
 
-def reference(example, path, *, tile=64, overlap=16, batch_size=4, classes=5, padding="same", **model_options):
+def reference(example, path, *, tile=64, overlap=16, batch_size=4, classes=5, padding="same", level=0,
+              **model_options):
     """The network on every tile, batched as the pipeline batches them; the numpy reference blend and
     seamless_fast.blend of those outputs. Returns (values (H, W, classes), blended labels)."""
     import torch
 
     torch.set_num_threads(1)
-    with sf.io.ImageReader(path) as reader:
+    with sf.io.ImageReader(path, level=level) as reader:
         plan, context = example.plan_tiles(reader.shape, tile, overlap, example.CONTEXT[padding])
         model = example.Segmenter(example.build_model(reader.channels, classes, padding=padding, **model_options),
                                   1 / 255, context)
@@ -141,6 +143,19 @@ def test_slide_labels_by_function_with_other_classes(example, slide, tmp_path):
     labels = read_tiff(out)
     assert labels.shape == (140, 170) and labels.dtype == np.uint16 and labels.max() <= 2
     values, blended = reference(example, slide, tile=48, overlap=8, batch_size=3, classes=3)
+    assert reference_labels_agree(labels, values)
+    np.testing.assert_array_equal(labels, blended)
+
+
+@pytest.mark.parametrize("choice", [["--level", "1"], ["--mpp", "2.2"]])
+def test_slide_level_by_command_line(example, slide, tmp_path, choice):
+    """Level 1 of the slide (70 x 85), chosen by number or by the resolution nearest 2.2 um/pixel (level 0
+    is 1 um/pixel), segmented as the reference segments that level."""
+    out = tmp_path / "level1.tif"
+    assert example.main([str(slide), str(out), *SMALL, *choice]) == 0
+    labels = read_tiff(out)
+    assert labels.shape == (70, 85)
+    values, blended = reference(example, slide, level=1)
     assert reference_labels_agree(labels, values)
     np.testing.assert_array_equal(labels, blended)
 
