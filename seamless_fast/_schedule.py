@@ -11,7 +11,7 @@ from .geometry import boxes_overlap, boxes_to_geoms, regular_axis
 from .windows import is_separable, window_1d
 
 STEP_COLUMNS = ("y0", "x0", "h", "w", "first", "fy", "fx", "cy0", "cy1", "cx0", "cx1", "wy", "wx", "cell", "tile",
-                "stripe", "enter_lo", "enter_hi", "leave_lo", "leave_hi")
+                "stripe", "enter_lo", "enter_hi", "leave_lo", "leave_hi", "by", "bx")
 
 MAX_WEIGHTS = 2**27
 """Most 1-D window weights a plan holds (1 GiB of float64): a bound on tile sides times grid rows and columns."""
@@ -100,6 +100,11 @@ def step_table(boxes, cells, load_order, write_cells, emit_after, live_from, x_o
         col_end = np.append(0, boxes[0, :-1, 3])[j]
         table[:, col["fy"]] = np.clip(row_end - tile[:, 0], 0, table[:, col["h"]])
         table[:, col["fx"]] = np.clip(col_end - tile[:, 1], 0, table[:, col["w"]])
+        # Where the next grid row and column start: the tile's bottom and right overlaps (see `_band_kernels`).
+        row_next = np.append(boxes[1:, 0, 0], boxes[-1, 0, 2])[i]
+        col_next = np.append(boxes[0, 1:, 1], boxes[0, -1, 3])[j]
+        table[:, col["by"]] = np.clip(row_next - tile[:, 0], 0, table[:, col["h"]])
+        table[:, col["bx"]] = np.clip(col_next - tile[:, 1], 0, table[:, col["w"]])
         # Each written cell is final the moment its own tile arrives.
         inverse = np.empty(rows * cols, dtype=np.int64)
         inverse[load_order] = np.arange(len(load_order))

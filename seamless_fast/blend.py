@@ -30,7 +30,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-from . import _kernels
+from . import _band_kernels, _kernels
 from ._arrays import (accumulator_dtype, allocate_output, check_accumulator, check_out, label_dtype, new_array,
                       output_planes, too_large)
 from ._adaptive import chooser_for
@@ -276,7 +276,14 @@ class Blender:
         plan, k, g = self.plan, self.step, self._group
         x_origin = plan.buffer_cols[0]
         try:
-            if self.labels:
+            if self._band:
+                if self.labels:
+                    _band_kernels.band_labels_batch(*self._bufs, tiles, self._wy, self._wx, plan.steps, k, g,
+                                                    self._scratch, self._label, self.out, x_origin)
+                else:
+                    _band_kernels.band_values_batch(*self._bufs, tiles, self._wy, self._wx, plan.steps, k, g,
+                                                    self._out_planes, x_origin)
+            elif self.labels:
                 _kernels.blend_labels_batch(self._acc, tiles, self._wy, self._wx, plan.steps, k, g, self._scratch,
                                             self._label, self.out, x_origin)
             else:
@@ -302,7 +309,8 @@ class Blender:
 
     def _release(self):
         """Drop the buffers, close and remove every file of the run."""
-        self._acc = self._wsum = None
+        self._acc = self._wsum = self._right = None
+        self._bufs = ()
         if self._seams is not None:
             self._seams.close()
         self._finalizer()
@@ -434,6 +442,20 @@ class Blender:
                                               self._labels_dtype)
         width = int((plan.stripes[:, 1] - plan.stripes[:, 0]).max())
         self._acc = self._buffer((planes.shape[0], plan.buffer_rows, width * self._group), dtype, "buffer")
+        self._band = plan.layout == "band"
+        if self._band:  # the last tile's right overlap, in two halves (see `_band_kernels`)
+            rows, cols = plan.right_buffer
+            self._right = new_array(np.zeros, (2, planes.shape[0], rows, cols * self._group), dtype,
+                                    "the right-overlap buffer of the blend")
+            self._bufs = (self._acc, self._right)
+        else:
+            self._bufs = (self._acc,)
+        # the kernels of the fast path: (values, labels) x (serial, parallel)
+        kernels = ((_band_kernels.band_values, _band_kernels.band_labels, _band_kernels.band_values_parallel,
+                    _band_kernels.band_labels_parallel) if self._band else
+                   (_kernels.blend_values, _kernels.blend_labels, _kernels.blend_values_parallel,
+                    _kernels.blend_labels_parallel))
+        self._serial_kernel, self._parallel_kernel = kernels[self.labels::2]
         if len(plan.stripes) > 1:
             self._seams = SeamFiles(plan, planes.shape[0], self._group, dtype, self.cache_dir)
         if not plan.normalised:
@@ -504,7 +526,7 @@ class Blender:
             oy = ox = 0
         else:
             out, target, oy, ox = self._cell_output(box)
-        args = self._acc, planes, self._wy, self._wx, self.plan.steps, k, self._group
+        args = self._bufs + (planes, self._wy, self._wx, self.plan.steps, k, self._group)
         if self._policy == "serial" or planes.size < PARALLEL_MIN_ELEMENTS:
             self._blend_serial(args, target, oy, ox)
         elif self._policy == "numba":
@@ -524,13 +546,13 @@ class Blender:
 
     def _blend_serial(self, args, target, oy, ox):
         if self.labels:
-            _kernels.blend_labels(*args, self._scratch, self._label, target, oy, ox)
+            self._serial_kernel(*args, self._scratch, self._label, target, oy, ox)
         else:
-            _kernels.blend_values(*args, target, oy, ox)
+            self._serial_kernel(*args, target, oy, ox)
 
     def _chooser(self, planes):
         """The process's chooser for tiles like these (see `_adaptive`), remembered by element count."""
-        key = (self.labels, planes.shape[0], self._group, planes.dtype.char, planes.size.bit_length())
+        key = (self.labels, self._band, planes.shape[0], self._group, planes.dtype.char, planes.size.bit_length())
         chooser = self._choosers[planes.size] = chooser_for(key, self._chunks)
         return chooser
 
@@ -540,9 +562,9 @@ class Blender:
             return False
         try:
             if self.labels:
-                _kernels.blend_labels_parallel(*args, self._scratch, self._label, target, oy, ox, self._chunks)
+                self._parallel_kernel(*args, self._scratch, self._label, target, oy, ox, self._chunks)
             else:
-                _kernels.blend_values_parallel(*args, target, oy, ox, self._chunks)
+                self._parallel_kernel(*args, target, oy, ox, self._chunks)
         finally:
             self._lock.release()
         return True

@@ -150,7 +150,7 @@ def plan_figures(image, *, tile, overlap, channels, max_memory=None):
     --------
     >>> figures = plan_figures("4000x3000", tile=256, overlap=64, channels=3)
     >>> figures["grid"], figures["tiles"], figures["buffer_rows"]
-    ([21, 16], 336, 256)
+    ([21, 16], 336, 160)
     """
     from .plan import analyse_plan
 

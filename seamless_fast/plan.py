@@ -7,6 +7,7 @@ live, the weights) is precomputed once as numpy arrays, so running a plan
 never touches a geometry.
 """
 
+import dataclasses
 import weakref
 from dataclasses import dataclass
 
@@ -65,7 +66,10 @@ class Plan:
         At arrival step k, the first image row any unemitted cell still needs;
         rows above it are released from the buffer. Non-decreasing.
     buffer_rows : int
-        Rows of the ring buffer: the most rows live at once.
+        Rows of the blend buffer. With the ``"band"`` layout: the largest
+        overlap between consecutive tile rows (`overlap`, more next to a
+        flush row; at least 1); with ``"ring"``: the most rows live at once
+        (about one tile height).
     buffer_cols : tuple of int
         ``(x0, x1)``: the columns the buffer spans.
     normalised : bool
@@ -96,6 +100,16 @@ class Plan:
     seams : ndarray, shape (n_stripes - 1, 2)
         Image columns ``[lo, hi)`` where stripe s and s + 1 overlap: their
         partial sums are handed from one stripe to the next (empty if equal).
+    layout : str
+        How the blend keeps partial sums. ``"band"`` (normalised plans in one
+        stripe): only what later tiles need, an overlap-high band across the
+        planned width (`buffer_rows` rows) for the tiles' bottom overlaps and
+        a small buffer, two tile heights by the widest right overlap
+        (`right_buffer`), for the last tile's right overlap (see
+        `seamless_fast._band_kernels`); ``by`` and ``bx`` in `steps` are where
+        a tile's bottom and right overlaps start. ``"ring"`` (stripes, and
+        grids that accumulate the weight sum): a ring buffer of `buffer_rows`
+        rows, about one tile high, across the stripe.
     """
 
     image_size: tuple
@@ -116,6 +130,17 @@ class Plan:
     steps: np.ndarray
     stripes: np.ndarray
     seams: np.ndarray
+    layout: str
+
+    @property
+    def right_buffer(self):
+        """``(rows, columns)`` of one half of the right-overlap buffer of the band layout ((0, 0) for ``"ring"``):
+        the tallest tile, and the widest right overlap (at least 1)."""
+        if self.layout != "band":
+            return 0, 0
+        col = {name: n for n, name in enumerate(STEP_COLUMNS)}
+        steps = self.steps
+        return int(steps[:, col["h"]].max()), int(max(1, (steps[:, col["w"]] - steps[:, col["bx"]]).max()))
 
     @property
     def n_loads(self):
@@ -135,7 +160,7 @@ class Plan:
     def __repr__(self):
         return (f"Plan(image_size={self.image_size}, grid_shape={self.grid_shape}, "
                 f"n_loads={self.n_loads}, n_writes={self.n_writes}, buffer_rows={self.buffer_rows}, "
-                f"buffer_cols={self.buffer_cols}, normalised={self.normalised})")
+                f"buffer_cols={self.buffer_cols}, normalised={self.normalised}, layout={self.layout!r})")
 
 
 class PlanStats(tuple):
@@ -418,9 +443,13 @@ def _compile(boxes, image_size, area, window, max_buffer_bytes=None, bytes_per_p
         live_from = tiles[:, 0].copy()
     else:
         live_from = live_from_rows(flat_cells[write_cells, 0], emit_after, len(load_order), image_size[0])
-    top = segment_cummax(tiles[:, 2], stripe)
-    buffer_rows = int(max(1, (top - np.minimum(live_from, top)).max()))
     stripes, seams = stripe_extents(tiles, stripe)
+    top = segment_cummax(tiles[:, 2], stripe)
+    layout = "band" if normalised and len(stripes) == 1 else "ring"
+    if layout == "band":  # the largest bottom overlap: rows of grid row i that row i + 1 reaches
+        buffer_rows = int(max(1, (boxes[:-1, 0, 2] - boxes[1:, 0, 0]).max(initial=0)))
+    else:
+        buffer_rows = _ring_rows(top, live_from)
     weights, weight_y, weight_x = weight_vectors(boxes, window, normalised)
     steps = step_table(boxes, cells, load_order, write_cells, emit_after, live_from, stripes[stripe, 0],
                        weight_y, weight_x, rectilinear)
@@ -433,8 +462,22 @@ def _compile(boxes, image_size, area, window, max_buffer_bytes=None, bytes_per_p
         buffer_rows=buffer_rows, buffer_cols=(int(stripes[:, 0].min()), int(stripes[:, 1].max())),
         normalised=normalised, weights=_frozen(weights), weight_y=_frozen(weight_y),
         weight_x=_frozen(weight_x), window=window, steps=_frozen(steps), stripes=_frozen(stripes),
-        seams=_frozen(seams),
+        seams=_frozen(seams), layout=layout,
     )
+
+
+def _ring_rows(top, live_from):
+    """Rows of the ring buffer: the most rows live at once (`top`: the lowest row reached so far)."""
+    return int(max(1, (top - np.minimum(live_from, top)).max()))
+
+
+def ring_layout(plan):
+    """`plan` run with the ring buffer instead of the band (both give the same values, bit for bit): for
+    comparisons in tests and profiling."""
+    if plan.layout == "ring":
+        return plan
+    top = np.maximum.accumulate(plan.tile_boxes[plan.load_order, 2])
+    return dataclasses.replace(plan, layout="ring", buffer_rows=_ring_rows(top, plan.live_from))
 
 
 def _sorted_by(major, minor):
@@ -460,8 +503,12 @@ def analyse_plan(plan, *, channels=1, dtype=np.float32):
         Unpacks like the seed's ``(max_tiles_held, tiles_loaded, cells_written)``.
         No raw tile is ever held; ``max_tiles_held`` is the blend buffer's size
         in tile-equivalents (its pixels over one largest tile's pixels,
-        rounded up), and ``buffer_bytes`` its size in bytes (including the
-        weight-sum plane on grids that need one).
+        rounded up), and ``buffer_bytes`` its size in bytes. With the
+        ``"band"`` layout (see `Plan.layout`) that is the band,
+        ``buffer_rows`` (the overlap) x planned width, plus the right-overlap
+        buffer, 2 x ``right_buffer`` pixels; with ``"ring"``,
+        ``buffer_rows`` (about a tile height) x the widest stripe, with a
+        weight-sum plane on grids that need one.
 
     Examples
     --------
@@ -477,6 +524,7 @@ def analyse_plan(plan, *, channels=1, dtype=np.float32):
     channels = as_positive_int(channels, "channels")
     itemsize = _accumulator_dtype(dtype).itemsize
     pixels = plan.buffer_rows * int((plan.stripes[:, 1] - plan.stripes[:, 0]).max())
+    pixels += 2 * plan.right_buffer[0] * plan.right_buffer[1]
     planes = channels if plan.normalised else channels + 1
     boxes = plan.tile_boxes[plan.load_order]
     tile_pixels = int(((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).max())
