@@ -12,6 +12,7 @@ import shapely
 
 import seamless_fast as sf
 from seamless_fast import _band_kernels
+from seamless_fast.plan import ring_layout
 from seamless_fast.windows import window_2d
 
 from reference import reference_blend, reference_labels_agree
@@ -175,3 +176,20 @@ def test_band_buffer_bytes(image_size, tile, overlap, channels):
         assert plan.buffer_rows == overlap or overlap == 0
         band = stats.buffer_bytes - right * channels * 4
         assert band <= 1.25 * max(overlap, 1) * width * channels * 4
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_band_layout_equals_the_ring_buffer_bit_for_bit(seed):
+    """The same additions in the same order: the band layout and the ring buffer give the same bits."""
+    rng = np.random.default_rng(200 + seed)
+    plan = random_plan(rng)
+    channels = int(rng.choice([1, 2, 3, 7]))
+    channel_first = bool(seed % 2)
+    boxes = plan.tile_boxes[plan.load_order].tolist()
+    shape = (lambda h, w: (channels, h, w)) if channel_first else (lambda h, w: (h, w, channels))
+    tiles = [rng.standard_normal(shape(b[2] - b[0], b[3] - b[1])).astype(np.float32) for b in boxes]
+    ring = ring_layout(plan)
+    assert ring.layout == "ring" and ring.buffer_rows >= plan.buffer_rows
+    for labels in (False, True) if channels > 1 else (False,):
+        options = dict(labels=labels, channel_first=channel_first, parallel=False)
+        np.testing.assert_array_equal(sf.blend(plan, tiles, **options), sf.blend(ring, tiles, **options))
