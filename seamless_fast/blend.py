@@ -276,19 +276,12 @@ class Blender:
         plan, k, g = self.plan, self.step, self._group
         x_origin = plan.buffer_cols[0]
         try:
-            if self._band:
-                if self.labels:
-                    _band_kernels.band_labels_batch(*self._bufs, tiles, self._wy, self._wx, plan.steps, k, g,
-                                                    self._scratch, self._label, self.out, x_origin)
-                else:
-                    _band_kernels.band_values_batch(*self._bufs, tiles, self._wy, self._wx, plan.steps, k, g,
-                                                    self._out_planes, x_origin)
-            elif self.labels:
-                _kernels.blend_labels_batch(self._acc, tiles, self._wy, self._wx, plan.steps, k, g, self._scratch,
-                                            self._label, self.out, x_origin)
+            if self.labels:
+                self._batch_kernel(*self._bufs, tiles, self._wy, self._wx, plan.steps, k, g, self._scratch,
+                                   self._label, self.out, x_origin)
             else:
-                _kernels.blend_values_batch(self._acc, tiles, self._wy, self._wx, plan.steps, k, g,
-                                            self._out_planes, x_origin)
+                self._batch_kernel(*self._bufs, tiles, self._wy, self._wx, plan.steps, k, g, self._out_planes,
+                                   x_origin)
         except BaseException as exc:
             self._fail(k, exc)
             raise
@@ -450,12 +443,11 @@ class Blender:
             self._bufs = (self._acc, self._right)
         else:
             self._bufs = (self._acc,)
-        # the kernels of the fast path: (values, labels) x (serial, parallel)
-        kernels = ((_band_kernels.band_values, _band_kernels.band_labels, _band_kernels.band_values_parallel,
-                    _band_kernels.band_labels_parallel) if self._band else
-                   (_kernels.blend_values, _kernels.blend_labels, _kernels.blend_values_parallel,
-                    _kernels.blend_labels_parallel))
-        self._serial_kernel, self._parallel_kernel = kernels[self.labels::2]
+        # the kernels of the fast path: (serial, parallel, batch) x (values, labels)
+        module, prefix = (_band_kernels, "band") if self._band else (_kernels, "blend")
+        kind = "labels" if self.labels else "values"
+        self._serial_kernel, self._parallel_kernel, self._batch_kernel = (
+            getattr(module, f"{prefix}_{kind}{suffix}") for suffix in ("", "_parallel", "_batch"))
         if len(plan.stripes) > 1:
             self._seams = SeamFiles(plan, planes.shape[0], self._group, dtype, self.cache_dir)
         if not plan.normalised:
@@ -552,7 +544,7 @@ class Blender:
 
     def _chooser(self, planes):
         """The process's chooser for tiles like these (see `_adaptive`), remembered by element count."""
-        key = (self.labels, self._band, planes.shape[0], self._group, planes.dtype.char, planes.size.bit_length())
+        key = (self.labels, planes.shape[0], self._group, planes.dtype.char, planes.size.bit_length())
         chooser = self._choosers[planes.size] = chooser_for(key, self._chunks)
         return chooser
 

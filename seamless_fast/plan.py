@@ -473,7 +473,14 @@ def _ring_rows(top, live_from):
 
 def ring_layout(plan):
     """`plan` run with the ring buffer instead of the band (both give the same values, bit for bit): for
-    comparisons in tests and profiling."""
+    comparisons in tests and profiling.
+
+    Examples
+    --------
+    >>> plan, _ = plan_regular_grid((4096, 4096), 256, 64)
+    >>> plan.layout, plan.buffer_rows, ring_layout(plan).layout, ring_layout(plan).buffer_rows
+    ('band', 64, 'ring', 256)
+    """
     if plan.layout == "ring":
         return plan
     top = np.maximum.accumulate(plan.tile_boxes[plan.load_order, 2])
