@@ -17,7 +17,7 @@ MAX_WEIGHTS = 2**27
 """Most 1-D window weights a plan holds (1 GiB of float64): a bound on tile sides times grid rows and columns."""
 
 __all__ = ["STEP_COLUMNS", "MAX_WEIGHTS", "schedule_rectilinear", "schedule_general", "live_from_rows", "step_table",
-           "seam_rows", "split_columns", "regular_column_stripes", "stripe_extents", "segment_cummax",
+           "seam_rows", "band_seam_rows", "split_columns", "regular_column_stripes", "stripe_extents", "segment_cummax",
            "weight_vectors"]
 
 
@@ -131,6 +131,32 @@ def seam_rows(steps, stripe, tiles, top, live_from):
     next_live = np.where(ends, top, np.r_[live_from[1:], 0])
     steps[:, col["leave_lo"]] = np.minimum(live_from, top)
     steps[:, col["leave_hi"]] = np.maximum(np.minimum(next_live, top), steps[:, col["leave_lo"]])
+
+
+def band_seam_rows(steps, stripe, seams):
+    """The enter/leave columns for the band layout in stripes (see `_band_kernels`), every tile loaded.
+
+    The first tile of a tile row in stripe s > 0 takes, before it, image rows
+    [enter_lo, enter_hi) of the left seam into its left-overlap buffer (the
+    rows below where earlier tile rows reached); the last tile of a tile row
+    in a stripe with a seam on its right gives, after it, rows [leave_lo,
+    leave_hi) of its right overlap to that seam (the rows above where the
+    next tile row starts).
+    """
+    col = {name: n for n, name in enumerate(STEP_COLUMNS)}
+    steps[:, col["stripe"]] = stripe
+    y0, x0, h, w = (steps[:, col[name]] for name in ("y0", "x0", "h", "w"))
+    first = steps[:, col["first"]]
+    new_row = np.r_[True, (y0[1:] != y0[:-1]) | (stripe[1:] != stripe[:-1])]
+    enters = new_row & (stripe > 0)
+    leaves = np.r_[new_row[1:], True] & (stripe < stripe.max())
+    seam_width = seams[:, 1] - seams[:, 0]
+    assert (steps[enters, col["fx"]] == seam_width[stripe[enters] - 1]).all(), "a row starts at its left seam"
+    assert (w - steps[:, col["bx"]])[leaves].tolist() == seam_width[stripe[leaves]].tolist(), "a row ends at its seam"
+    steps[:, col["enter_lo"]] = np.where(enters, y0 + np.maximum(steps[:, col["fy"]], first), 0)
+    steps[:, col["enter_hi"]] = np.where(enters, y0 + h, 0)
+    steps[:, col["leave_lo"]] = np.where(leaves, y0 + first, 0)
+    steps[:, col["leave_hi"]] = np.where(leaves, y0 + np.maximum(steps[:, col["by"]], first), 0)
 
 
 def split_columns(boxes, max_buffer_bytes, bytes_per_pixel, normalised):

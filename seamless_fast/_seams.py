@@ -181,6 +181,26 @@ class SeamFiles:
             read_all(fd, path, block, self._offset(b, p, lo))
             ring[p, rows, :width] = block
 
+    def write_rows(self, b, block, lo):
+        """Write planes `block`, (planes, rows, seam elements), as image rows from `lo` of seam b."""
+        if b not in self._fds:
+            return
+        fd, path = self._fds[b], self._paths[b]
+        for p in range(self.planes):
+            write_all(fd, path, np.ascontiguousarray(block[p]), self._offset(b, p, lo))
+
+    def read_rows(self, b, block, lo):
+        """Fill planes `block`, (planes, rows, seam elements), with image rows from `lo` of seam b, for the
+        stripe right of it (zeros for a seam of no columns)."""
+        if b - 1 in self._fds:  # stripe b is done: no one reads seam b - 1 again
+            self._drop(b - 1)
+        if b not in self._fds:
+            block[...] = 0
+            return
+        fd, path = self._fds[b], self._paths[b]
+        for p in range(self.planes):
+            read_all(fd, path, block[p], self._offset(b, p, lo))
+
     def _drop(self, b):
         """Close and remove the file of seam b, giving its disk space back."""
         os.close(self._fds.pop(b))

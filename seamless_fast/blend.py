@@ -564,14 +564,44 @@ class Blender:
     def _load_seam(self, k):
         """Before step k: the partial sums of the rows entering the buffer, from the seam on the stripe's left."""
         stripe, lo, hi = self.plan.steps[k, [_COL["stripe"], _COL["enter_lo"], _COL["enter_hi"]]].tolist()
-        if stripe > 0 and hi > lo:
+        if self._band:
+            if stripe > 0 and hi > 0:
+                self._load_left_overlap(k, stripe, lo, hi)
+        elif stripe > 0 and hi > lo:
             self._seams.load(stripe - 1, self._acc, lo, hi)
 
     def _spill_seam(self, k):
         """After step k: the partial sums of the rows leaving the buffer, to the seam on the stripe's right."""
         stripe, lo, hi = self.plan.steps[k, [_COL["stripe"], _COL["leave_lo"], _COL["leave_hi"]]].tolist()
-        if stripe < len(self.plan.seams) and hi > lo:
+        if self._band:
+            if stripe < len(self.plan.seams) and hi > 0:
+                self._spill_right_overlap(k, stripe, lo, hi)
+        elif stripe < len(self.plan.seams) and hi > lo:
             self._seams.spill(stripe, self._acc, lo, hi)
+
+    def _load_left_overlap(self, k, stripe, lo, hi):
+        """Band layout, before the first tile of a tile row in stripe s > 0: the right-overlap buffer the
+        tile reads (its left overlap, the seam's columns), from the band where earlier tile rows of the
+        stripe reached, from the seam's file in image rows [lo, hi) below."""
+        y0, x0, first, ty, rx = self.plan.steps[k, [_COL[name] for name in ("y0", "x0", "first", "fy", "fx")]].tolist()
+        g, cap = self._group, self._acc.shape[1]
+        left = self._right[k & 1]
+        top = lo - y0  # max(first, ty)
+        left[:, first:top, :rx * g] = self._acc[:, np.arange(y0 + first, lo) % cap, x0 * g:(x0 + rx) * g]
+        block = np.empty((left.shape[0], hi - lo, rx * g), left.dtype)
+        self._seams.read_rows(stripe - 1, block, lo)
+        left[:, top:hi - y0, :rx * g] = block
+
+    def _spill_right_overlap(self, k, stripe, lo, hi):
+        """Band layout, after the last tile of a tile row with a seam on its right: the rows of its right
+        overlap that the next tile row does not reach, [lo, hi), to the seam's file; the rows below it
+        reaches into the band, where its tiles in this stripe read them."""
+        y0, x0, h, w, bx = self.plan.steps[k, [_COL[name] for name in ("y0", "x0", "h", "w", "bx")]].tolist()
+        g, cap = self._group, self._acc.shape[1]
+        right = self._right[(k + 1) & 1][:, :, :(w - bx) * g]
+        self._seams.write_rows(stripe, right[:, lo - y0:hi - y0], lo)
+        below = hi - y0  # max(first, by)
+        self._acc[:, np.arange(y0 + below, y0 + h) % cap, (x0 + bx) * g:(x0 + w) * g] = right[:, below:h]
 
     def _push_general(self, planes, k):
         plan = self.plan

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import shapely
 
-from ._schedule import (MAX_WEIGHTS, STEP_COLUMNS, live_from_rows, regular_column_stripes, schedule_general,
-                        schedule_rectilinear, seam_rows, segment_cummax, split_columns, step_table, stripe_extents,
-                        weight_vectors)
+from ._schedule import (MAX_WEIGHTS, STEP_COLUMNS, band_seam_rows, live_from_rows, regular_column_stripes,
+                        schedule_general, schedule_rectilinear, seam_rows, segment_cummax, split_columns, step_table,
+                        stripe_extents, weight_vectors)
 from ._validate import as_pair, check_area
 from .geometry import (MAX_COORDINATE, axis_starts, axis_window, boxes_to_geoms, cells_meeting, geoms_to_boxes,
                        grid_boxes, grid_cells, is_rectilinear, regular_axis)
@@ -136,11 +136,7 @@ class Plan:
     def right_buffer(self):
         """``(rows, columns)`` of one half of the right-overlap buffer of the band layout ((0, 0) for ``"ring"``):
         the tallest tile, and the widest right overlap (at least 1)."""
-        if self.layout != "band":
-            return 0, 0
-        col = {name: n for n, name in enumerate(STEP_COLUMNS)}
-        steps = self.steps
-        return int(steps[:, col["h"]].max()), int(max(1, (steps[:, col["w"]] - steps[:, col["bx"]]).max()))
+        return _right_buffer(self.steps) if self.layout == "band" else (0, 0)
 
     @property
     def n_loads(self):
@@ -445,15 +441,26 @@ def _compile(boxes, image_size, area, window, max_buffer_bytes=None, bytes_per_p
         live_from = live_from_rows(flat_cells[write_cells, 0], emit_after, len(load_order), image_size[0])
     stripes, seams = stripe_extents(tiles, stripe)
     top = segment_cummax(tiles[:, 2], stripe)
-    layout = "band" if normalised and len(stripes) == 1 else "ring"
-    if layout == "band":  # the largest bottom overlap: rows of grid row i that row i + 1 reaches
-        buffer_rows = int(max(1, (boxes[:-1, 0, 2] - boxes[1:, 0, 0]).max(initial=0)))
-    else:
-        buffer_rows = _ring_rows(top, live_from)
     weights, weight_y, weight_x = weight_vectors(boxes, window, normalised)
     steps = step_table(boxes, cells, load_order, write_cells, emit_after, live_from, stripes[stripe, 0],
                        weight_y, weight_x, rectilinear)
-    seam_rows(steps, stripe, tiles, top, live_from)
+    # The band: the largest bottom overlap (rows of grid row i that row i + 1 reaches), across the widest
+    # stripe, and the right-overlap buffer. In stripes it hands the right overlap of each stripe's last
+    # column on, so every tile must be loaded; with a budget it must fit, else the ring buffer (which the
+    # stripes were cut for) is used.
+    buffer_rows = int(max(1, (boxes[:-1, 0, 2] - boxes[1:, 0, 0]).max(initial=0)))
+    right_rows, right_cols = _right_buffer(steps)
+    width = int((stripes[:, 1] - stripes[:, 0]).max())
+    band_bytes = (buffer_rows * width + 2 * right_rows * right_cols) * bytes_per_pixel
+    band = (normalised and (len(stripes) == 1 or len(load_order) == rows * cols)
+            and (max_buffer_bytes is None or band_bytes <= max_buffer_bytes))
+    layout = "band" if band else "ring"
+    if not band:
+        buffer_rows = _ring_rows(top, live_from)
+    if layout == "band" and len(stripes) > 1:
+        band_seam_rows(steps, stripe, seams)
+    else:
+        seam_rows(steps, stripe, tiles, top, live_from)
     return Plan(
         image_size=tuple(image_size), grid_shape=(rows, cols),
         tile_boxes=_frozen(flat_boxes.copy()), cell_boxes=_frozen(flat_cells.copy()),
@@ -464,6 +471,12 @@ def _compile(boxes, image_size, area, window, max_buffer_bytes=None, bytes_per_p
         weight_x=_frozen(weight_x), window=window, steps=_frozen(steps), stripes=_frozen(stripes),
         seams=_frozen(seams), layout=layout,
     )
+
+
+def _right_buffer(steps):
+    """(rows, columns) of one half of the right-overlap buffer: the tallest tile, the widest right overlap."""
+    col = {name: n for n, name in enumerate(STEP_COLUMNS)}
+    return int(steps[:, col["h"]].max()), int(max(1, (steps[:, col["w"]] - steps[:, col["bx"]]).max()))
 
 
 def _ring_rows(top, live_from):
@@ -483,8 +496,12 @@ def ring_layout(plan):
     """
     if plan.layout == "ring":
         return plan
-    top = np.maximum.accumulate(plan.tile_boxes[plan.load_order, 2])
-    return dataclasses.replace(plan, layout="ring", buffer_rows=_ring_rows(top, plan.live_from))
+    tiles = plan.tile_boxes[plan.load_order]
+    stripe = plan.steps[:, STEP_COLUMNS.index("stripe")]
+    top = segment_cummax(tiles[:, 2], stripe)
+    steps = plan.steps.copy()
+    seam_rows(steps, stripe, tiles, top, plan.live_from)
+    return dataclasses.replace(plan, layout="ring", buffer_rows=_ring_rows(top, plan.live_from), steps=_frozen(steps))
 
 
 def _sorted_by(major, minor):
