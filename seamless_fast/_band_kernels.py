@@ -32,6 +32,10 @@ tile needs and no written cell holds). Where a grid neighbour was not loaded
 pixel: a written cell's pixels are covered only by loaded tiles, and each of
 them reads what the one before it at that pixel left.
 
+In stripes the Blender hands the right overlap of a stripe's last tile in a
+tile row on through the seam's file, and puts the seam rows back into the
+right-overlap buffer before the first tile of that row in the next stripe.
+
 Step integers are those of `Plan.steps` (column positions fixed here, as in
 `_kernels`). Columns are in elements of a plane row (pixels x `group`). The
 parallel kernels split a tile's columns, not its rows: the band is updated

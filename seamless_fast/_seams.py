@@ -3,8 +3,9 @@
 A plan made with a `max_buffer_bytes` smaller than one band of its output
 runs in stripes (see `Plan.stripes`). Where two stripes overlap (a seam), the
 first stripe's tiles leave partial sums that the second stripe's cells need.
-They go to one file per seam, a row at a time as rows leave the buffer, and
-come back as rows enter the next stripe's buffer. Plain positioned reads and
+They go to one file per seam, a row at a time as rows leave the buffer (with
+the band layout: as each tile row's last tile of the stripe leaves its right
+overlap), and come back as rows enter the next stripe's buffer. Plain positioned reads and
 writes are used, not a memory map, so the OS page cache, not the process,
 holds what is on disk and the run's resident memory stays bounded.
 

@@ -91,8 +91,10 @@ class Plan:
         ``cell = -1`` for none), weight offsets, flat cell and tile indices,
         the stripe, the image rows that enter the buffer before the tile (and
         take the left seam's partial sums) and those that leave it after the
-        tile (and give the right seam's partial sums). ``x0`` is relative to
-        the stripe's first buffer column.
+        tile (and give the right seam's partial sums; with the band layout,
+        rows of the first and last tiles of a tile row in a stripe, see
+        `seamless_fast._schedule.band_seam_rows`). ``x0`` is relative to the
+        stripe's first buffer column.
     stripes : ndarray, shape (n_stripes, 2)
         Image columns ``[x0, x1)`` each stripe's buffer spans; one stripe
         unless the plan was made with a `max_buffer_bytes` that one band of the
@@ -101,15 +103,16 @@ class Plan:
         Image columns ``[lo, hi)`` where stripe s and s + 1 overlap: their
         partial sums are handed from one stripe to the next (empty if equal).
     layout : str
-        How the blend keeps partial sums. ``"band"`` (normalised plans in one
-        stripe): only what later tiles need, an overlap-high band across the
-        planned width (`buffer_rows` rows) for the tiles' bottom overlaps and
-        a small buffer, two tile heights by the widest right overlap
-        (`right_buffer`), for the last tile's right overlap (see
+        How the blend keeps partial sums. ``"band"`` (normalised plans: in
+        one stripe, or in stripes when every grid tile is loaded and the band
+        fits `max_buffer_bytes`): only what later tiles need, an overlap-high
+        band across the widest stripe (`buffer_rows` rows) for the tiles'
+        bottom overlaps and a small buffer, two tile heights by the widest
+        right overlap (`right_buffer`), for the last tile's right overlap (see
         `seamless_fast._band_kernels`); ``by`` and ``bx`` in `steps` are where
-        a tile's bottom and right overlaps start. ``"ring"`` (stripes, and
-        grids that accumulate the weight sum): a ring buffer of `buffer_rows`
-        rows, about one tile high, across the stripe.
+        a tile's bottom and right overlaps start. ``"ring"`` (the other plans
+        in stripes, and grids that accumulate the weight sum): a ring buffer
+        of `buffer_rows` rows, about one tile high, across the widest stripe.
     """
 
     image_size: tuple
