@@ -46,7 +46,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import njit
-from ._kernels import _cell_origin, _planes, argmax_rows
+from ._kernels import _cell_origin, _planes, _weighted_set, _weighted_sum_to, argmax_rows
 
 # positions in a row of `Plan.steps` (see `_schedule.STEP_COLUMNS`)
 _Y0, _X0, _H, _W, _FIRST, _FY, _FX, _CY0, _CY1, _CX0, _CX1, _WY, _WX = range(13)
@@ -56,31 +56,17 @@ _ALIGN = 16
 
 
 @njit(inline="always")
-def _sum_to(dst, dr, d0, src, sr, s0, tile, p, i, wx, a, k0, k1):
-    for k in range(k0, k1):
-        u = np.uint64(k)
-        dst[p, dr, np.uint64(d0 + k)] = src[p, sr, np.uint64(s0 + k)] + a * wx[u] * tile[p, i, u]
-
-
-@njit(inline="always")
-def _set_to(dst, dr, d0, tile, p, i, wx, a, k0, k1):
-    for k in range(k0, k1):
-        u = np.uint64(k)
-        dst[p, dr, np.uint64(d0 + k)] = a * wx[u] * tile[p, i, u]
-
-
-@njit(inline="always")
 def _span(dst, dr, d0, band, slot, x0, rold, tile, p, i, wx, a, k0, k1, rx, touched):
     """Elements [k0, k1) of tile row i to dst[p, dr, d0 + k]: prior from `rold` below rx, from the band
     from rx on where earlier rows reached (`touched`), none elsewhere."""
     if k1 <= k0:
         return
     s = min(max(rx, k0), k1)
-    _sum_to(dst, dr, d0, rold, i, 0, tile, p, i, wx, a, k0, s)
+    _weighted_sum_to(dst, p, dr, d0, rold, i, 0, tile, i, wx, a, k0, s)
     if touched:
-        _sum_to(dst, dr, d0, band, slot, x0, tile, p, i, wx, a, s, k1)
+        _weighted_sum_to(dst, p, dr, d0, band, slot, x0, tile, i, wx, a, s, k1)
     else:
-        _set_to(dst, dr, d0, tile, p, i, wx, a, s, k1)
+        _weighted_set(dst, p, dr, d0, tile, i, wx, a, s, k1)
 
 
 @njit(inline="always")
