@@ -51,3 +51,12 @@ def test_small_tiles_times_every_case_and_prints_the_ratios():
     assert [line.split()[0] for line in lines[1:5]] == ["blend", "run_plan", "run_plan_seed", "numpy_reference"]
     ratios = {line.rsplit(None, 1)[0]: float(line.split()[-1]) for line in lines[5:]}
     assert len(ratios) == 4 and all(value > 0 for value in ratios.values())
+
+
+def test_band_layout_times_both_layouts_and_the_copy():
+    lines = run_script("band_layout.py", "--sizes", "300x700", "--tile", "64", "--overlap", "16", "--rounds", "2")
+    assert lines[0] == "python profiling/band_layout.py --sizes 300x700 --tile 64 --overlap 16 --rounds 2"
+    assert lines[2].startswith("300 x 700: 90 tiles; buffer band") and "ring" in lines[2]
+    times = dict(part.split() for part in lines[3].split(": ")[1].split(", "))
+    assert set(times) == {"band", "ring", "copyto"} and all(float(v) > 0 for v in times.values())
+    assert lines[4].startswith("  ratios (median of rounds): band / copyto")
