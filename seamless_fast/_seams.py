@@ -5,9 +5,10 @@ runs in stripes (see `Plan.stripes`). Where two stripes overlap (a seam), the
 first stripe's tiles leave partial sums that the second stripe's cells need.
 They go to one file per seam, a row at a time as rows leave the buffer (with
 the band layout: as each tile row's last tile of the stripe leaves its right
-overlap), and come back as rows enter the next stripe's buffer. Plain positioned reads and
-writes are used, not a memory map, so the OS page cache, not the process,
-holds what is on disk and the run's resident memory stays bounded.
+overlap), and come back as rows enter the next stripe's buffer. Plain
+positioned reads and writes are used, not a memory map, so the OS page cache,
+not the process, holds what is on disk and the run's resident memory stays
+bounded.
 
 Every file gets its full size up front (`reserve`): a disk too small fails
 there, before any tile is blended, and a row the left stripe never wrote
