@@ -21,7 +21,7 @@ import numba
 import numpy as np
 
 import seamless_fast as sf
-from seamless_fast import _kernels
+from seamless_fast import _band_kernels, _kernels
 from seamless_fast.plan import STEP_COLUMNS
 
 
@@ -47,15 +47,17 @@ def kernel_calls(blender, tile, k, channel_first):
     group = blender._group
     values_out = np.empty((c if channel_first else 1, h, w * group), tile.dtype)
     labels_out = np.empty((h, w), blender._labels_dtype)
-    args = blender._acc, tile, blender._wy, blender._wx, plan.steps, k, group
+    args = blender._bufs + (tile, blender._wy, blender._wx, plan.steps, k, group)
+    kernels = (_band_kernels.band_values, _band_kernels.band_labels) if blender._band else (_kernels.blend_values,
+                                                                                           _kernels.blend_labels)
     scratch, label = blender._scratch, blender._label
     block_values = np.random.default_rng(2).random(scratch.shape).astype(tile.dtype)
 
     def values():
-        _kernels.blend_values(*args, values_out, 0, 0)
+        kernels[0](*args, values_out, 0, 0)
 
     def labels():
-        _kernels.blend_labels(*args, scratch, label, labels_out, 0, 0)
+        kernels[1](*args, scratch, label, labels_out, 0, 0)
 
     def argmax():
         argmax_cell(block_values, h, w, group, label, labels_out)

@@ -15,10 +15,13 @@ import time
 import numpy as np
 
 import seamless_fast as sf
-from seamless_fast import _kernels
+from seamless_fast import _band_kernels, _kernels
 
-KERNELS = ["blend_values", "blend_values_parallel", "blend_labels", "blend_labels_parallel", "blend_weighted",
-           "emit_weighted", "emit_weighted_labels", "clear_rows", "half_to_float", "half_to_float_f16c"]
+KERNELS = [(_kernels, name) for name in ("blend_values", "blend_values_parallel", "blend_labels",
+                                         "blend_labels_parallel", "blend_weighted", "emit_weighted",
+                                         "emit_weighted_labels", "clear_rows", "half_to_float", "half_to_float_f16c")]
+KERNELS += [(_band_kernels, name) for name in ("band_values", "band_values_parallel", "band_labels",
+                                               "band_labels_parallel")]
 
 
 def timed(counters, name, kernel):
@@ -53,16 +56,16 @@ def main():
 
     run()  # compile (or load from numba's cache) outside the measurement
     counters = collections.defaultdict(lambda: [0.0, 0])
-    originals = {name: getattr(_kernels, name) for name in KERNELS}
+    originals = {(module, name): getattr(module, name) for module, name in KERNELS}
     try:
-        for name, kernel in originals.items():
-            setattr(_kernels, name, timed(counters, name, kernel))
+        for (module, name), kernel in originals.items():
+            setattr(module, name, timed(counters, name, kernel))
         start = time.perf_counter()
         run()
         total = time.perf_counter() - start
     finally:
-        for name, kernel in originals.items():
-            setattr(_kernels, name, kernel)
+        for (module, name), kernel in originals.items():
+            setattr(module, name, kernel)
 
     print(f"{args.size} x {args.size}, tile {args.tile}, overlap {args.overlap}, C = {args.channels}, "
           f"{'labels' if args.labels else 'values'}: {plan.n_loads} tiles, default parallel policy (serial or split, chosen tile by tile)")

@@ -11,13 +11,13 @@ from .geometry import boxes_overlap, boxes_to_geoms, regular_axis
 from .windows import is_separable, window_1d
 
 STEP_COLUMNS = ("y0", "x0", "h", "w", "first", "fy", "fx", "cy0", "cy1", "cx0", "cx1", "wy", "wx", "cell", "tile",
-                "stripe", "enter_lo", "enter_hi", "leave_lo", "leave_hi")
+                "stripe", "enter_lo", "enter_hi", "leave_lo", "leave_hi", "by", "bx")
 
 MAX_WEIGHTS = 2**27
 """Most 1-D window weights a plan holds (1 GiB of float64): a bound on tile sides times grid rows and columns."""
 
 __all__ = ["STEP_COLUMNS", "MAX_WEIGHTS", "schedule_rectilinear", "schedule_general", "live_from_rows", "step_table",
-           "seam_rows", "split_columns", "regular_column_stripes", "stripe_extents", "segment_cummax",
+           "seam_rows", "band_seam_rows", "split_columns", "regular_column_stripes", "stripe_extents", "segment_cummax",
            "weight_vectors"]
 
 
@@ -100,6 +100,11 @@ def step_table(boxes, cells, load_order, write_cells, emit_after, live_from, x_o
         col_end = np.append(0, boxes[0, :-1, 3])[j]
         table[:, col["fy"]] = np.clip(row_end - tile[:, 0], 0, table[:, col["h"]])
         table[:, col["fx"]] = np.clip(col_end - tile[:, 1], 0, table[:, col["w"]])
+        # Where the next grid row and column start: the tile's bottom and right overlaps (see `_band_kernels`).
+        row_next = np.append(boxes[1:, 0, 0], boxes[-1, 0, 2])[i]
+        col_next = np.append(boxes[0, 1:, 1], boxes[0, -1, 3])[j]
+        table[:, col["by"]] = np.clip(row_next - tile[:, 0], 0, table[:, col["h"]])
+        table[:, col["bx"]] = np.clip(col_next - tile[:, 1], 0, table[:, col["w"]])
         # Each written cell is final the moment its own tile arrives.
         inverse = np.empty(rows * cols, dtype=np.int64)
         inverse[load_order] = np.arange(len(load_order))
@@ -126,6 +131,32 @@ def seam_rows(steps, stripe, tiles, top, live_from):
     next_live = np.where(ends, top, np.r_[live_from[1:], 0])
     steps[:, col["leave_lo"]] = np.minimum(live_from, top)
     steps[:, col["leave_hi"]] = np.maximum(np.minimum(next_live, top), steps[:, col["leave_lo"]])
+
+
+def band_seam_rows(steps, stripe, seams):
+    """The enter/leave columns for the band layout in stripes (see `_band_kernels`), every tile loaded.
+
+    The first tile of a tile row in stripe s > 0 takes, before it, image rows
+    [enter_lo, enter_hi) of the left seam into its left-overlap buffer (the
+    rows below where earlier tile rows reached); the last tile of a tile row
+    in a stripe with a seam on its right gives, after it, rows [leave_lo,
+    leave_hi) of its right overlap to that seam (the rows above where the
+    next tile row starts).
+    """
+    col = {name: n for n, name in enumerate(STEP_COLUMNS)}
+    steps[:, col["stripe"]] = stripe
+    y0, x0, h, w = (steps[:, col[name]] for name in ("y0", "x0", "h", "w"))
+    first = steps[:, col["first"]]
+    new_row = np.r_[True, (y0[1:] != y0[:-1]) | (stripe[1:] != stripe[:-1])]
+    enters = new_row & (stripe > 0)
+    leaves = np.r_[new_row[1:], True] & (stripe < stripe.max())
+    seam_width = seams[:, 1] - seams[:, 0]
+    assert (steps[enters, col["fx"]] == seam_width[stripe[enters] - 1]).all(), "a row starts at its left seam"
+    assert (w - steps[:, col["bx"]])[leaves].tolist() == seam_width[stripe[leaves]].tolist(), "a row ends at its seam"
+    steps[:, col["enter_lo"]] = np.where(enters, y0 + np.maximum(steps[:, col["fy"]], first), 0)
+    steps[:, col["enter_hi"]] = np.where(enters, y0 + h, 0)
+    steps[:, col["leave_lo"]] = np.where(leaves, y0 + first, 0)
+    steps[:, col["leave_hi"]] = np.where(leaves, y0 + np.maximum(steps[:, col["by"]], first), 0)
 
 
 def split_columns(boxes, max_buffer_bytes, bytes_per_pixel, normalised):

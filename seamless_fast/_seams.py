@@ -3,10 +3,12 @@
 A plan made with a `max_buffer_bytes` smaller than one band of its output
 runs in stripes (see `Plan.stripes`). Where two stripes overlap (a seam), the
 first stripe's tiles leave partial sums that the second stripe's cells need.
-They go to one file per seam, a row at a time as rows leave the buffer, and
-come back as rows enter the next stripe's buffer. Plain positioned reads and
-writes are used, not a memory map, so the OS page cache, not the process,
-holds what is on disk and the run's resident memory stays bounded.
+They go to one file per seam, a row at a time as rows leave the buffer (with
+the band layout: as each tile row's last tile of the stripe leaves its right
+overlap), and come back as rows enter the next stripe's buffer. Plain
+positioned reads and writes are used, not a memory map, so the OS page cache,
+not the process, holds what is on disk and the run's resident memory stays
+bounded.
 
 Every file gets its full size up front (`reserve`): a disk too small fails
 there, before any tile is blended, and a row the left stripe never wrote
@@ -180,6 +182,26 @@ class SeamFiles:
         for p in range(self.planes):
             read_all(fd, path, block, self._offset(b, p, lo))
             ring[p, rows, :width] = block
+
+    def write_rows(self, b, block, lo):
+        """Write planes `block`, (planes, rows, seam elements), as image rows from `lo` of seam b."""
+        if b not in self._fds:
+            return
+        fd, path = self._fds[b], self._paths[b]
+        for p in range(self.planes):
+            write_all(fd, path, np.ascontiguousarray(block[p]), self._offset(b, p, lo))
+
+    def read_rows(self, b, block, lo):
+        """Fill planes `block`, (planes, rows, seam elements), with image rows from `lo` of seam b, for the
+        stripe right of it (zeros for a seam of no columns)."""
+        if b - 1 in self._fds:  # stripe b is done: no one reads seam b - 1 again
+            self._drop(b - 1)
+        if b not in self._fds:
+            block[...] = 0
+            return
+        fd, path = self._fds[b], self._paths[b]
+        for p in range(self.planes):
+            read_all(fd, path, block[p], self._offset(b, p, lo))
 
     def _drop(self, b):
         """Close and remove the file of seam b, giving its disk space back."""

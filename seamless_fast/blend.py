@@ -30,7 +30,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-from . import _kernels
+from . import _band_kernels, _kernels
 from ._arrays import (accumulator_dtype, allocate_output, check_accumulator, check_out, label_dtype, new_array,
                       output_planes, too_large)
 from ._adaptive import chooser_for
@@ -285,11 +285,11 @@ class Blender:
         x_origin = plan.buffer_cols[0]
         try:
             if self.labels:
-                _kernels.blend_labels_batch(self._acc, tiles, self._wy, self._wx, plan.steps, k, g, self._scratch,
-                                            self._label, self.out, x_origin)
+                self._batch_kernel(*self._bufs, tiles, self._wy, self._wx, plan.steps, k, g, self._scratch,
+                                   self._label, self.out, x_origin)
             else:
-                _kernels.blend_values_batch(self._acc, tiles, self._wy, self._wx, plan.steps, k, g,
-                                            self._out_planes, x_origin)
+                self._batch_kernel(*self._bufs, tiles, self._wy, self._wx, plan.steps, k, g, self._out_planes,
+                                   x_origin)
         except BaseException as exc:
             self._fail(k, exc)
             raise
@@ -310,7 +310,8 @@ class Blender:
 
     def _release(self):
         """Drop the buffers, close and remove every file of the run."""
-        self._acc = self._wsum = None
+        self._acc = self._wsum = self._right = None
+        self._bufs = ()
         if self._seams is not None:
             self._seams.close()
         self._finalizer()
@@ -442,6 +443,19 @@ class Blender:
                                               self._labels_dtype)
         width = int((plan.stripes[:, 1] - plan.stripes[:, 0]).max())
         self._acc = self._buffer((planes.shape[0], plan.buffer_rows, width * self._group), dtype, "buffer")
+        self._band = plan.layout == "band"
+        if self._band:  # the last tile's right overlap, in two halves (see `_band_kernels`)
+            rows, cols = plan.right_buffer
+            self._right = new_array(np.zeros, (2, planes.shape[0], rows, cols * self._group), dtype,
+                                    "the right-overlap buffer of the blend")
+            self._bufs = (self._acc, self._right)
+        else:
+            self._bufs = (self._acc,)
+        # the kernels of the fast path: (serial, parallel, batch) x (values, labels)
+        module, prefix = (_band_kernels, "band") if self._band else (_kernels, "blend")
+        kind = "labels" if self.labels else "values"
+        self._serial_kernel, self._parallel_kernel, self._batch_kernel = (
+            getattr(module, f"{prefix}_{kind}{suffix}") for suffix in ("", "_parallel", "_batch"))
         if len(plan.stripes) > 1:
             self._seams = SeamFiles(plan, planes.shape[0], self._group, dtype, self.cache_dir)
         if not plan.normalised:
@@ -548,7 +562,7 @@ class Blender:
             oy = ox = 0
         else:
             out, target, oy, ox = self._cell_output(box)
-        args = self._acc, planes, self._wy, self._wx, self.plan.steps, k, self._group
+        args = self._bufs + (planes, self._wy, self._wx, self.plan.steps, k, self._group)
         if self._policy == "serial" or planes.size < PARALLEL_MIN_ELEMENTS:
             self._blend_serial(args, target, oy, ox)
         elif self._policy == "numba":
@@ -570,9 +584,9 @@ class Blender:
 
     def _blend_serial(self, args, target, oy, ox):
         if self.labels:
-            _kernels.blend_labels(*args, self._scratch, self._label, target, oy, ox)
+            self._serial_kernel(*args, self._scratch, self._label, target, oy, ox)
         else:
-            _kernels.blend_values(*args, target, oy, ox)
+            self._serial_kernel(*args, target, oy, ox)
 
     def _chooser(self, planes):
         """The process's chooser for tiles like these (see `_adaptive`), remembered by element count."""
@@ -586,9 +600,9 @@ class Blender:
             return False
         try:
             if self.labels:
-                _kernels.blend_labels_parallel(*args, self._scratch, self._label, target, oy, ox, self._chunks)
+                self._parallel_kernel(*args, self._scratch, self._label, target, oy, ox, self._chunks)
             else:
-                _kernels.blend_values_parallel(*args, target, oy, ox, self._chunks)
+                self._parallel_kernel(*args, target, oy, ox, self._chunks)
         finally:
             self._lock.release()
         return True
@@ -596,14 +610,44 @@ class Blender:
     def _load_seam(self, k):
         """Before step k: the partial sums of the rows entering the buffer, from the seam on the stripe's left."""
         stripe, lo, hi = self.plan.steps[k, [_COL["stripe"], _COL["enter_lo"], _COL["enter_hi"]]].tolist()
-        if stripe > 0 and hi > lo:
+        if self._band:
+            if stripe > 0 and hi > 0:
+                self._load_left_overlap(k, stripe, lo, hi)
+        elif stripe > 0 and hi > lo:
             self._seams.load(stripe - 1, self._acc, lo, hi)
 
     def _spill_seam(self, k):
         """After step k: the partial sums of the rows leaving the buffer, to the seam on the stripe's right."""
         stripe, lo, hi = self.plan.steps[k, [_COL["stripe"], _COL["leave_lo"], _COL["leave_hi"]]].tolist()
-        if stripe < len(self.plan.seams) and hi > lo:
+        if self._band:
+            if stripe < len(self.plan.seams) and hi > 0:
+                self._spill_right_overlap(k, stripe, lo, hi)
+        elif stripe < len(self.plan.seams) and hi > lo:
             self._seams.spill(stripe, self._acc, lo, hi)
+
+    def _load_left_overlap(self, k, stripe, lo, hi):
+        """Band layout, before the first tile of a tile row in stripe s > 0: the right-overlap buffer the
+        tile reads (its left overlap, the seam's columns), from the band where earlier tile rows of the
+        stripe reached, from the seam's file in image rows [lo, hi) below."""
+        y0, x0, first, ty, rx = self.plan.steps[k, [_COL[name] for name in ("y0", "x0", "first", "fy", "fx")]].tolist()
+        g, cap = self._group, self._acc.shape[1]
+        left = self._right[k & 1]
+        top = lo - y0  # max(first, ty)
+        left[:, first:top, :rx * g] = self._acc[:, np.arange(y0 + first, lo) % cap, x0 * g:(x0 + rx) * g]
+        block = np.empty((left.shape[0], hi - lo, rx * g), left.dtype)
+        self._seams.read_rows(stripe - 1, block, lo)
+        left[:, top:hi - y0, :rx * g] = block
+
+    def _spill_right_overlap(self, k, stripe, lo, hi):
+        """Band layout, after the last tile of a tile row with a seam on its right: the rows of its right
+        overlap that the next tile row does not reach, [lo, hi), to the seam's file; the rows below it
+        reaches into the band, where its tiles in this stripe read them."""
+        y0, x0, h, w, bx = self.plan.steps[k, [_COL[name] for name in ("y0", "x0", "h", "w", "bx")]].tolist()
+        g, cap = self._group, self._acc.shape[1]
+        right = self._right[(k + 1) & 1][:, :, :(w - bx) * g]
+        self._seams.write_rows(stripe, right[:, lo - y0:hi - y0], lo)
+        below = hi - y0  # max(first, by)
+        self._acc[:, np.arange(y0 + below, y0 + h) % cap, (x0 + bx) * g:(x0 + w) * g] = right[:, below:h]
 
     def _push_general(self, planes, k):
         plan = self.plan

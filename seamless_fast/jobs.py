@@ -171,7 +171,7 @@ def plan_figures(image, *, tile, overlap, channels, max_memory=None, context=0, 
     --------
     >>> figures = plan_figures("4000x3000", tile=256, overlap=64, channels=3)
     >>> figures["grid"], figures["tiles"], figures["buffer_rows"]
-    ([21, 16], 336, 256)
+    ([21, 16], 336, 160)
     >>> figures = plan_figures("4000x3000", tile=256, overlap=64, channels=3, context=32, output_scale=4)
     >>> figures["read_window"], figures["output_tile"], figures["output_size"]
     ([320, 320], [64, 64], [1000, 750])

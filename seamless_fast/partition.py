@@ -150,7 +150,7 @@ def partition_plan(plan, parts):
     own[own[:, 1] <= own[:, 0]] = 0
     part_of_step = np.repeat(np.arange(parts), np.diff(step_bounds))
     crop_rows = np.clip(seam_to[part_of_step] - tiles[:, 0], 0, tiles[:, 2] - tiles[:, 0])
-    # The lead rows are read from the ring buffer after the part's last tile: they must all still be in it.
+    # The lead rows are read from the blend buffer after the part's last tile: they must all still be in it.
     if (lead[:, 1] - lead[:, 0] > plan.buffer_rows).any():
         raise ValueError(f"partitioning into {parts} parts needs more lead rows than the blend buffer's "
                          f"{plan.buffer_rows}; use fewer parts")

@@ -7,15 +7,16 @@ live, the weights) is precomputed once as numpy arrays, so running a plan
 never touches a geometry.
 """
 
+import dataclasses
 import weakref
 from dataclasses import dataclass
 
 import numpy as np
 import shapely
 
-from ._schedule import (MAX_WEIGHTS, STEP_COLUMNS, live_from_rows, regular_column_stripes, schedule_general,
-                        schedule_rectilinear, seam_rows, segment_cummax, split_columns, step_table, stripe_extents,
-                        weight_vectors)
+from ._schedule import (MAX_WEIGHTS, STEP_COLUMNS, band_seam_rows, live_from_rows, regular_column_stripes,
+                        schedule_general, schedule_rectilinear, seam_rows, segment_cummax, split_columns, step_table,
+                        stripe_extents, weight_vectors)
 from ._input import check_context_scale, check_grid_scale, read_windows, to_output_pixels, with_input_geometry
 from ._traverse import check_traverse, choose_traverse, to_image_frame, transpose_area, transpose_boxes, transpose_window
 from ._validate import as_pair, check_area
@@ -67,7 +68,10 @@ class Plan:
         At arrival step k, the first image row any unemitted cell still needs;
         rows above it are released from the buffer. Non-decreasing.
     buffer_rows : int
-        Rows of the ring buffer: the most rows live at once.
+        Rows of the blend buffer. With the ``"band"`` layout: the largest
+        overlap between consecutive tile rows (`overlap`, more next to a
+        flush row; at least 1); with ``"ring"``: the most rows live at once
+        (about one tile height).
     buffer_cols : tuple of int
         ``(x0, x1)``: the columns the buffer spans.
     normalised : bool
@@ -89,8 +93,10 @@ class Plan:
         ``cell = -1`` for none), weight offsets, flat cell and tile indices,
         the stripe, the image rows that enter the buffer before the tile (and
         take the left seam's partial sums) and those that leave it after the
-        tile (and give the right seam's partial sums). ``x0`` is relative to
-        the stripe's first buffer column.
+        tile (and give the right seam's partial sums; with the band layout,
+        rows of the first and last tiles of a tile row in a stripe, see
+        `seamless_fast._schedule.band_seam_rows`). ``x0`` is relative to the
+        stripe's first buffer column.
     stripes : ndarray, shape (n_stripes, 2)
         Image columns ``[x0, x1)`` each stripe's buffer spans; one stripe
         unless the plan was made with a `max_buffer_bytes` that one band of the
@@ -98,6 +104,17 @@ class Plan:
     seams : ndarray, shape (n_stripes - 1, 2)
         Image columns ``[lo, hi)`` where stripe s and s + 1 overlap: their
         partial sums are handed from one stripe to the next (empty if equal).
+    layout : str
+        How the blend keeps partial sums. ``"band"`` (normalised plans: in
+        one stripe, or in stripes when every grid tile is loaded and the band
+        fits `max_buffer_bytes`): only what later tiles need, an overlap-high
+        band across the widest stripe (`buffer_rows` rows) for the tiles'
+        bottom overlaps and a small buffer, two tile heights by the widest
+        right overlap (`right_buffer`), for the last tile's right overlap (see
+        `seamless_fast._band_kernels`); ``by`` and ``bx`` in `steps` are where
+        a tile's bottom and right overlaps start. ``"ring"`` (the other plans
+        in stripes, and grids that accumulate the weight sum): a ring buffer
+        of `buffer_rows` rows, about one tile high, across the widest stripe.
     input_size : tuple of int
         ``(height, width)`` of the input image in input pixels (for
         :func:`plan_from_grid`, the grid's largest bounds); `image_size` when
@@ -137,6 +154,7 @@ class Plan:
     steps: np.ndarray
     stripes: np.ndarray
     seams: np.ndarray
+    layout: str
     input_size: tuple = None
     context: tuple = (0, 0)
     output_scale: tuple = (1, 1)
@@ -162,6 +180,12 @@ class Plan:
         return read_windows(self.tile_boxes[self.load_order], self.output_scale, self.context)
 
     @property
+    def right_buffer(self):
+        """``(rows, columns)`` of one half of the right-overlap buffer of the band layout ((0, 0) for ``"ring"``):
+        the tallest tile, and the widest right overlap (at least 1)."""
+        return _right_buffer(self.steps) if self.layout == "band" else (0, 0)
+
+    @property
     def n_loads(self):
         """Number of tiles the run consumes."""
         return len(self.load_order)
@@ -179,7 +203,8 @@ class Plan:
     def __repr__(self):
         return (f"Plan(image_size={self.image_size}, grid_shape={self.grid_shape}, "
                 f"n_loads={self.n_loads}, n_writes={self.n_writes}, buffer_rows={self.buffer_rows}, "
-                f"buffer_cols={self.buffer_cols}, normalised={self.normalised}, traverse={self.traverse!r}"
+                f"buffer_cols={self.buffer_cols}, normalised={self.normalised}, layout={self.layout!r}, "
+                f"traverse={self.traverse!r}"
                 + (f", input_size={self.input_size}, context={self.context}, output_scale={self.output_scale}"
                    if self.context != (0, 0) or self.output_scale != (1, 1) else "") + ")")
 
@@ -309,7 +334,7 @@ def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=N
     ((500, 389), (11, 8), [-16, -16, 144, 144])
     >>> wide, _ = plan_regular_grid((1024, 40960), 256, 64)
     >>> wide.traverse, wide.buffer_rows, wide.buffer_cols
-    ('columns', 256, (0, 1024))
+    ('columns', 64, (0, 1024))
     >>> plan_regular_grid((1024, 40960), 256, 64, traverse="rows")[0].buffer_cols
     (0, 40960)
     """
@@ -565,13 +590,28 @@ def _compile(boxes, image_size, area, window, max_buffer_bytes=None, bytes_per_p
         live_from = tiles[:, 0].copy()
     else:
         live_from = live_from_rows(flat_cells[write_cells, 0], emit_after, len(load_order), image_size[0])
-    top = segment_cummax(tiles[:, 2], stripe)
-    buffer_rows = int(max(1, (top - np.minimum(live_from, top)).max()))
     stripes, seams = stripe_extents(tiles, stripe)
+    top = segment_cummax(tiles[:, 2], stripe)
     weights, weight_y, weight_x = weight_vectors(boxes, window, normalised)
     steps = step_table(boxes, cells, load_order, write_cells, emit_after, live_from, stripes[stripe, 0],
                        weight_y, weight_x, rectilinear)
-    seam_rows(steps, stripe, tiles, top, live_from)
+    # The band: the largest bottom overlap (rows of grid row i that row i + 1 reaches), across the widest
+    # stripe, and the right-overlap buffer. In stripes it hands the right overlap of each stripe's last
+    # column on, so every tile must be loaded; with a budget it must fit, else the ring buffer (which the
+    # stripes were cut for) is used.
+    buffer_rows = int(max(1, (boxes[:-1, 0, 2] - boxes[1:, 0, 0]).max(initial=0)))
+    right_rows, right_cols = _right_buffer(steps)
+    width = int((stripes[:, 1] - stripes[:, 0]).max())
+    band_bytes = (buffer_rows * width + 2 * right_rows * right_cols) * bytes_per_pixel
+    band = (normalised and (len(stripes) == 1 or len(load_order) == rows * cols)
+            and (max_buffer_bytes is None or band_bytes <= max_buffer_bytes))
+    layout = "band" if band else "ring"
+    if not band:
+        buffer_rows = _ring_rows(top, live_from)
+    if layout == "band" and len(stripes) > 1:
+        band_seam_rows(steps, stripe, seams)
+    else:
+        seam_rows(steps, stripe, tiles, top, live_from)
     return Plan(
         image_size=tuple(image_size), grid_shape=(rows, cols),
         tile_boxes=_frozen(flat_boxes.copy()), cell_boxes=_frozen(flat_cells.copy()),
@@ -580,8 +620,39 @@ def _compile(boxes, image_size, area, window, max_buffer_bytes=None, bytes_per_p
         buffer_rows=buffer_rows, buffer_cols=(int(stripes[:, 0].min()), int(stripes[:, 1].max())),
         normalised=normalised, weights=_frozen(weights), weight_y=_frozen(weight_y),
         weight_x=_frozen(weight_x), window=window, steps=_frozen(steps), stripes=_frozen(stripes),
-        seams=_frozen(seams),
+        seams=_frozen(seams), layout=layout,
     )
+
+
+def _right_buffer(steps):
+    """(rows, columns) of one half of the right-overlap buffer: the tallest tile, the widest right overlap."""
+    col = {name: n for n, name in enumerate(STEP_COLUMNS)}
+    return int(steps[:, col["h"]].max()), int(max(1, (steps[:, col["w"]] - steps[:, col["bx"]]).max()))
+
+
+def _ring_rows(top, live_from):
+    """Rows of the ring buffer: the most rows live at once (`top`: the lowest row reached so far)."""
+    return int(max(1, (top - np.minimum(live_from, top)).max()))
+
+
+def ring_layout(plan):
+    """`plan` run with the ring buffer instead of the band (both give the same values, bit for bit): for
+    comparisons in tests and profiling.
+
+    Examples
+    --------
+    >>> plan, _ = plan_regular_grid((4096, 4096), 256, 64)
+    >>> plan.layout, plan.buffer_rows, ring_layout(plan).layout, ring_layout(plan).buffer_rows
+    ('band', 64, 'ring', 256)
+    """
+    if plan.layout == "ring":
+        return plan
+    tiles = plan.tile_boxes[plan.load_order]
+    stripe = plan.steps[:, STEP_COLUMNS.index("stripe")]
+    top = segment_cummax(tiles[:, 2], stripe)
+    steps = plan.steps.copy()
+    seam_rows(steps, stripe, tiles, top, plan.live_from)
+    return dataclasses.replace(plan, layout="ring", buffer_rows=_ring_rows(top, plan.live_from), steps=_frozen(steps))
 
 
 def _sorted_by(major, minor):
@@ -607,10 +678,14 @@ def analyse_plan(plan, *, channels=1, dtype=np.float32):
         Unpacks like the seed's ``(max_tiles_held, tiles_loaded, cells_written)``.
         No raw tile is ever held; ``max_tiles_held`` is the blend buffer's size
         in tile-equivalents (its pixels over one largest tile's pixels,
-        rounded up), and ``buffer_bytes`` its size in bytes (including the
-        weight-sum plane on grids that need one), for the plan's traversal:
-        a tile height by the planned width walking rows, a tile width by the
-        planned height walking columns.
+        rounded up), and ``buffer_bytes`` its size in bytes, in the frame of
+        the plan's traversal (`Plan.traverse`: rows across the planned width
+        walking rows, columns across the planned height walking columns).
+        With the ``"band"`` layout (see `Plan.layout`) that is the band,
+        ``buffer_rows`` (the overlap) x planned width, plus the right-overlap
+        buffer, 2 x ``right_buffer`` pixels; with ``"ring"``,
+        ``buffer_rows`` (about a tile height) x the widest stripe, with a
+        weight-sum plane on grids that need one.
 
     Examples
     --------
@@ -626,6 +701,7 @@ def analyse_plan(plan, *, channels=1, dtype=np.float32):
     channels = as_positive_int(channels, "channels")
     itemsize = _accumulator_dtype(dtype).itemsize
     pixels = plan.buffer_rows * int((plan.stripes[:, 1] - plan.stripes[:, 0]).max())
+    pixels += 2 * plan.right_buffer[0] * plan.right_buffer[1]
     planes = channels if plan.normalised else channels + 1
     boxes = plan.tile_boxes[plan.load_order]
     tile_pixels = int(((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).max())

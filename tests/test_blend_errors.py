@@ -42,8 +42,8 @@ MEMORY = textwrap.dedent("""
 
     sf.blend(sf.plan_regular_grid((64, 64), 32, 8)[0], [np.ones((32, 32, 1), np.float32)] * 9)  # compile first
     huge, _ = sf.plan_regular_grid((10**7, 10**7), 256, 64, area=shapely.box(0, 0, 100, 100))
-    wide, _ = sf.plan_regular_grid((256, 3_000_000), 256, 0, traverse="rows")  # a 3 GB buffer for one channel
-    tile = np.ones((256, 256, 1), np.float32)
+    wide, _ = sf.plan_regular_grid((1024, 3_000_000), 512, 256, traverse="rows")  # a 3 GB band, one channel
+    tile = np.ones((512, 512, 1), np.float32)
     with open("/proc/self/status") as status:
         used = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
     resource.setrlimit(resource.RLIMIT_AS, (used + 2**30, resource.getrlimit(resource.RLIMIT_AS)[1]))

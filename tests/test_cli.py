@@ -136,7 +136,7 @@ def test_plan_command(workdir):
     path, _ = workdir
     run = cli("plan", "40000x40000", "--json")
     figures = json.loads(run.stdout)
-    assert figures["tiles"] == 208 * 208 and figures["buffer_rows"] == 256
+    assert figures["tiles"] == 208 * 208 and figures["buffer_rows"] == 64
     assert figures["buffer_bytes"] < 0.01 * figures["output_bytes"]
     run = cli("plan", path / "in.tif", "--tile", "64", "--overlap", "16")
     assert run.returncode == 0 and "image 300 x 260" in run.stdout

@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+import seamless_fast as sf
+
 PROFILING = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "profiling")
 
 
@@ -39,8 +41,8 @@ def test_profile_run_splits_the_run_into_kernels_and_python(labels):
     assert lines[0].startswith("512 x 512, tile 128") and "25 tiles" in lines[0]
     total_ms = float(lines[2].split()[1])
     parts = {line.split()[0]: float(line.split()[1]) for line in lines[3:-1]}
-    kernel = "blend_labels" if labels else "blend_values"
-    assert parts and all(name.startswith(kernel) for name in parts)
+    kernels = ("blend_labels", "band_labels") if labels else ("blend_values", "band_values")
+    assert parts and all(name.startswith(kernels) for name in parts)
     python_ms = float(lines[-1].split()[-6])
     assert sum(parts.values()) + python_ms == pytest.approx(total_ms, abs=0.05)
 
@@ -60,5 +62,16 @@ def test_traverse_times_rows_and_columns_and_prints_the_buffers():
     assert [line.split()[0] for line in lines[1:4]] == ["copyto", "rows", "columns"]
     assert [line.rsplit(None, 4)[0] for line in lines[4:7]] == ["rows / copyto", "columns / copyto", "rows / columns"]
     assert all(line.split()[-4] == "cpu" and line.split()[-2] == "wall" for line in lines[4:7])
-    assert lines[7] == f"buffer rows {32 * 400 * 3 * 4} bytes (0.1 MiB)"
-    assert lines[8] == f"buffer columns {32 * 64 * 3 * 4} bytes (0.0 MiB)"
+    for line, traverse in zip(lines[7:9], ("rows", "columns")):
+        plan, _ = sf.plan_regular_grid((64, 400), 32, 8, traverse=traverse)
+        nbytes = sf.analyse_plan(plan, channels=3).buffer_bytes
+        assert line == f"buffer {traverse} {nbytes} bytes ({nbytes / 2**20:.1f} MiB)"
+
+
+def test_band_layout_times_both_layouts_and_the_copy():
+    lines = run_script("band_layout.py", "--sizes", "300x700", "--tile", "64", "--overlap", "16", "--rounds", "2")
+    assert lines[0] == "python profiling/band_layout.py --sizes 300x700 --tile 64 --overlap 16 --rounds 2"
+    assert lines[2].startswith("300 x 700: 90 tiles; buffer band") and "ring" in lines[2]
+    times = dict(part.split() for part in lines[3].split(": ")[1].split(", "))
+    assert set(times) == {"band", "ring", "copyto"} and all(float(v) > 0 for v in times.values())
+    assert lines[4].startswith("  ratios (median of rounds): band / copyto")
