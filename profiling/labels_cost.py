@@ -55,7 +55,7 @@ def kernel_calls(blender, tile, k, channel_first):
         _kernels.blend_values(*args, values_out, 0, 0)
 
     def labels():
-        _kernels.blend_labels(*args, scratch, label, labels_out, 0, 0)
+        _kernels.blend_labels(blender._way, *args, scratch, label, labels_out, 0, 0)
 
     def argmax():
         argmax_cell(block_values, h, w, group, label, labels_out)

@@ -34,6 +34,7 @@ from . import _kernels
 from ._arrays import (accumulator_dtype, allocate_output, check_accumulator, check_out, label_dtype, new_array,
                       output_planes, too_large)
 from ._adaptive import chooser_for
+from ._background import compile_in_background
 from ._jit import parallel_is_safe, parallel_lock
 from ._seams import SeamFiles, owned_cleanup, remove_files, reserve
 from ._simd import HALF_IN_HARDWARE
@@ -277,7 +278,7 @@ class Blender:
         x_origin = plan.buffer_cols[0]
         try:
             if self.labels:
-                _kernels.blend_labels_batch(self._acc, tiles, self._wy, self._wx, plan.steps, k, g, self._scratch,
+                _kernels.blend_labels_batch(self._way, self._acc, tiles, self._wy, self._wx, plan.steps, k, g, self._scratch,
                                             self._label, self.out, x_origin)
             else:
                 _kernels.blend_values_batch(self._acc, tiles, self._wy, self._wx, plan.steps, k, g,
@@ -411,6 +412,8 @@ class Blender:
         """Allocate the buffers for tiles like `planes`; on any error, free what was made and stop."""
         try:
             self._allocate(planes, ndim, channels)
+            planar = planes.shape[0] > 1  # the arg-max the labels kernels compile (see `_kernels.argmax_way`)
+            self._way = _kernels.argmax_way(planes.shape[0] if planar else self._group, planar)
         except BaseException as exc:
             self._fail(k, exc)
             raise
@@ -524,7 +527,7 @@ class Blender:
 
     def _blend_serial(self, args, target, oy, ox):
         if self.labels:
-            _kernels.blend_labels(*args, self._scratch, self._label, target, oy, ox)
+            _kernels.blend_labels(self._way, *args, self._scratch, self._label, target, oy, ox)
         else:
             _kernels.blend_values(*args, target, oy, ox)
 
@@ -534,18 +537,35 @@ class Blender:
         chooser = self._choosers[planes.size] = chooser_for(key, self._chunks)
         return chooser
 
+    # until numba's parallel kernel for this Blender's arguments is compiled (see `_background`), tiles run serially
+    _parallel_ready = False
+
     def _blend_parallel(self, args, target, oy, ox):
-        """numba's parallel kernels; False, having done nothing, when another thread is in one."""
+        """numba's parallel kernels; False, having done nothing, when another thread is in one, or when the
+        kernel is still being compiled in the background (`seamless_fast._background`)."""
+        if self.labels:
+            kernel = _kernels.blend_labels_parallel
+            args = (self._way, *args, self._scratch, self._label, target, oy, ox, self._chunks)
+        else:
+            kernel, args = _kernels.blend_values_parallel, (*args, target, oy, ox, self._chunks)
+        if not (self._parallel_ready or self._parallel_compiled(kernel, args)):
+            return False
         if not self._lock.acquire(blocking=False):
             return False
         try:
-            if self.labels:
-                _kernels.blend_labels_parallel(*args, self._scratch, self._label, target, oy, ox, self._chunks)
-            else:
-                _kernels.blend_values_parallel(*args, target, oy, ox, self._chunks)
+            kernel(*args)
         finally:
             self._lock.release()
         return True
+
+    def _parallel_compiled(self, kernel, args):
+        """Whether `kernel` is compiled for `args`; a background compile of it starts on the first call.
+        The "numba" policy (numba's kernels for every tile, for comparisons) waits for it."""
+        ticket = self.__dict__.get("_parallel_ticket")
+        if ticket is None:
+            ticket = self._parallel_ticket = compile_in_background(kernel, args)
+        self._parallel_ready = ticket.ready(wait=True if self._policy == "numba" else None)
+        return self._parallel_ready
 
     def _load_seam(self, k):
         """Before step k: the partial sums of the rows entering the buffer, from the seam on the stripe's left."""
@@ -584,7 +604,7 @@ class Blender:
         data, target, oy, ox = self._cell_output((ylo, xlo, yhi, xhi))
         x0 = (xlo - plan.buffer_cols[0]) * g
         if self.labels:
-            _kernels.emit_weighted_labels(self._acc, ylo, plan.buffer_rows, x0, self._scratch, g,
+            _kernels.emit_weighted_labels(self._way, self._acc, ylo, plan.buffer_rows, x0, self._scratch, g,
                                           self._label, target[oy:oy + yhi - ylo, ox:ox + xhi - xlo])
         else:
             view = target[:, oy:oy + yhi - ylo, ox:ox + (xhi - xlo) * g]

@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import seamless_fast as sf
-from seamless_fast import _adaptive
+from seamless_fast import _adaptive, _background
 
 blend_module = importlib.import_module("seamless_fast.blend")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -25,14 +25,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @contextlib.contextmanager
 def ways(pattern):
-    """Every chooser picks the ways of `pattern` (0 serial, 1 split) in turn, for tiles of any size."""
+    """Every chooser picks the ways of `pattern` (0 serial, 1 split) in turn, for tiles of any size; a parallel
+    kernel not yet compiled is compiled at once (not in the background) so that the split runs."""
     turns = itertools.cycle(pattern)
-    saved = _adaptive.Chooser.choose, blend_module.PARALLEL_MIN_ELEMENTS
+    saved = _adaptive.Chooser.choose, blend_module.PARALLEL_MIN_ELEMENTS, _background.WAIT_FOR_COMPILES
     _adaptive.Chooser.choose, blend_module.PARALLEL_MIN_ELEMENTS = lambda self: next(turns), 0
+    _background.WAIT_FOR_COMPILES = True
     try:
         yield
     finally:
-        _adaptive.Chooser.choose, blend_module.PARALLEL_MIN_ELEMENTS = saved
+        (_adaptive.Chooser.choose, blend_module.PARALLEL_MIN_ELEMENTS,
+         _background.WAIT_FOR_COMPILES) = saved
 
 
 def run(plan, tiles, layout, labels, out=True, **options):
