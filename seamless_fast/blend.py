@@ -274,21 +274,49 @@ class Blender:
         return bool((sizes == sizes[0]).all()) and tiles.shape[1:] == self._tile_shape(h, w)
 
     def _push_batch_into_out(self, tiles):
-        plan, k, g = self.plan, self.step, self._group
-        x_origin = plan.buffer_cols[0]
+        """A batch into `out`: one call of the batch kernel, or, when the tiles' chooser (see `_push_fast`)
+        picks the split, tile by tile through numba's parallel kernels."""
+        plan, k, n = self.plan, self.step, len(tiles)
+        records = _step_records(plan, k, n)
+        size = tiles[0].size
+        chooser = None
+        if self._policy == "auto" and size >= PARALLEL_MIN_ELEMENTS:
+            chooser = self._choosers.get(size) or self._chooser(tiles[0])
         try:
-            if self.labels:
-                _kernels.blend_labels_batch(self._way, self._acc, tiles, self._wy, self._wx, plan.steps, k, g, self._scratch,
-                                            self._label, self.out, x_origin)
-            else:
-                _kernels.blend_values_batch(self._acc, tiles, self._wy, self._wx, plan.steps, k, g,
-                                            self._out_planes, x_origin)
+            start = time.perf_counter()
+            way = chooser is not None and chooser.choose() and self._batch_parallel(tiles, k, records)
+            if not way:
+                self._batch_serial(tiles, k)
+            if chooser is not None:
+                chooser.record(int(way), (time.perf_counter() - start) / tiles.size)
         except BaseException as exc:
             self._fail(k, exc)
             raise
-        self.step = k + len(tiles)
-        return [_new_cell((index, box, self._cell_output(box)[0]))
-                for _, _, cell, index, box, *_ in _step_records(plan, k, len(tiles)) if cell >= 0]
+        self.step = k + n
+        return [_new_cell((index, box, self._cell_output(box)[0])) for _, _, cell, index, box, *_ in records
+                if cell >= 0]
+
+    def _batch_serial(self, tiles, k):
+        plan, g = self.plan, self._group
+        x_origin = plan.buffer_cols[0]
+        if self.labels:
+            _kernels.blend_labels_batch(self._way, self._acc, tiles, self._wy, self._wx, plan.steps, k, g,
+                                        self._scratch, self._label, self.out, x_origin)
+        else:
+            _kernels.blend_values_batch(self._acc, tiles, self._wy, self._wx, plan.steps, k, g, self._out_planes,
+                                        x_origin)
+
+    def _batch_parallel(self, tiles, k, records):
+        """The batch's tiles one by one through `_blend_parallel`; False, having done nothing, when the first
+        cannot run there (see `_blend_parallel`): the whole batch then runs serially."""
+        for b, (_, _, cell, _, box, *_) in enumerate(records):
+            _, target, oy, ox = self._cell_output(box) if cell >= 0 else (None, self._no_cell, 0, 0)
+            args = self._acc, tiles[b], self._wy, self._wx, self.plan.steps, k + b, self._group
+            if not self._blend_parallel(args, target, oy, ox):
+                if b == 0:
+                    return False
+                self._blend_serial(args, target, oy, ox)
+        return True
 
     def close(self):
         """Release the buffer (and remove its cache file). Raises if tiles are still missing."""

@@ -96,6 +96,27 @@ def test_fresh_cells_of_split_tiles_equal_serial(layout, labels):
         np.testing.assert_array_equal(data, want)
 
 
+@pytest.mark.parametrize("layout", ["hwc", "chw"])
+@pytest.mark.parametrize("labels", [False, True])
+@pytest.mark.parametrize("pattern", [[1], [0, 1], [1, 1, 0]], ids=["split", "alternate", "mixed"])
+def test_batches_into_out_split_or_not_equal_serial(layout, labels, pattern):
+    """`push_batch` into `out` runs a batch serially in one kernel call or tile by tile split, as the chooser
+    says: the same output, bit for bit."""
+    rng = np.random.default_rng(11)
+    plan = sf.plan_regular_grid((300, 420), 128, 40)[0]
+    tiles = tiles_for(plan, rng, 3)
+    expected = run(plan, tiles, layout, labels, parallel=False)
+    chw = layout == "chw"
+    given = np.stack([np.ascontiguousarray(tiles[t].transpose(2, 0, 1)) if chw else tiles[t]
+                      for t in plan.load_order])
+    out = np.zeros_like(expected)
+    with ways(pattern), sf.Blender(plan, labels=labels, channel_first=chw, out=out) as blender:
+        blender.push(given[0])  # the buffers are made with the first tile
+        cells = [cell for start in range(1, plan.n_loads, 4) for cell in blender.push_batch(given[start:start + 4])]
+    np.testing.assert_array_equal(out, expected)
+    assert all(cell.data.base is not None for cell in cells)  # views of out
+
+
 def test_two_python_threads_blending_at_once_with_the_default_are_exact():
     plan = sf.plan_regular_grid((700, 900), 256, 64)[0]
     tiles = tiles_for(plan, np.random.default_rng(0), 4)
