@@ -9,6 +9,7 @@ used in turn, so every tile is read from memory. Into one full-size `out`,
 per round, in an order that rotates:
 
 - ``batch``: ``Blender(plan, out=out).push_batch(batch)``;
+- ``batch serial``: the same with ``parallel=False`` (one kernel call a batch, as every batch ran before);
 - ``single``: ``Blender(plan, out=out).push(tile)`` for each tile of the batch (default policy);
 - ``copy``: each tile copied into `out` at its place (``np.copyto``): the floor.
 
@@ -42,8 +43,8 @@ def batches_of_plan(plan, pool, batch):
         yield tiles if start + batch <= n else tiles[:n - start]
 
 
-def run_batch(plan, pool, batch, out):
-    with Blender(plan, out=out) as blender:
+def run_batch(plan, pool, batch, out, parallel=None):
+    with Blender(plan, out=out, parallel=parallel) as blender:
         for tiles in batches_of_plan(plan, pool, batch):
             blender.push_batch(tiles)
 
@@ -65,7 +66,11 @@ def run_copy(plan, pool, batch, out):
             k += 1
 
 
-WAYS = {"batch": run_batch, "single": run_single, "copy": run_copy}
+def run_batch_serial(plan, pool, batch, out):
+    run_batch(plan, pool, batch, out, parallel=False)
+
+
+WAYS = {"batch": run_batch, "batch serial": run_batch_serial, "single": run_single, "copy": run_copy}
 
 
 def main(argv=None):
@@ -86,7 +91,7 @@ def main(argv=None):
     times = {name: [] for name in WAYS}
     names = list(WAYS)
     for r in range(args.rounds):
-        for name in names[r % 3:] + names[:r % 3]:
+        for name in names[r % len(names):] + names[:r % len(names)]:
             start = time.perf_counter()
             WAYS[name](plan, pool, args.batch, out)
             times[name].append((time.perf_counter() - start) / plan.n_loads)
@@ -94,7 +99,7 @@ def main(argv=None):
           f"{args.batch}, pool {len(pool)} batches ({args.pool_mib} MiB), {args.rounds} rounds")
     for name, values in times.items():
         ratio = statistics.median(v / c for v, c in zip(values, times["copy"]))
-        print(f"{name:8} {statistics.median(values) * 1e6:8.1f} us a tile {ratio:6.2f} x copy")
+        print(f"{name:13} {statistics.median(values) * 1e6:8.1f} us a tile {ratio:6.2f} x copy")
 
 
 if __name__ == "__main__":

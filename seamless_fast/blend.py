@@ -274,23 +274,29 @@ class Blender:
         return bool((sizes == sizes[0]).all()) and tiles.shape[1:] == self._tile_shape(h, w)
 
     def _push_batch_into_out(self, tiles):
-        """A batch into `out`: one call of the batch kernel, or, when the tiles' chooser (see `_push_fast`)
-        picks the split, tile by tile through numba's parallel kernels."""
+        """A batch into `out`: tile by tile through numba's parallel kernels while the tiles' chooser (see
+        `_push_fast`) picks the split for each, the rest in one call of the batch kernel (serial)."""
         plan, k, n = self.plan, self.step, len(tiles)
         records = _step_records(plan, k, n)
         size = tiles[0].size
         chooser = None
         if self._policy == "auto" and size >= PARALLEL_MIN_ELEMENTS:
             chooser = self._choosers.get(size) or self._chooser(tiles[0])
+        b = 0
         try:
-            start = time.perf_counter()
-            way = chooser is not None and chooser.choose() and self._batch_parallel(tiles, k, records)
-            if not way:
-                self._batch_serial(tiles, k)
-            if chooser is not None:
-                chooser.record(int(way), (time.perf_counter() - start) / tiles.size)
+            while chooser is not None and b < n and chooser.choose():
+                start = time.perf_counter()
+                if not self._split_one(tiles[b], k + b, records[b]):
+                    break
+                chooser.record(1, (time.perf_counter() - start) / size)
+                b += 1
+            if b < n:
+                start = time.perf_counter()
+                self._batch_serial(tiles[b:], k + b)
+                if chooser is not None:
+                    chooser.record(0, (time.perf_counter() - start) / (size * (n - b)))
         except BaseException as exc:
-            self._fail(k, exc)
+            self._fail(k + b, exc)
             raise
         self.step = k + n
         return [_new_cell((index, box, self._cell_output(box)[0])) for _, _, cell, index, box, *_ in records
@@ -306,17 +312,12 @@ class Blender:
             _kernels.blend_values_batch(self._acc, tiles, self._wy, self._wx, plan.steps, k, g, self._out_planes,
                                         x_origin)
 
-    def _batch_parallel(self, tiles, k, records):
-        """The batch's tiles one by one through `_blend_parallel`; False, having done nothing, when the first
-        cannot run there (see `_blend_parallel`): the whole batch then runs serially."""
-        for b, (_, _, cell, _, box, *_) in enumerate(records):
-            _, target, oy, ox = self._cell_output(box) if cell >= 0 else (None, self._no_cell, 0, 0)
-            args = self._acc, tiles[b], self._wy, self._wx, self.plan.steps, k + b, self._group
-            if not self._blend_parallel(args, target, oy, ox):
-                if b == 0:
-                    return False
-                self._blend_serial(args, target, oy, ox)
-        return True
+    def _split_one(self, tile, k, record):
+        """Tile k of a batch through `_blend_parallel` (False, having done nothing, where it cannot run)."""
+        _, _, cell, _, box, *_ = record
+        _, target, oy, ox = self._cell_output(box) if cell >= 0 else (None, self._no_cell, 0, 0)
+        return self._blend_parallel((self._acc, tile, self._wy, self._wx, self.plan.steps, k, self._group), target,
+                                    oy, ox)
 
     def close(self):
         """Release the buffer (and remove its cache file). Raises if tiles are still missing."""
