@@ -236,7 +236,7 @@ def _argmax_vector(values, row0, rows, pixels, n, planar, label, out, o0, ox):
 
 def argmax_way(n, planar):
     """The selector the labels kernels take for `n` channels, planar or interleaved: a tuple whose numba
-    type picks, at compile time, the one arg-max `argmax_rows_as` compiles (see `argmax_rows`). So a
+    type picks, at compile time, the one arg-max `_argmax_as` compiles (see `argmax_rows`). So a
     first labels run compiles the arg-max for its own channel count only, not for every count."""
     if (n == 2 and not planar) or n == 3 or (planar and 4 <= n <= 6):
         return (0,) * n
@@ -267,12 +267,6 @@ def _argmax_as_typed(way, values, row0, rows, pixels, group, label, out, o0, ox)
         _argmax_vector(values, row0, rows, pixels, values.shape[0] if planar else group, planar, label, out, o0,
                        ox)
     return vector
-
-
-@njit
-def argmax_rows_as(way, values, row0, rows, pixels, group, label, out, o0, ox):
-    """`argmax_rows` the way `way` (from `argmax_way` for these values) says."""
-    _argmax_as(way, values, row0, rows, pixels, group, label, out, o0, ox)
 
 
 @njit
