@@ -69,6 +69,7 @@ class Ticket:
         self.state = "queued"  # then "compiling", and "ready" or "failed"
         self.error = None  # what the process reported, when it failed
         self._process = self._stderr = None
+        self._owner = None  # the process that started the compile (a forked child must leave it alone)
 
     @property
     def name(self):
@@ -135,6 +136,7 @@ class Ticket:
                                              stdout=subprocess.DEVNULL, stderr=self._stderr, env=env)
             self._process.stdin.write(pickle.dumps((function.__module__, function.__name__, self.signature)))
             self._process.stdin.close()
+            self._owner = os.getpid()
         except Exception as exc:
             self._failed(f"could not start a Python process: {type(exc).__name__}: {exc}")
             return
@@ -197,7 +199,11 @@ def compile_in_background(kernel, args):
 def _advance(first=None):
     """Reap a finished process and start the next queued one (`first`, when given and queued, next)."""
     for ticket in list(_RUNNING):
-        if ticket._process.poll() is not None:
+        if ticket._owner != os.getpid():  # inherited through a fork: the parent reaps it; compile again here
+            _RUNNING.remove(ticket)
+            ticket.state, ticket._process, ticket._stderr = "queued", None, None
+            _QUEUE.appendleft(ticket)
+        elif ticket._process.poll() is not None:
             _RUNNING.remove(ticket)
             ticket._finished()
     if first and first in _QUEUE:
@@ -226,7 +232,8 @@ def _stop_processes():
     with _LOCK:
         _QUEUE.clear()
         for ticket in _RUNNING:
-            ticket._process.kill()
-            ticket._process.wait()
-            ticket._stderr.close()
+            if ticket._owner == os.getpid():  # not one inherited through a fork
+                ticket._process.kill()
+                ticket._process.wait()
+                ticket._stderr.close()
         _RUNNING.clear()

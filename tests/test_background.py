@@ -57,7 +57,7 @@ def test_a_ticket_for_a_compiled_kernel_is_ready_at_once():
 
 
 BACKGROUND_SCRIPT = textwrap.dedent("""
-    import sys, time
+    import os, sys, time
     import numpy as np
     from seamless_fast import _background, _kernels
 
@@ -67,6 +67,13 @@ BACKGROUND_SCRIPT = textwrap.dedent("""
     if sys.argv[1] == "exit":  # a compile still running at exit is stopped
         print(ticket._process.pid, flush=True)
         sys.exit(0)
+    if sys.argv[1] == "fork":  # a forked child's exit leaves the parent's compile alone
+        pid = os.fork()
+        if pid == 0:
+            _background._stop_processes()
+            os._exit(0)
+        os.waitpid(pid, 0)
+        assert ticket._process.poll() is None, "the forked child stopped the compile"
     deadline = time.monotonic() + 240
     while not ticket.ready() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -85,6 +92,10 @@ def _run_with_empty_cache(tmp_path, mode):
 
 def test_a_kernel_compiled_in_the_background_is_loaded_from_the_cache_not_compiled_here(tmp_path):
     assert _run_with_empty_cache(tmp_path, "wait") == ["compiling", "0", "ready", "True"]
+
+
+def test_a_forked_child_leaves_the_parents_compile_alone(tmp_path):
+    assert _run_with_empty_cache(tmp_path, "fork") == ["compiling", "0", "ready", "True"]
 
 
 def test_a_compile_still_running_at_exit_is_stopped(tmp_path):
