@@ -89,9 +89,11 @@ class Ticket:
         wait = WAIT_FOR_COMPILES if wait is None else wait
         with _LOCK:
             _advance(wait and self)
-            if self.state == "compiling" and wait:
-                self._process.wait()
-                _advance(self)
+            process = self._process if wait and self.state == "compiling" else None
+        if process is not None:
+            process.wait()  # outside the lock: the other threads' tickets go on meanwhile
+        with _LOCK:
+            _advance()
             if wait and self.state == "queued":
                 self._compile_here()
             failed = self.state == "failed" and self.error is not None
