@@ -57,7 +57,7 @@ def kernel_calls(blender, tile, k, channel_first):
         kernels[0](*args, values_out, 0, 0)
 
     def labels():
-        kernels[1](*args, scratch, label, labels_out, 0, 0)
+        kernels[1](blender._way, *args, scratch, label, labels_out, 0, 0)
 
     def argmax():
         argmax_cell(block_values, h, w, group, label, labels_out)

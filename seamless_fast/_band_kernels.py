@@ -46,7 +46,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import njit
-from ._kernels import _cell_origin, _planes, _weighted_set, _weighted_sum_to, argmax_rows
+from ._kernels import _argmax_as, _cell_origin, _planes, _weighted_set, _weighted_sum_to
 
 # positions in a row of `Plan.steps` (see `_schedule.STEP_COLUMNS`)
 _Y0, _X0, _H, _W, _FIRST, _FY, _FX, _CY0, _CY1, _CX0, _CX1, _WY, _WX = range(13)
@@ -147,9 +147,10 @@ def band_values_parallel(band, right, tile, weights_y, weights_x, steps, k, grou
 
 
 @njit
-def _labels_rows(band, rold, rnew, tile, wy, wx, ints, group, scratch, s0, block, label, out, oy, ox, k_lo, k_hi):
+def _labels_rows(way, band, rold, rnew, tile, wy, wx, ints, group, scratch, s0, block, label, out, oy, ox, k_lo, k_hi):
     """As `_values_rows`, but the cell's elements [k_lo, k_hi) leave as labels to out[oy + cell row, ox:]
-    (ox: the label column of the cell's first pixel), through scratch rows [s0, s0 + block)."""
+    (ox: the label column of the cell's first pixel), through scratch rows [s0, s0 + block), by the arg-max
+    `way` selects (`_kernels.argmax_way`)."""
     cy0, cy1, cx0, cx1 = ints[6], ints[7], ints[8], ints[9]
     e0 = min(max(cx0, k_lo), cx1)  # the cell elements [e0, e1) of this chunk
     e1 = max(min(cx1, k_hi), e0)
@@ -161,21 +162,21 @@ def _labels_rows(band, rold, rnew, tile, wy, wx, ints, group, scratch, s0, block
             _row(band, rold, rnew, tile, wy, wx, ints, scratch, s0 + i - b0, cx0 - e0, i, k_lo, k_hi)
         c0, c1 = max(b0, cy0), min(b1, cy1)
         if c1 > c0 and pixels > 0:
-            argmax_rows(scratch, s0 + c0 - b0, c1 - c0, pixels, group, label, out, oy + c0 - cy0,
+            _argmax_as(way, scratch, s0 + c0 - b0, c1 - c0, pixels, group, label, out, oy + c0 - cy0,
                         ox + (e0 - cx0) // group)
 
 
 @njit
-def band_labels(band, right, tile, weights_y, weights_x, steps, k, group, scratch, label, out, oy, ox):
+def band_labels(way, band, right, tile, weights_y, weights_x, steps, k, group, scratch, label, out, oy, ox):
     """As :func:`band_values`, but the cell leaves as labels (scratch, label and out as for
     `_kernels.blend_labels`)."""
     tile, wy, wx, ints = _prepare(tile, weights_y, weights_x, steps, k, group)
-    _labels_rows(band, right[k & 1], right[1 - (k & 1)], tile, wy, wx, ints, group, scratch, np.int64(0),
+    _labels_rows(way, band, right[k & 1], right[1 - (k & 1)], tile, wy, wx, ints, group, scratch, np.int64(0),
                  scratch.shape[1], label, out, oy, ox, 0, tile.shape[2])
 
 
 @njit(parallel=True)
-def band_labels_parallel(band, right, tile, weights_y, weights_x, steps, k, group, scratch, label, out, oy, ox,
+def band_labels_parallel(way, band, right, tile, weights_y, weights_x, steps, k, group, scratch, label, out, oy, ox,
                          chunks):
     """:func:`band_labels` with the tile's columns split into `chunks` blocks over numba's threads, each
     with its share of the scratch rows."""
@@ -186,7 +187,7 @@ def band_labels_parallel(band, right, tile, weights_y, weights_x, steps, k, grou
     for c in prange(n):
         s = np.int64(c)
         lo, hi = _chunk(tile.shape[2], s, n, group)
-        _labels_rows(band, rold, rnew, tile, wy, wx, ints, group, scratch, s * block, block, label, out, oy, ox,
+        _labels_rows(way, band, rold, rnew, tile, wy, wx, ints, group, scratch, s * block, block, label, out, oy, ox,
                      lo, hi)
 
 
@@ -199,9 +200,9 @@ def band_values_batch(band, right, tiles, weights_y, weights_x, steps, k0, group
 
 
 @njit
-def band_labels_batch(band, right, tiles, weights_y, weights_x, steps, k0, group, scratch, label, out, x_origin):
+def band_labels_batch(way, band, right, tiles, weights_y, weights_x, steps, k0, group, scratch, label, out, x_origin):
     """:func:`band_labels` for the steps of a batch, each cell's labels written into the (H, W) `out`."""
     for b in range(tiles.shape[0]):
         ylo, xlo = _cell_origin(steps, k0 + b, x_origin)
-        band_labels(band, right, tiles[b], weights_y, weights_x, steps, k0 + b, group, scratch, label, out,
+        band_labels(way, band, right, tiles[b], weights_y, weights_x, steps, k0 + b, group, scratch, label, out,
                     ylo, xlo)

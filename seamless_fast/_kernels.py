@@ -16,7 +16,8 @@ of adding, so the buffer never has to be cleared.
 
 import numba
 import numpy as np
-from numba import prange
+from numba import prange, types
+from numba.extending import overload
 
 from ._jit import njit
 from ._simd import LANES, argmax_interleaved_blocks, argmax_planes_blocks, half_to_float_blocks
@@ -233,6 +234,41 @@ def _argmax_vector(values, row0, rows, pixels, n, planar, label, out, o0, ox):
     _argmax_pixels(values, row0, rows, blocks * LANES, pixels, n, planar, out, o0, ox)
 
 
+def argmax_way(n, planar):
+    """The selector the labels kernels take for `n` channels, planar or interleaved: a tuple whose numba
+    type picks, at compile time, the one arg-max `_argmax_as` compiles (see `argmax_rows`). So a
+    first labels run compiles the arg-max for its own channel count only, not for every count."""
+    if (n == 2 and not planar) or n == 3 or (planar and 4 <= n <= 6):
+        return (0,) * n
+    return (0.0,)
+
+
+def _argmax_as(way, values, row0, rows, pixels, group, label, out, o0, ox):
+    """What the compiled `_argmax_as_typed` picks, in Python (NUMBA_DISABLE_JIT)."""
+    if isinstance(way[0], int):
+        _argmax_constant(values, row0, rows, pixels, len(way), out, o0, ox)
+    else:
+        planar = values.shape[0] > 1
+        _argmax_vector(values, row0, rows, pixels, values.shape[0] if planar else group, planar, label, out, o0,
+                       ox)
+
+
+@overload(_argmax_as, jit_options=dict(nogil=True))
+def _argmax_as_typed(way, values, row0, rows, pixels, group, label, out, o0, ox):
+    if isinstance(way, types.UniTuple) and isinstance(way.dtype, types.Integer):
+        n = way.count  # a constant here: `_argmax_constant` is compiled for this count only
+
+        def constant(way, values, row0, rows, pixels, group, label, out, o0, ox):
+            _argmax_constant(values, row0, rows, pixels, n, out, o0, ox)
+        return constant
+
+    def vector(way, values, row0, rows, pixels, group, label, out, o0, ox):
+        planar = values.shape[0] > 1
+        _argmax_vector(values, row0, rows, pixels, values.shape[0] if planar else group, planar, label, out, o0,
+                       ox)
+    return vector
+
+
 @njit
 def argmax_rows(values, row0, rows, pixels, group, label, out, o0, ox):
     """out[o0 + t, ox:ox + pixels] = arg-max over the channels of each pixel in row row0 + t of values,
@@ -246,26 +282,28 @@ def argmax_rows(values, row0, rows, pixels, group, label, out, o0, ox):
     loop and vectorises over pixels (2 or 3 interleaved channels, 3 to 6
     planes: 0.25 to 0.7 ns a pixel), and the vector code of `_simd` for the
     rest (about 1 ns a pixel for 4 to 8 channels, 0.45 ns for 2 planes, 2.3 ns
-    for 12 interleaved channels, 1.3 ns for 12 planes).
+    for 12 interleaved channels, 1.3 ns for 12 planes). This one compiles
+    every way; the blend kernels take the way as an argument (`argmax_way`)
+    and compile only the one they use.
     """
     planar = values.shape[0] > 1
     n = values.shape[0] if planar else group
     if n == 2 and not planar:
-        _argmax_constant(values, row0, rows, pixels, 2, out, o0, ox)
+        _argmax_as((0, 0), values, row0, rows, pixels, group, label, out, o0, ox)
     elif n == 3:
-        _argmax_constant(values, row0, rows, pixels, 3, out, o0, ox)
+        _argmax_as((0, 0, 0), values, row0, rows, pixels, group, label, out, o0, ox)
     elif n == 4 and planar:
-        _argmax_constant(values, row0, rows, pixels, 4, out, o0, ox)
+        _argmax_as((0, 0, 0, 0), values, row0, rows, pixels, group, label, out, o0, ox)
     elif n == 5 and planar:
-        _argmax_constant(values, row0, rows, pixels, 5, out, o0, ox)
+        _argmax_as((0, 0, 0, 0, 0), values, row0, rows, pixels, group, label, out, o0, ox)
     elif n == 6 and planar:
-        _argmax_constant(values, row0, rows, pixels, 6, out, o0, ox)
+        _argmax_as((0, 0, 0, 0, 0, 0), values, row0, rows, pixels, group, label, out, o0, ox)
     else:
-        _argmax_vector(values, row0, rows, pixels, n, planar, label, out, o0, ox)
+        _argmax_as((0.0,), values, row0, rows, pixels, group, label, out, o0, ox)
 
 
 @njit
-def _labels_rows(acc, tile, wy, wx, ints, group, scratch, s0, block, label, out, oy, ox, lo, hi):
+def _labels_rows(way, acc, tile, wy, wx, ints, group, scratch, s0, block, label, out, oy, ox, lo, hi):
     """As `_values_rows`, but the cell parts leave as labels, the arg-max over channels, to
     out[oy + cell row, ox:].
 
@@ -281,23 +319,23 @@ def _labels_rows(acc, tile, wy, wx, ints, group, scratch, s0, block, label, out,
                 _cell_row(acc, tile, wy, wx, ints, scratch, np.uint64(s0 + i - b0), 0, i)
         c0, c1 = max(b0, cy0), min(b1, cy1)
         if c1 > c0:
-            argmax_rows(scratch, s0 + c0 - b0, c1 - c0, pixels, group, label, out, oy + c0 - cy0, ox)
+            _argmax_as(way, scratch, s0 + c0 - b0, c1 - c0, pixels, group, label, out, oy + c0 - cy0, ox)
 
 
 @njit
-def blend_labels(acc, tile, weights_y, weights_x, steps, k, group, scratch, label, out, oy, ox):
+def blend_labels(way, acc, tile, weights_y, weights_x, steps, k, group, scratch, label, out, oy, ox):
     """As :func:`blend_values`, but the cell leaves as labels, the arg-max over channels.
 
     scratch: (P, rows, cell elements) floats; label: (rows, cell width)
     floats; out: (rows, columns) labels, the cell's first at row oy, column ox.
     """
     tile, wy, wx, ints = _prepare(tile, weights_y, weights_x, steps, k, group, acc.shape[1])
-    _labels_rows(acc, tile, wy, wx, ints, group, scratch, np.int64(0), scratch.shape[1], label, out, oy, ox,
+    _labels_rows(way, acc, tile, wy, wx, ints, group, scratch, np.int64(0), scratch.shape[1], label, out, oy, ox,
                  ints[2], ints[3])
 
 
 @njit(parallel=True)
-def blend_labels_parallel(acc, tile, weights_y, weights_x, steps, k, group, scratch, label, out, oy, ox,
+def blend_labels_parallel(way, acc, tile, weights_y, weights_x, steps, k, group, scratch, label, out, oy, ox,
                           chunks):
     """:func:`blend_labels` with the tile's rows split into `chunks` blocks over numba's threads, each
     with its share of the scratch rows."""
@@ -307,7 +345,7 @@ def blend_labels_parallel(acc, tile, weights_y, weights_x, steps, k, group, scra
     for c in prange(n):
         s = np.int64(c)  # prange's index is unsigned: one type for the serial and the parallel callers
         lo, hi = _chunk(ints, s, n, tile.shape[2])
-        _labels_rows(acc, tile, wy, wx, ints, group, scratch, s * block, block, label, out, oy, ox, lo, hi)
+        _labels_rows(way, acc, tile, wy, wx, ints, group, scratch, s * block, block, label, out, oy, ox, lo, hi)
 
 
 @njit
@@ -330,11 +368,11 @@ def blend_values_batch(acc, tiles, weights_y, weights_x, steps, k0, group, out, 
 
 
 @njit
-def blend_labels_batch(acc, tiles, weights_y, weights_x, steps, k0, group, scratch, label, out, x_origin):
+def blend_labels_batch(way, acc, tiles, weights_y, weights_x, steps, k0, group, scratch, label, out, x_origin):
     """:func:`blend_labels` for the steps of a batch, each cell's labels written into the (H, W) `out`."""
     for b in range(tiles.shape[0]):
         ylo, xlo = _cell_origin(steps, k0 + b, x_origin)
-        blend_labels(acc, tiles[b], weights_y, weights_x, steps, k0 + b, group, scratch, label, out, ylo, xlo)
+        blend_labels(way, acc, tiles[b], weights_y, weights_x, steps, k0 + b, group, scratch, label, out, ylo, xlo)
 
 
 @njit(inline="always")
@@ -406,7 +444,7 @@ def emit_weighted(acc, wsum, y0, cap, x0, out):
 
 
 @njit
-def emit_weighted_labels(acc, y0, cap, x0, scratch, group, label, out):
+def emit_weighted_labels(way, acc, y0, cap, x0, scratch, group, label, out):
     """Labels of a cell of the general path (the weight sum is a common positive factor), through
     scratch (P, rows, cell elements) and label (rows, cell width)."""
     block = scratch.shape[1]
@@ -417,7 +455,7 @@ def emit_weighted_labels(acc, y0, cap, x0, scratch, group, label, out):
             for p in range(acc.shape[0]):
                 for k in range(out.shape[1] * group):
                     scratch[p, t, k] = acc[p, r, x0 + k]
-        argmax_rows(scratch, 0, rows, out.shape[1], group, label, out, i0, 0)
+        _argmax_as(way, scratch, 0, rows, out.shape[1], group, label, out, i0, 0)
 
 
 @njit

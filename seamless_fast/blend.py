@@ -34,6 +34,7 @@ from . import _band_kernels, _kernels
 from ._arrays import (accumulator_dtype, allocate_output, check_accumulator, check_out, label_dtype, new_array,
                       output_planes, too_large)
 from ._adaptive import chooser_for
+from ._background import compile_in_background
 from ._jit import parallel_is_safe, parallel_lock
 from ._seams import SeamFiles, owned_cleanup, remove_files, reserve
 from ._simd import HALF_IN_HARDWARE
@@ -281,21 +282,49 @@ class Blender:
         return bool((sizes == sizes[0]).all()) and tiles.shape[1:] == self._tile_shape(h, w)
 
     def _push_batch_into_out(self, tiles):
-        plan, k, g = self.plan, self.step, self._group
-        x_origin = plan.buffer_cols[0]
+        """A batch into `out`: tile by tile through numba's parallel kernels while the tiles' chooser (see
+        `_push_fast`) picks the split for each, the rest in one call of the batch kernel (serial)."""
+        plan, k, n = self.plan, self.step, len(tiles)
+        records = _step_records(plan, k, n)
+        size = tiles[0].size
+        chooser = None
+        if self._policy == "auto" and size >= PARALLEL_MIN_ELEMENTS:
+            chooser = self._choosers.get(size) or self._chooser(tiles[0])
+        b = 0
         try:
-            if self.labels:
-                self._batch_kernel(*self._bufs, tiles, self._wy, self._wx, plan.steps, k, g, self._scratch,
-                                   self._label, self.out, x_origin)
-            else:
-                self._batch_kernel(*self._bufs, tiles, self._wy, self._wx, plan.steps, k, g, self._out_planes,
-                                   x_origin)
+            while chooser is not None and b < n and chooser.choose():
+                start = time.perf_counter()
+                if not self._split_one(tiles[b], k + b, records[b]):
+                    break
+                chooser.record(1, (time.perf_counter() - start) / size)
+                b += 1
+            if b < n:
+                start = time.perf_counter()
+                self._batch_serial(tiles[b:], k + b)
+                if chooser is not None:
+                    chooser.record(0, (time.perf_counter() - start) / (size * (n - b)))
         except BaseException as exc:
-            self._fail(k, exc)
+            self._fail(k + b, exc)
             raise
-        self.step = k + len(tiles)
-        return [_new_cell((index, box, self._cell_output(box)[0]))
-                for _, _, cell, index, box, *_ in _step_records(plan, k, len(tiles)) if cell >= 0]
+        self.step = k + n
+        return [_new_cell((index, box, self._cell_output(box)[0])) for _, _, cell, index, box, *_ in records
+                if cell >= 0]
+
+    def _batch_serial(self, tiles, k):
+        plan, g = self.plan, self._group
+        x_origin = plan.buffer_cols[0]
+        if self.labels:
+            self._batch_kernel(self._way, *self._bufs, tiles, self._wy, self._wx, plan.steps, k, g, self._scratch,
+                               self._label, self.out, x_origin)
+        else:
+            self._batch_kernel(*self._bufs, tiles, self._wy, self._wx, plan.steps, k, g, self._out_planes, x_origin)
+
+    def _split_one(self, tile, k, record):
+        """Tile k of a batch through `_blend_parallel` (False, having done nothing, where it cannot run)."""
+        _, _, cell, _, box, *_ = record
+        _, target, oy, ox = self._cell_output(box) if cell >= 0 else (None, self._no_cell, 0, 0)
+        return self._blend_parallel((*self._bufs, tile, self._wy, self._wx, self.plan.steps, k, self._group), target,
+                                    oy, ox)
 
     def close(self):
         """Release the buffer (and remove its cache file). Raises if tiles are still missing."""
@@ -420,6 +449,8 @@ class Blender:
         """Allocate the buffers for tiles like `planes`; on any error, free what was made and stop."""
         try:
             self._allocate(planes, ndim, channels)
+            planar = planes.shape[0] > 1  # the arg-max the labels kernels compile (see `_kernels.argmax_way`)
+            self._way = _kernels.argmax_way(planes.shape[0] if planar else self._group, planar)
         except BaseException as exc:
             self._fail(k, exc)
             raise
@@ -584,7 +615,7 @@ class Blender:
 
     def _blend_serial(self, args, target, oy, ox):
         if self.labels:
-            self._serial_kernel(*args, self._scratch, self._label, target, oy, ox)
+            self._serial_kernel(self._way, *args, self._scratch, self._label, target, oy, ox)
         else:
             self._serial_kernel(*args, target, oy, ox)
 
@@ -594,18 +625,35 @@ class Blender:
         chooser = self._choosers[planes.size] = chooser_for(key, self._chunks)
         return chooser
 
+    # until numba's parallel kernel for this Blender's arguments is compiled (see `_background`), tiles run serially
+    _parallel_ready = False
+
     def _blend_parallel(self, args, target, oy, ox):
-        """numba's parallel kernels; False, having done nothing, when another thread is in one."""
+        """numba's parallel kernels; False, having done nothing, when another thread is in one, or when the
+        kernel is still being compiled in the background (`seamless_fast._background`)."""
+        kernel = self._parallel_kernel
+        if self.labels:
+            args = (self._way, *args, self._scratch, self._label, target, oy, ox, self._chunks)
+        else:
+            args = (*args, target, oy, ox, self._chunks)
+        if not (self._parallel_ready or self._parallel_compiled(kernel, args)):
+            return False
         if not self._lock.acquire(blocking=False):
             return False
         try:
-            if self.labels:
-                self._parallel_kernel(*args, self._scratch, self._label, target, oy, ox, self._chunks)
-            else:
-                self._parallel_kernel(*args, target, oy, ox, self._chunks)
+            kernel(*args)
         finally:
             self._lock.release()
         return True
+
+    def _parallel_compiled(self, kernel, args):
+        """Whether `kernel` is compiled for `args`; a background compile of it starts on the first call.
+        The "numba" policy (numba's kernels for every tile, for comparisons) waits for it."""
+        ticket = self.__dict__.get("_parallel_ticket")
+        if ticket is None:
+            ticket = self._parallel_ticket = compile_in_background(kernel, args)
+        self._parallel_ready = ticket.ready(wait=True if self._policy == "numba" else None)
+        return self._parallel_ready
 
     def _load_seam(self, k):
         """Before step k: the partial sums of the rows entering the buffer, from the seam on the stripe's left."""
@@ -681,7 +729,7 @@ class Blender:
             data, target, oy, ox = self._cell_output(box)
         x0 = (xlo - plan.buffer_cols[0]) * g
         if self.labels:
-            _kernels.emit_weighted_labels(self._acc, ylo, plan.buffer_rows, x0, self._scratch, g,
+            _kernels.emit_weighted_labels(self._way, self._acc, ylo, plan.buffer_rows, x0, self._scratch, g,
                                           self._label, target[oy:oy + yhi - ylo, ox:ox + xhi - xlo])
         else:
             view = target[:, oy:oy + yhi - ylo, ox:ox + (xhi - xlo) * g]

@@ -11,7 +11,7 @@ import pytest
 import shapely
 
 import seamless_fast as sf
-from seamless_fast import _band_kernels
+from seamless_fast import _band_kernels, _kernels
 from seamless_fast.plan import ring_layout
 from seamless_fast.windows import window_2d
 
@@ -27,13 +27,15 @@ def random_plan(rng, striped=False):
     area = None
     if striped:
         budget = int(min(tile[0], height) * rng.uniform(1.3, 3.5) * tile[1] * 4 * 8)
-        return sf.plan_regular_grid((height, width), tile, overlap, max_buffer_bytes=budget, channels=8)[0]
+        return sf.plan_regular_grid((height, width), tile, overlap, max_buffer_bytes=budget, channels=8,
+                                    traverse="rows")[0]
     if rng.random() < 0.4 and height > 2 and width > 2:
         y, x = rng.random(2) * (height, width)
         area = shapely.Point(y, x).buffer(float(rng.uniform(1, max(height, width) / 2)))
         if shapely.area(area.intersection(shapely.box(0, 0, height, width))) <= 0:
             area = None
-    plan, _ = sf.plan_regular_grid((height, width), tile, overlap, area=area)
+    # the kernels are driven in the plan's frame, here that of rows
+    plan, _ = sf.plan_regular_grid((height, width), tile, overlap, area=area, traverse="rows")
     return plan
 
 
@@ -54,6 +56,7 @@ def run_kernels(plan, tiles, group, channel_first, labels=False, chunks=0, batch
     cell_width = int((cells[:, 3] - cells[:, 1]).max())
     scratch = np.empty((n_planes, 4 * max(1, chunks), cell_width * group), dtype)
     label = np.empty((scratch.shape[1], cell_width), dtype)
+    way = _kernels.argmax_way(n_planes if n_planes > 1 else group, n_planes > 1)
     if labels:
         out = np.full((height, width), 255, np.uint8)
     else:
@@ -62,7 +65,7 @@ def run_kernels(plan, tiles, group, channel_first, labels=False, chunks=0, batch
     if batch:
         tiles = np.stack(tiles)
         if labels:
-            _band_kernels.band_labels_batch(band, right, tiles, weights_y, weights_x, steps, 0, group, scratch,
+            _band_kernels.band_labels_batch(way, band, right, tiles, weights_y, weights_x, steps, 0, group, scratch,
                                             label, out, x_origin)
         else:
             _band_kernels.band_values_batch(band, right, tiles, weights_y, weights_x, steps, 0, group, out,
@@ -76,7 +79,8 @@ def run_kernels(plan, tiles, group, channel_first, labels=False, chunks=0, batch
             else:
                 target = out
             if labels:
-                args = (band, right, tile, weights_y, weights_x, steps, k, group, scratch, label, target, oy, ox)
+                args = (way, band, right, tile, weights_y, weights_x, steps, k, group, scratch, label, target, oy,
+                        ox)
                 if chunks:
                     _band_kernels.band_labels_parallel(*args, chunks)
                 else:
@@ -167,7 +171,7 @@ def test_blender_on_the_band_layout_matches_the_reference(dtype, seed):
 def test_band_buffer_bytes(image_size, tile, overlap, channels):
     """The band holds the largest overlap between consecutive tile rows across the planned width; the
     right-overlap buffer two tile heights of the widest right overlap."""
-    plan, _ = sf.plan_regular_grid(image_size, tile, overlap)
+    plan, _ = sf.plan_regular_grid(image_size, tile, overlap, traverse="rows")
     assert plan.layout == "band"
     starts = np.unique(plan.tile_boxes[:, 0])
     ends = np.unique(plan.tile_boxes[:, 2])

@@ -102,3 +102,11 @@ def test_chunks_cover_the_rows_in_order_with_costs_shared_out(seed):
     costs = _chunk_costs(first, h, fy, fx, length, bounds)
     fair, row = sum(costs) / n, 3 * length  # no chunk is off by more than one row's cost
     assert all(abs(cost - fair) <= row for cost in costs)
+
+
+@pytest.mark.parametrize("planar", [False, True], ids=["interleaved", "planes"])
+@pytest.mark.parametrize("n", range(1, 10))
+def test_argmax_way_picks_a_kernel_compiled_for_the_count_where_argmax_rows_does(n, planar):
+    way = _kernels.argmax_way(n, planar)
+    constant = (n == 2 and not planar) or n == 3 or (planar and 4 <= n <= 6)
+    assert way == ((0,) * n if constant else (0.0,))

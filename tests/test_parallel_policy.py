@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import seamless_fast as sf
-from seamless_fast import _adaptive
+from seamless_fast import _adaptive, _background
 
 blend_module = importlib.import_module("seamless_fast.blend")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -25,14 +25,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @contextlib.contextmanager
 def ways(pattern):
-    """Every chooser picks the ways of `pattern` (0 serial, 1 split) in turn, for tiles of any size."""
+    """Every chooser picks the ways of `pattern` (0 serial, 1 split) in turn, for tiles of any size; a parallel
+    kernel not yet compiled is compiled at once (not in the background) so that the split runs."""
     turns = itertools.cycle(pattern)
-    saved = _adaptive.Chooser.choose, blend_module.PARALLEL_MIN_ELEMENTS
+    saved = _adaptive.Chooser.choose, blend_module.PARALLEL_MIN_ELEMENTS, _background.WAIT_FOR_COMPILES
     _adaptive.Chooser.choose, blend_module.PARALLEL_MIN_ELEMENTS = lambda self: next(turns), 0
+    _background.WAIT_FOR_COMPILES = True
     try:
         yield
     finally:
-        _adaptive.Chooser.choose, blend_module.PARALLEL_MIN_ELEMENTS = saved
+        (_adaptive.Chooser.choose, blend_module.PARALLEL_MIN_ELEMENTS,
+         _background.WAIT_FOR_COMPILES) = saved
 
 
 def run(plan, tiles, layout, labels, out=True, **options):
@@ -91,6 +94,27 @@ def test_fresh_cells_of_split_tiles_equal_serial(layout, labels):
     for (box, data), (want_box, want) in zip(cells, expected, strict=True):
         assert box == want_box
         np.testing.assert_array_equal(data, want)
+
+
+@pytest.mark.parametrize("layout", ["hwc", "chw"])
+@pytest.mark.parametrize("labels", [False, True])
+@pytest.mark.parametrize("pattern", [[1], [0, 1], [1, 1, 0]], ids=["split", "alternate", "mixed"])
+def test_batches_into_out_split_or_not_equal_serial(layout, labels, pattern):
+    """`push_batch` into `out` runs a batch serially in one kernel call or tile by tile split, as the chooser
+    says: the same output, bit for bit."""
+    rng = np.random.default_rng(11)
+    plan = sf.plan_regular_grid((300, 420), 128, 40)[0]
+    tiles = tiles_for(plan, rng, 3)
+    expected = run(plan, tiles, layout, labels, parallel=False)
+    chw = layout == "chw"
+    given = np.stack([np.ascontiguousarray(tiles[t].transpose(2, 0, 1)) if chw else tiles[t]
+                      for t in plan.load_order])
+    out = np.zeros_like(expected)
+    with ways(pattern), sf.Blender(plan, labels=labels, channel_first=chw, out=out) as blender:
+        blender.push(given[0])  # the buffers are made with the first tile
+        cells = [cell for start in range(1, plan.n_loads, 4) for cell in blender.push_batch(given[start:start + 4])]
+    np.testing.assert_array_equal(out, expected)
+    assert all(cell.data.base is not None for cell in cells)  # views of out
 
 
 def test_two_python_threads_blending_at_once_with_the_default_are_exact():

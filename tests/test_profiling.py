@@ -75,3 +75,25 @@ def test_band_layout_times_both_layouts_and_the_copy():
     times = dict(part.split() for part in lines[3].split(": ")[1].split(", "))
     assert set(times) == {"band", "ring", "copyto"} and all(float(v) > 0 for v in times.values())
     assert lines[4].startswith("  ratios (median of rounds): band / copyto")
+
+
+def test_batch_cold_times_batches_single_pushes_and_the_copy():
+    lines = run_script("batch_cold.py", "--size", "600", "--tile", "128", "--overlap", "32", "--batch", "4",
+                       "--pool-mib", "2", "--rounds", "2")
+    assert lines[0].startswith("600 x 600, tile 128") and "batches of 4" in lines[0]
+    rows = {line[:13].strip(): line.split()[-7:] for line in lines[1:]}
+    assert list(rows) == ["batch", "batch serial", "single", "copy"]
+    assert all(float(row[0]) > 0 and row[1:4] == ["us", "a", "tile"] and float(row[4]) > 0 for row in rows.values())
+    assert rows["copy"][4] == "1.00"
+
+
+@pytest.mark.parametrize("sink", ["drop", "raw", "memmap"])
+def test_end_to_end_reports_time_memory_and_buffer(tmp_path, sink):
+    path = tmp_path / "out.raw"
+    lines = run_script("end_to_end.py", "--size", "700", "--sink", sink, *(["--path", str(path)] if sink != "drop"
+                                                                             else []))
+    assert lines[0].startswith("700 x 700 x 3, tile 256, overlap 64, values, sink " + sink)
+    assert lines[1].startswith("tiles 16 ") and "us a tile" in lines[1]
+    assert lines[2].startswith("output 0.01 GiB; buffer ")
+    assert lines[3].startswith("peak RSS over imports") and lines[4].startswith("RSS grown during the run")
+    assert not path.exists()  # the output file is removed after the run
