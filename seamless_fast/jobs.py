@@ -277,6 +277,10 @@ def prepare_segment(args):
         raise UsageError(f"--dtype {args.dtype} does not hold labels; use uint8, uint16 or uint32, or --probabilities")
     if not args.labels and args.dtype == "uint32":
         raise UsageError("--dtype uint32 holds labels only; probabilities take float32, float16, uint16 or uint8")
+    nodata = parse_nodata(getattr(args, "nodata", None))
+    for option, given in (("--pyramid", getattr(args, "pyramid", False)), ("--nodata", nodata is not None)):
+        if given and args.part is not None:
+            raise UsageError(f"{option} goes with a whole run; a --part run writes no output (merge does)")
     if args.compression == "zstd":
         try:
             import imagecodecs  # noqa: F401
@@ -289,7 +293,7 @@ def prepare_segment(args):
             return _PartJob(args, reader, load_model(args.model), area)
         plan = plan_grid(reader.shape, args.tile, args.overlap, area=area, window=args.window)
         model = load_model(args.model)
-        return _SegmentJob(args, reader, plan, model)
+        return _SegmentJob(args, reader, plan, model, area=area, nodata=nodata)
     except BaseException:
         reader.close()
         raise
@@ -359,8 +363,46 @@ def check_values(values, dtype):
         raise UsageError(f"--dtype {dtype.name}: {_one_line(error)}") from None
 
 
+def parse_nodata(text):
+    """The ``--nodata`` value as a number (an int when it is one), or None; a UsageError if it is no number.
+
+    Examples
+    --------
+    >>> parse_nodata("255"), parse_nodata("-1.5"), parse_nodata("nan")
+    (255, -1.5, nan)
+    """
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        raise UsageError(f"--nodata {text!r} is not a number") from None
+
+
+def output_nodata(given, metadata, dtype):
+    """The nodata of the output: `given` (``--nodata``; refused if `dtype` cannot hold it), else the input's
+    if `dtype` holds it, else None (unwritten pixels are 0, and no nodata is recorded)."""
+    from .io._common import _check_fill
+
+    source = metadata.pop("nodata", None)
+    if given is not None:
+        try:
+            _check_fill(given, dtype, name="--nodata")
+        except ValueError:
+            raise UsageError(f"--nodata {given!r} cannot be stored in the output dtype {dtype.name}") from None
+        return given
+    try:
+        return None if source is None else (_check_fill(source, dtype, name="nodata"), source)[1]
+    except ValueError:
+        return None
+
+
 class _SegmentJob:
-    def __init__(self, args, reader, plan, model):
+    def __init__(self, args, reader, plan, model, area=None, nodata=None):
         from .dtypes import output_dtype
         from .io import TiffWriter, metadata_for_output
 
@@ -376,10 +418,13 @@ class _SegmentJob:
         del probe
         # labels, and the values of a one-channel model, are a 2-D image
         self.planes = None if args.labels or channels == 1 else channels
+        metadata = metadata_for_output(reader)
+        nodata = output_nodata(nodata, metadata, self.dtype)
+        pyramid = dict(pyramid=True, resampling="mode" if args.labels else "mean") if getattr(args, "pyramid", False) else {}
         try:
             self.writer = TiffWriter(args.output, reader.shape, channels=self.planes,
                                      dtype=self.dtype, compression=_compression(args.compression),
-                                     **metadata_for_output(reader))
+                                     nodata=nodata, area=area, **pyramid, **metadata)
         except ValueError as error:
             raise UsageError(f"output {args.output!r}: {_one_line(error)}") from None
 

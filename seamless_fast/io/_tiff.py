@@ -7,6 +7,7 @@ import threading
 import numpy as np
 
 from ._common import _check_fill, _import_tifffile
+from ._geo import GeoReference
 
 _JPEG_COMPRESSIONS = {6, 7, 33007, 34892}
 # Axes a TIFF series may have: Y, X and those read as channels (samples, channels, tifffile's
@@ -214,6 +215,7 @@ class _TiffSource:
         self.channels = math.prod(shape) // math.prod(self.shape)
         self.dtype = np.dtype(page.dtype).newbyteorder("=")
         self.metadata = _tiff_metadata(self.tif, page, axes)
+        self.georeference = GeoReference.from_page(page)  # GeoTIFF tags and GDAL_NODATA, or None
         pages = list(series.pages)
         for handle in {id(p.parent.filehandle): p.parent.filehandle for p in pages}.values():
             if handle.closed:  # tifffile closes an OME-TIFF's other files after parsing; TiffFile.close closes them
