@@ -25,6 +25,7 @@ from . import _stream
 __all__ = ["RESAMPLINGS", "level_sizes", "reduce2", "Pyramid"]
 
 RESAMPLINGS = ("mode", "nearest", "mean")
+_CHUNK_ROWS = 32
 
 
 def level_sizes(size, tile, pyramid):
@@ -117,7 +118,7 @@ def reduce2(block, resampling, nodata=None):
     values = np.stack([q for q, _ in quads], axis=-1)
     ok = np.stack([v for _, v in quads], axis=-1)
     equal = values[..., :, None] == values[..., None, :]
-    votes = np.where(ok, (equal & ok[..., :, None]).sum(axis=-2), -1)
+    votes = np.where(ok, (equal & ok[..., :, None]).sum(axis=-2, dtype=np.int8), np.int8(-1))
     best = votes.max(axis=-1, keepdims=True)
     highest = np.iinfo(values.dtype).max if values.dtype.kind in "iu" else np.inf
     mode = np.where(votes == best, values, highest).min(axis=-1)
@@ -252,7 +253,12 @@ class Pyramid:
         """Hand over the valid part of a complete band of level 0."""
         pending = [rows]
         for level in self.levels:
-            pending = [band for rows in pending for band in level.add(reduce2(rows, self.resampling, self.nodata))]
+            pending = [band for rows in pending for band in level.add(self._reduce(rows))]
+
+    def _reduce(self, rows):
+        # in slices of _CHUNK_ROWS (even) rows: the same result, with a bounded working set for "mode"
+        return np.concatenate([reduce2(rows[top:top + _CHUNK_ROWS], self.resampling, self.nodata)
+                               for top in range(0, len(rows), _CHUNK_ROWS)])
 
     def raise_error(self):
         for level in self.levels:
