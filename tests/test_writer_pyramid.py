@@ -259,3 +259,34 @@ def test_bad_pyramid_options_are_one_line_errors(tmp_path, options, message):
         TiffWriter(tmp_path / "out.tif", (40, 40), tile=(16, 16), **options)
     assert "\n" not in str(info.value)
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("geo", [False, True], ids=["subifds", "overviews"])
+def test_image_reader_reads_level_0_of_a_pyramid_output(tmp_path, geo):
+    from seamless_fast.io import GeoReference, ImageReader
+
+    georeference = GeoReference(pixel_scale=(10, 10, 0), tiepoints=(0, 0, 0, 500000, 4e6, 0),
+                                geokeys=(1, 1, 0, 1, 3072, 0, 1, 32633)) if geo else None
+    image = random_image(np.uint16, (70, 90, 2), np.random.default_rng(6))
+    path = tmp_path / "out.tif"
+    write_image(path, image, tile=(16, 16), pyramid=True, georeference=georeference, compression="zlib")
+    with tifffile.TiffFile(path) as tif:
+        assert len(tif.pages) == (4 if geo else 1) and len(tif.series[0].levels) == 4
+    with ImageReader(path) as reader:
+        assert reader.shape == (70, 90) and reader.channels == 2 and reader.georeference == georeference
+        np.testing.assert_array_equal(reader.read((0, 0, 70, 90)), image)
+
+
+def test_profiling_script_runs(tmp_path):
+    import subprocess
+    import sys
+
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "profiling",
+                          "pyramid_memory.py")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [os.path.dirname(os.path.dirname(script)),
+                                                                    os.environ.get("PYTHONPATH")])))
+    run = subprocess.run([sys.executable, script, "--quick", "--width", "512"], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert "peak RSS MiB" in lines[0] and len(lines) == 5
