@@ -371,34 +371,30 @@ def parse_nodata(text):
     >>> parse_nodata("255"), parse_nodata("-1.5"), parse_nodata("nan")
     (255, -1.5, nan)
     """
-    if text is None:
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        return float(text)
-    except ValueError:
-        raise UsageError(f"--nodata {text!r} is not a number") from None
+    from .io._geo import parse_nodata as as_number
+
+    value = as_number(text)
+    if value is None and text is not None:
+        raise UsageError(f"--nodata {text!r} is not a number")
+    return value
 
 
 def output_nodata(given, metadata, dtype):
     """The nodata of the output: `given` (``--nodata``; refused if `dtype` cannot hold it), else the input's
-    if `dtype` holds it, else None (unwritten pixels are 0, and no nodata is recorded)."""
+    (popped from `metadata`) if `dtype` holds it, else None (unwritten pixels are 0, no nodata is recorded)."""
     from .io._common import _check_fill
 
     source = metadata.pop("nodata", None)
-    if given is not None:
-        try:
-            _check_fill(given, dtype, name="--nodata")
-        except ValueError:
-            raise UsageError(f"--nodata {given!r} cannot be stored in the output dtype {dtype.name}") from None
-        return given
-    try:
-        return None if source is None else (_check_fill(source, dtype, name="nodata"), source)[1]
-    except ValueError:
+    candidate = source if given is None else given
+    if candidate is None:
         return None
+    try:
+        _check_fill(candidate, dtype, name="nodata")
+    except ValueError:
+        if given is None:
+            return None
+        raise UsageError(f"--nodata {given!r} cannot be stored in the output dtype {dtype.name}") from None
+    return candidate
 
 
 class _SegmentJob:
@@ -420,7 +416,9 @@ class _SegmentJob:
         self.planes = None if args.labels or channels == 1 else channels
         metadata = metadata_for_output(reader)
         nodata = output_nodata(nodata, metadata, self.dtype)
-        pyramid = dict(pyramid=True, resampling="mode" if args.labels else "mean") if getattr(args, "pyramid", False) else {}
+        pyramid = {}
+        if getattr(args, "pyramid", False):
+            pyramid = {"pyramid": True, "resampling": "mode" if args.labels else "mean"}
         try:
             self.writer = TiffWriter(args.output, reader.shape, channels=self.planes,
                                      dtype=self.dtype, compression=_compression(args.compression),

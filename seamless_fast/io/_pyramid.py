@@ -78,8 +78,9 @@ def reduce2(block, resampling, nodata=None):
     """Reduce `block` (rows, columns[, channels]) by 2 on each side (sizes rounded up).
 
     Each output pixel summarises the up to 2 x 2 pixels it covers (fewer at
-    an odd last row or column); pixels equal to `nodata` take no part, and a
-    block of nodata only gives nodata. "nearest" takes the top-left pixel;
+    an odd last row or column); for "mode" and "mean" pixels equal to
+    `nodata` take no part, and a block of nodata only gives nodata.
+    "nearest" takes the top-left pixel, nodata or not;
     "mode" the most frequent value (a tie goes to the smallest); "mean" the
     mean, computed in float64 and stored as the nearest value of the dtype
     (integers: rounded half to even, ``rint``).

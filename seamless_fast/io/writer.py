@@ -91,7 +91,8 @@ class TiffWriter:
         pyramids are (tifffile's ``series[0].levels``; GDAL reads them too).
     resampling : {"mode", "nearest", "mean"}, optional, keyword-only
         How a level's pixel summarises the 2 x 2 pixels above it (fewer at
-        an odd border; `nodata` pixels take no part). None: "mean" for a
+        an odd border; for "mode" and "mean", `nodata` pixels take no part
+        unless all are nodata). None: "mean" for a
         float dtype, "mode" for an integer one. "mode" (labels): the most
         frequent value, a tie to the smallest, so a class keeps the pixels
         where it dominates rather than those a sampling grid happens to hit
