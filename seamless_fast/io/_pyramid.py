@@ -12,6 +12,7 @@ copied, as they are, after it, and the temporary files removed.
 """
 
 import math
+import os
 import queue
 import threading
 import weakref
@@ -139,8 +140,6 @@ class _Level:
         try:
             self.tiff = tifffile.TiffWriter(self.temp_path, bigtiff=True)
         except BaseException:
-            import os
-
             os.remove(self.temp_path)
             raise
         self.queue = queue.Queue(maxsize=2)

@@ -215,7 +215,7 @@ class _TiffSource:
         self.channels = math.prod(shape) // math.prod(self.shape)
         self.dtype = np.dtype(page.dtype).newbyteorder("=")
         self.metadata = _tiff_metadata(self.tif, page, axes)
-        self.georeference = GeoReference.from_page(page)  # GeoTIFF tags and GDAL_NODATA, or None
+        self.georeference = GeoReference.from_page(self.tif.series[0].keyframe)  # of level 0, or None
         pages = list(series.pages)
         for handle in {id(p.parent.filehandle): p.parent.filehandle for p in pages}.values():
             if handle.closed:  # tifffile closes an OME-TIFF's other files after parsing; TiffFile.close closes them
