@@ -13,9 +13,6 @@ copied, as they are, after it, and the temporary files removed.
 
 import math
 import os
-import queue
-import threading
-import weakref
 
 import numpy as np
 
@@ -142,13 +139,9 @@ class _Level:
         except BaseException:
             os.remove(self.temp_path)
             raise
-        self.queue = queue.Queue(maxsize=2)
-        self.errors, self.taken = [], [0]
         kwargs = dict(page_kwargs, shape=size + (() if channels in (None, 1) else (channels,)), metadata=None)
-        self.thread = threading.Thread(target=_stream.write_in_background, name=f"TiffWriter level {size}",
-                                       args=(self.tiff, self.queue, self.errors, self.taken, kwargs), daemon=True)
-        self.thread.start()
-        self.finalizer = weakref.finalize(self, _stream.stop, self.queue, self.thread, self.tiff, self.temp_path)
+        self.queue, self.errors, self.taken, self.thread, self.finalizer = _stream.start(
+            self, self.tiff, kwargs, f"TiffWriter level {size}", self.temp_path)
 
     @property
     def held_rows(self):
@@ -175,12 +168,7 @@ class _Level:
         return done
 
     def put(self, item):
-        while True:
-            try:
-                self.queue.put(item, timeout=0.05)
-                return
-            except queue.Full:
-                self.raise_error()
+        _stream.put(self.queue, item, self.raise_error)
 
     def raise_error(self):
         if self.errors:

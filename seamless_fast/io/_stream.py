@@ -2,6 +2,8 @@
 
 import os
 import queue
+import threading
+import weakref
 
 ABORT = object()
 END = object()
@@ -49,3 +51,25 @@ def stop(tiles, thread, tiff, temp_path):
         os.remove(temp_path)
     except FileNotFoundError:
         pass
+
+
+def start(owner, tiff, kwargs, name, temp_path):
+    """Start writing one page of `tiff` in a thread fed by a bounded queue; return (queue, errors, taken,
+    thread, finalizer). The finalizer (called on abort, or when `owner` is collected) stops the thread and
+    removes `temp_path`: never a thread left running or a temporary file left behind."""
+    tiles, errors, taken = queue.Queue(maxsize=2), [], [0]  # taken: tiles tifffile took from the stream
+    thread = threading.Thread(target=write_in_background, name=name, args=(tiff, tiles, errors, taken, kwargs),
+                              daemon=True)
+    thread.start()
+    return tiles, errors, taken, thread, weakref.finalize(owner, stop, tiles, thread, tiff, temp_path)
+
+
+def put(tiles, item, check):
+    """Put `item` on the bounded queue, waiting for the encoder but calling `check` (which raises for a dead
+    one) while it is full."""
+    while True:
+        try:
+            tiles.put(item, timeout=0.05)
+            return
+        except queue.Full:
+            check()

@@ -2,9 +2,6 @@
 
 import math
 import os
-import queue
-import threading
-import weakref
 
 import numpy as np
 
@@ -236,14 +233,8 @@ class TiffWriter:
 
     def _start(self, tifffile, bigtiff, ome, kwargs):
         self._tiff = tifffile.TiffWriter(self._temp_path, bigtiff=bigtiff, ome=bool(ome))
-        self._queue = queue.Queue(maxsize=2)
-        self._errors = []
-        self._taken = [0]  # tiles tifffile took from the stream
-        self._thread = threading.Thread(target=_stream.write_in_background, name=f"TiffWriter({self._path})",
-                                        args=(self._tiff, self._queue, self._errors, self._taken, kwargs), daemon=True)
-        self._thread.start()
-        # Never leave the thread running or the temporary file behind, even if close() is never called.
-        self._finalizer = weakref.finalize(self, _stream.stop, self._queue, self._thread, self._tiff, self._temp_path)
+        self._queue, self._errors, self._taken, self._thread, self._finalizer = _stream.start(
+            self, self._tiff, kwargs, f"TiffWriter({self._path})", self._temp_path)
 
     # ---- properties
 
@@ -392,12 +383,7 @@ class TiffWriter:
         self._next_band += 1
 
     def _put(self, item):
-        while True:  # bounded queue: wait for the encoder, but not on a dead one
-            try:
-                self._queue.put(item, timeout=0.05)
-                return
-            except queue.Full:
-                self._raise_background_error()
+        _stream.put(self._queue, item, self._raise_background_error)
 
     def _raise_background_error(self):
         if self._pyramid is not None and not self._errors:
