@@ -7,8 +7,9 @@ rows of 256-row cells, as a blend emits them, into a TiffWriter with
 ``pyramid=True`` (and, for comparison, without). The peak RSS of a streaming
 write should not grow with the height: the writer holds a few tile rows of
 level 0 and one tile row per reduced level. Printed per run: the height, the
-levels, the largest ``held_rows`` and ``pyramid_held_rows`` seen, and the peak
-RSS above the RSS after import (all in the same child process).
+levels, the largest ``held_rows`` and ``pyramid_held_rows`` seen, the seconds the
+write took, and the peak RSS above the RSS after import (all in the same child
+process; seconds are noisy on a shared machine, compare runs of one call).
 """
 
 import argparse
@@ -19,7 +20,7 @@ import sys
 import tempfile
 
 CHILD = r"""
-import json, os, resource, sys
+import json, os, resource, sys, time
 import numpy as np
 from seamless_fast.io import TiffWriter
 height, width, pyramid, folder = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4]
@@ -27,6 +28,7 @@ cell = np.random.default_rng(0).integers(0, 4, (256, width), dtype=np.uint8)
 baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 held = levels_held = 0
 path = os.path.join(folder, f"out-{height}-{int(pyramid)}.tif")
+start = time.perf_counter()
 with TiffWriter(path, (height, width), tile=(256, 256), compression="zlib", pyramid=pyramid) as writer:
     for top in range(0, height, 256):
         rows = min(256, height - top)
@@ -34,12 +36,13 @@ with TiffWriter(path, (height, width), tile=(256, 256), compression="zlib", pyra
         held = max(held, writer.held_rows)
         levels_held = max([levels_held, *writer.pyramid_held_rows])
     levels = len(writer.level_sizes)
+seconds = time.perf_counter() - start
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 size = os.path.getsize(path)
 os.remove(path)
 print(json.dumps(dict(height=height, width=width, pyramid=pyramid, levels=levels, held_rows=held,
-                      level_held_rows=levels_held, file_mib=size / 2**20, import_rss_mib=baseline / 1024,
-                      peak_rss_mib=peak / 1024)))
+                      level_held_rows=levels_held, file_mib=size / 2**20, seconds=seconds,
+                      import_rss_mib=baseline / 1024, peak_rss_mib=peak / 1024)))
 """
 
 
@@ -58,10 +61,10 @@ def main():
     with tempfile.TemporaryDirectory() as folder:
         runs = [measure(h, args.width, pyramid, folder) for h in heights for pyramid in (False, True)]
     print(f"{'height':>7} {'width':>6} {'pyramid':>7} {'levels':>6} {'held rows':>9} {'level rows':>10} "
-          f"{'file MiB':>8} {'after import':>12} {'peak RSS MiB':>12} {'growth MiB':>10}")
+          f"{'file MiB':>8} {'seconds':>7} {'after import':>12} {'peak RSS MiB':>12} {'growth MiB':>10}")
     for r in runs:
         print(f"{r['height']:>7} {r['width']:>6} {str(r['pyramid']):>7} {r['levels']:>6} {r['held_rows']:>9} "
-              f"{r['level_held_rows']:>10} {r['file_mib']:>8.1f} {r['import_rss_mib']:>12.1f} "
+              f"{r['level_held_rows']:>10} {r['file_mib']:>8.1f} {r['seconds']:>7.2f} {r['import_rss_mib']:>12.1f} "
               f"{r['peak_rss_mib']:>12.1f} {r['peak_rss_mib'] - r['import_rss_mib']:>10.1f}")
 
 
