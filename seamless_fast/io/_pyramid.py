@@ -114,14 +114,29 @@ def reduce2(block, resampling, nodata=None):
         if block.dtype.kind != "f":
             mean = np.rint(mean)
         return np.where(count > 0, mean, empty).astype(block.dtype)
-    values = np.stack([q for q, _ in quads], axis=-1)
-    ok = np.stack([v for _, v in quads], axis=-1)
-    equal = values[..., :, None] == values[..., None, :]
-    votes = np.where(ok, (equal & ok[..., :, None]).sum(axis=-2, dtype=np.int8), np.int8(-1))
-    best = votes.max(axis=-1, keepdims=True)
-    highest = np.iinfo(values.dtype).max if values.dtype.kind in "iu" else np.inf
-    mode = np.where(votes == best, values, highest).min(axis=-1)
-    return np.where(best[..., 0] > 0, mode, empty).astype(block.dtype)
+    return _mode(quads, empty).astype(block.dtype)
+
+
+def _mode(quads, empty):
+    """The most frequent valid value of four (values, valid) quads, a tie to the smallest; `empty` where
+    none is valid. Votes come from the 6 pairwise equalities, not a 4 x 4 table."""
+    values = [q for q, _ in quads]
+    valid = [v for _, v in quads]
+    same = {}
+    for i in range(4):
+        for j in range(i + 1, 4):
+            same[i, j] = same[j, i] = (values[i] == values[j]) & valid[i] & valid[j]
+    best_votes = np.zeros(values[0].shape, np.int8)
+    best = values[0].copy()
+    for j in range(4):
+        votes = valid[j].astype(np.int8)
+        for i in range(4):
+            if i != j:
+                votes += same[i, j]
+        better = (votes > best_votes) | ((votes == best_votes) & (values[j] < best))
+        best_votes = np.where(better, votes, best_votes)
+        best = np.where(better, values[j], best)
+    return np.where(best_votes > 0, best, empty)
 
 
 class _Level:
