@@ -134,9 +134,10 @@ def test_shuffled_cells_give_the_same_file_levels(tmp_path):
     image = random_image(np.uint8, (90, 70), np.random.default_rng(2)) % 4
     write_image(tmp_path / "a.tif", image, tile=(16, 16), pyramid=True)
     write_image(tmp_path / "b.tif", image, tile=(16, 16), pyramid=True, order="shuffled")
-    for a, b in zip(tifffile.TiffFile(tmp_path / "a.tif").series[0].levels,
-                    tifffile.TiffFile(tmp_path / "b.tif").series[0].levels):
-        np.testing.assert_array_equal(a.asarray(), b.asarray())
+    with tifffile.TiffFile(tmp_path / "a.tif") as a, tifffile.TiffFile(tmp_path / "b.tif") as b:
+        assert len(a.series[0].levels) == len(b.series[0].levels) == 4
+        for level_a, level_b in zip(a.series[0].levels, b.series[0].levels):
+            np.testing.assert_array_equal(level_a.asarray(), level_b.asarray())
 
 
 @pytest.mark.parametrize("ome", [False, True])
