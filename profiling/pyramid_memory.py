@@ -14,7 +14,6 @@ process; seconds are noisy on a shared machine, compare runs of one call).
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
