@@ -12,8 +12,9 @@ import dataclasses
 import math
 import xml.etree.ElementTree as ElementTree
 
-__all__ = ["GeoReference", "parse_nodata", "format_nodata", "MODEL_PIXEL_SCALE", "MODEL_TIEPOINT", "MODEL_TRANSFORMATION", "GEO_KEY_DIRECTORY",
-           "GEO_DOUBLE_PARAMS", "GEO_ASCII_PARAMS", "GDAL_METADATA", "GDAL_NODATA"]
+__all__ = ["GeoReference", "parse_nodata", "format_nodata", "MODEL_PIXEL_SCALE", "MODEL_TIEPOINT",
+           "MODEL_TRANSFORMATION", "GEO_KEY_DIRECTORY", "GEO_DOUBLE_PARAMS", "GEO_ASCII_PARAMS", "GDAL_METADATA",
+           "GDAL_NODATA"]
 
 MODEL_PIXEL_SCALE, MODEL_TIEPOINT, MODEL_TRANSFORMATION = 33550, 33922, 34264
 GEO_KEY_DIRECTORY, GEO_DOUBLE_PARAMS, GEO_ASCII_PARAMS = 34735, 34736, 34737
