@@ -254,7 +254,13 @@ def parse_nodata(text):
 
 
 def format_nodata(value):
-    """GDAL_NODATA text of a nodata value, e.g. ``"255"``, ``"-9999.5"``, ``"nan"``."""
+    """GDAL_NODATA text of a nodata value.
+
+    Examples
+    --------
+    >>> format_nodata(255), format_nodata(-9999.5), format_nodata(float("nan"))
+    ('255', '-9999.5', 'nan')
+    """
     if isinstance(value, float) or hasattr(value, "dtype") and value.dtype.kind == "f":
         value = float(value)
         if math.isnan(value):
