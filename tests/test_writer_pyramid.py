@@ -294,3 +294,28 @@ def test_profiling_script_runs(tmp_path):
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
     assert "peak RSS MiB" in lines[0] and len(lines) == 5
+
+
+@pytest.mark.parametrize("pyramid", [False, True])
+def test_many_tifffile_threads_encode_rows_as_they_arrive(tmp_path, monkeypatch, pyramid):
+    """With several encoding threads (tifffile uses half the cores; this test asks for 8), tifffile took
+    every tile of a page before encoding any (up to 512 MiB): memory grew with the image height. Given a
+    buffersize of one tile row, it encodes and writes rows as they arrive."""
+    import time
+
+    monkeypatch.setenv("TIFFFILE_NUM_THREADS", "8")
+    band = np.random.default_rng(0).integers(0, 255, (256, 512), dtype=np.uint8)
+    writer = TiffWriter(tmp_path / "out.tif", (256 * 16, 512), tile=(256, 256), compression="zlib",
+                        pyramid=pyramid)
+    try:
+        (partial,) = [tmp_path / name for name in partials(tmp_path) if name.startswith(".out.tif.")][:1]
+        empty = os.path.getsize(partial)
+        for top in range(0, 256 * 8, 256):
+            writer.write((top, 0, top + 256, 512), band)
+        deadline = time.monotonic() + 60
+        while os.path.getsize(partial) < empty + 4 * band.nbytes and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert os.path.getsize(partial) >= empty + 4 * band.nbytes  # random bytes: zlib keeps their size
+    finally:
+        writer.abort()
+    assert os.listdir(tmp_path) == []

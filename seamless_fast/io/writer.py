@@ -106,7 +106,8 @@ class TiffWriter:
     are not yet complete: with cells of height ch and tiles of height th,
     arriving row after row, at most ``ch + 2 * th`` rows of the full
     (tile-padded) width (see :attr:`held_rows`). Up to three complete bands
-    more wait for or are in encoding, and tifffile buffers some encoded tiles.
+    more wait for or are in encoding (tifffile, encoding with several threads,
+    takes at most one tile row, or as many tiles as it has threads, at a time).
     A band is complete when every one of its pixels is written, which is
     counted per band (no pixel can be written twice, so counts are exact);
     bands are handed to tifffile in order, which encodes them in a
@@ -177,7 +178,11 @@ class TiffWriter:
         axes = "YX" if two_d else "YXS"
         kwargs = {"shape": self._size + (() if two_d else (self._channels,)),
                   "dtype": self._dtype, "tile": self._tile, "compression": compression,
-                  "photometric": "minisblack", "metadata": {"axes": axes} if ome else {}}
+                  "photometric": "minisblack", "metadata": {"axes": axes} if ome else {},
+                  # tifffile encodes with several threads (half the cores) as many tiles as fit in `buffersize`
+                  # (512 MiB by default) at a time, taking them all from the stream first: one tile row at most
+                  "buffersize": math.ceil(self._size[1] / self._tile[1]) * math.prod(self._tile)
+                  * (self._channels or 1) * self._dtype.itemsize}
         if not two_d:
             kwargs["planarconfig"] = "contig"
         if resolution is not None:
@@ -206,8 +211,8 @@ class TiffWriter:
     def _start_pyramid(self, kwargs, ome):
         if not self._level_sizes:
             return
-        shared = {key: kwargs[key] for key in ("dtype", "tile", "compression", "photometric", "planarconfig")
-                  if key in kwargs}
+        shared = {key: kwargs[key] for key in ("dtype", "tile", "compression", "photometric", "planarconfig",
+                                               "buffersize") if key in kwargs}
         self._level_metadata = None if self._overviews(kwargs) or ome else {}
         self._pyramid = Pyramid(self._path, self._level_sizes, tile=self._tile, channels=self._channels,
                                 dtype=self._dtype, fill=self._fill, nodata=self._nodata,
