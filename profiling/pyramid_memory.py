@@ -1,6 +1,6 @@
 """Peak resident memory of a TiffWriter pyramid write against image height, each write in a fresh process.
 
-    python profiling/pyramid_memory.py [--quick] [--width W]
+    python profiling/pyramid_memory.py [--quick] [--width W] [--threads N]
 
 A write streams an image of random labels (uint8, width W, tile 256, zlib) in
 rows of 256-row cells, as a blend emits them, into a TiffWriter with
@@ -14,6 +14,7 @@ process; seconds are noisy on a shared machine, compare runs of one call).
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -45,9 +46,10 @@ print(json.dumps(dict(height=height, width=width, pyramid=pyramid, levels=levels
 """
 
 
-def measure(height, width, pyramid, folder):
+def measure(height, width, pyramid, folder, threads=None):
+    env = dict(os.environ, **({} if threads is None else {"TIFFFILE_NUM_THREADS": str(threads)}))
     out = subprocess.run([sys.executable, "-c", CHILD, str(height), str(width), "1" if pyramid else "0", folder],
-                         check=True, capture_output=True, text=True)
+                         check=True, capture_output=True, text=True, env=env)
     return json.loads(out.stdout)
 
 
@@ -55,10 +57,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="two small heights only")
     parser.add_argument("--width", type=int, default=8192, help="image width (default 8192)")
+    parser.add_argument("--threads", type=int, help="tifffile's encoding threads (TIFFFILE_NUM_THREADS; its "
+                                                     "default is half the cores)")
     args = parser.parse_args()
     heights = [1024, 4096] if args.quick else [4096, 16384, 65536]
     with tempfile.TemporaryDirectory() as folder:
-        runs = [measure(h, args.width, pyramid, folder) for h in heights for pyramid in (False, True)]
+        runs = [measure(h, args.width, pyramid, folder, args.threads) for h in heights for pyramid in (False, True)]
     print(f"{'height':>7} {'width':>6} {'pyramid':>7} {'levels':>6} {'held rows':>9} {'level rows':>10} "
           f"{'file MiB':>8} {'seconds':>7} {'after import':>12} {'peak RSS MiB':>12} {'growth MiB':>10}")
     for r in runs:
