@@ -154,7 +154,9 @@ class _Level:
         except BaseException:
             os.remove(self.temp_path)
             raise
-        kwargs = dict(page_kwargs, shape=size + (() if channels in (None, 1) else (channels,)), metadata=None)
+        # one encoding thread per level (each level has its own): a pool per level would multiply the threads
+        kwargs = dict(page_kwargs, shape=size + (() if channels in (None, 1) else (channels,)), metadata=None,
+                      maxworkers=1)
         self.queue, self.errors, self.taken, self.thread, self.finalizer = _stream.start(
             self, self.tiff, kwargs, f"TiffWriter level {size}", self.temp_path)
 
