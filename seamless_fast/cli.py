@@ -140,6 +140,14 @@ def build_parser():
                          help="how windows crossing the image border are filled (default reflect)")
     segment.add_argument("--compression", choices=["none", "zlib", "zstd"], default="zlib",
                          help="output compression (default zlib; zstd needs imagecodecs)")
+    segment.add_argument("--pyramid", action="store_true",
+                         help="also write reduced levels (each half the size; mode for labels, mean for "
+                              "probabilities): GeoTIFF overviews for a georeferenced input, else SubIFDs")
+    segment.add_argument("--nodata", metavar="V",
+                         help="value recorded as nodata and written where nothing is segmented (outside --area); "
+                              "default: none without --area; with it NaN for float probabilities, the dtype's "
+                              "largest value for labels (none for uint8/uint16 probabilities: 0 is written). "
+                              "The input's nodata is not carried over: it could hide a class")
     segment.add_argument("--part", type=_part, metavar="K/N",
                          help="run only part K (0 to N-1) of the image cut into N bands of tile rows, e.g. "
                               "$SLURM_ARRAY_TASK_ID/4; needs --store, then `seamless-fast merge`")

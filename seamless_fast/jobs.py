@@ -320,6 +320,10 @@ def prepare_segment(args):
         raise UsageError(f"--dtype {args.dtype} does not hold labels; use uint8, uint16 or uint32, or --probabilities")
     if not args.labels and args.dtype == "uint32":
         raise UsageError("--dtype uint32 holds labels only; probabilities take float32, float16, uint16 or uint8")
+    nodata = parse_nodata(getattr(args, "nodata", None))
+    for option, given in (("--pyramid", getattr(args, "pyramid", False)), ("--nodata", nodata is not None)):
+        if given and args.part is not None:
+            raise UsageError(f"{option} goes with a whole run; a --part run writes no output (merge does)")
     if args.compression == "zstd":
         try:
             import imagecodecs  # noqa: F401
@@ -333,7 +337,7 @@ def prepare_segment(args):
         plan = plan_grid(reader.shape, args.tile, args.overlap, area=area, window=args.window, context=args.context,
                          output_scale=args.output_scale)
         model = load_model(args.model)
-        return _SegmentJob(args, reader, plan, model)
+        return _SegmentJob(args, reader, plan, model, area=area, nodata=nodata)
     except BaseException:
         reader.close()
         raise
@@ -407,8 +411,60 @@ def check_values(values, dtype):
         raise UsageError(f"--dtype {dtype.name}: {_one_line(error)}") from None
 
 
+def parse_nodata(text):
+    """The ``--nodata`` value as a number (an int when it is one), or None; a UsageError if it is no number.
+
+    Examples
+    --------
+    >>> parse_nodata("255"), parse_nodata("-1.5"), parse_nodata("nan")
+    (255, -1.5, nan)
+    """
+    from .io._geo import parse_nodata as as_number
+
+    value = as_number(text)
+    if value is None and text is not None:
+        raise UsageError(f"--nodata {text!r} is not a number")
+    return value
+
+
+def output_nodata(given, metadata, dtype, *, area, classes):
+    """The nodata of the output: `given` (``--nodata``; refused if `dtype` cannot hold it); else, with an
+    `area` (outside which nothing is computed), a value no result takes: NaN for floats, the largest value
+    of `dtype` for labels when it is no class; else None (unwritten pixels are 0, no nodata is recorded).
+
+    The input's nodata (popped from `metadata`) is not carried over: it describes the input's values, and
+    as the output's it would hide a class or a probability that happens to equal it (class 0, say).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> output_nodata(None, {"nodata": 0}, np.dtype(np.uint8), area=None, classes=4) is None
+    True
+    >>> output_nodata(None, {}, np.dtype(np.uint8), area="an area", classes=4)
+    255
+    >>> output_nodata(None, {}, np.dtype(np.float32), area="an area", classes=4)
+    nan
+    """
+    from .io._common import _check_fill
+
+    metadata.pop("nodata", None)
+    if given is None:
+        if area is None:
+            return None
+        if dtype.kind == "f":
+            return float("nan")
+        top = int(np.iinfo(dtype).max)
+        return top if classes is not None and classes <= top else None
+    try:
+        _check_fill(given, dtype, name="nodata")
+    except ValueError:
+        raise UsageError(f"--nodata {given!r} cannot be stored in the output dtype {dtype.name}") from None
+    return given
+
+
 class _SegmentJob:
-    def __init__(self, args, reader, plan, model):
+    def __init__(self, args, reader, plan, model, area=None, nodata=None):
+        from ._input import area_to_output
         from .dtypes import output_dtype
         from .io import TiffWriter, metadata_for_output
 
@@ -424,10 +480,17 @@ class _SegmentJob:
         del probe
         # labels, and the values of a one-channel model, are a 2-D image
         self.planes = None if args.labels or channels == 1 else channels
+        metadata = metadata_for_output(reader, output_scale=plan.output_scale)
+        nodata = output_nodata(nodata, metadata, self.dtype, area=area,
+                               classes=channels if args.labels else None)
+        pyramid = {}
+        if getattr(args, "pyramid", False):
+            pyramid = {"pyramid": True, "resampling": "mode" if args.labels else "mean"}
         try:
             self.writer = TiffWriter(args.output, plan.image_size, channels=self.planes,
                                      dtype=self.dtype, compression=_compression(args.compression),
-                                     **metadata_for_output(reader, output_scale=plan.output_scale))
+                                     nodata=nodata, area=area_to_output(area, plan.output_scale), **pyramid,
+                                     **metadata)
         except ValueError as error:
             raise UsageError(f"output {args.output!r}: {_one_line(error)}") from None
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from ._common import _check_fill, _import_tifffile
 from ._levels import _LevelChoice, level0_mpp, make_levels, pick_level
+from ._geo import GeoReference
 
 _JPEG_COMPRESSIONS = {6, 7, 33007, 34892}
 # Axes a TIFF series may have: Y, X and those read as channels (samples, channels, tifffile's
@@ -208,6 +209,7 @@ class _TiffSource:
         axes, pyramid = base.axes, _pyramid(base)
         # the level-0 page: its metadata (resolution, georeference) hold for every level, scaled
         self.metadata = _tiff_metadata(self.tif, base.keyframe, axes)
+        self.georeference = GeoReference.from_page(base.keyframe)  # or None
         shapes = [_yx_shape(s, axes) for s in pyramid]
         self.levels = make_levels(shapes, level0_mpp(self.tif, base.keyframe, self.metadata))
         self.level = pick_level(self.levels, level, mpp, repr(self.path))

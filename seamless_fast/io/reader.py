@@ -199,6 +199,11 @@ class ImageReader:
             return dict(self._source.metadata)
         return {"resolution": None, "resolution_unit": None, "ome": False, "axes": self._source.axes}
 
+    @property
+    def georeference(self):
+        """The :class:`~seamless_fast.io.GeoReference` of a TIFF with GeoTIFF tags or GDAL_NODATA, else None."""
+        return getattr(self._source, "georeference", None)
+
     def read(self, box):
         """Read the window `box`, padding where it leaves the image.
 
@@ -255,23 +260,31 @@ class ImageReader:
                 f"dtype={self.dtype}, pad={self._pad!r})")
 
 
-def metadata_for_output(reader, output_scale=1):
+def metadata_for_output(reader, *, output_scale=1):
     """TiffWriter keyword arguments that carry an input's metadata over to an output.
 
     Parameters
     ----------
     reader : ImageReader
-    output_scale : int or (int, int)
-        ``(y, x)`` input pixels per output pixel (see
-        :func:`~seamless_fast.plan_regular_grid`): the output's resolution
-        (pixels per unit) is the input's divided by it.
+    output_scale : int or (int, int), keyword-only
+        Input pixels per output pixel, ``(sy, sx)`` or one for both axes
+        (a model that predicts at a lower resolution): the output's pixels
+        are that many times larger than those of the level read. The
+        georeference, which is level 0's, is scaled by the reader's
+        ``metadata["level_scale"]`` (a pyramid level read) times it.
 
     Returns
     -------
     dict
-        ``resolution``, ``resolution_unit`` and ``ome``. A resolution per
-        millimetre or micrometre (units TiffWriter does not write) is given
-        per centimetre.
+        ``resolution``, ``resolution_unit`` and ``ome``, and, for an input
+        that has them, ``georeference`` (its GeoTIFF tags, scaled so that
+        the output's pixel (0, 0) covers the same ground as the input's
+        level-0 pixel (0, 0) block and each output pixel that many input
+        pixels: see :meth:`GeoReference.scaled`) and ``nodata`` (its
+        GDAL_NODATA value; a TiffWriter whose dtype cannot hold it refuses
+        it). A resolution per millimetre or micrometre (units TiffWriter
+        does not write) is given per centimetre; the level's resolution
+        is divided by `output_scale`.
 
     Examples
     --------
@@ -279,15 +292,24 @@ def metadata_for_output(reader, output_scale=1):
     >>> metadata_for_output(ImageReader(np.zeros((4, 4), np.uint8)))
     {'resolution': None, 'resolution_unit': None, 'ome': False}
     """
+    from .._validate import as_pair
+
     if not isinstance(reader, ImageReader):
         raise ValueError(f"reader={reader!r} is not an ImageReader")
-    scale_y, scale_x = as_pair(output_scale, "output_scale", minimum=1)
+    output_scale = as_pair(output_scale, "output_scale", minimum=1)
     metadata = reader.metadata
+    level_scale = metadata.get("level_scale", (1, 1))
+    scale = (float(level_scale[0]) * output_scale[0], float(level_scale[1]) * output_scale[1])  # (sy, sx)
     out = {key: metadata[key] for key in ("resolution", "resolution_unit", "ome")}
     per_centimetre = {"MILLIMETER": 10, "MICROMETER": 10_000}.get(out["resolution_unit"])
     if per_centimetre is not None:
         out["resolution"] = tuple(r * per_centimetre for r in out["resolution"])
         out["resolution_unit"] = "CENTIMETER"
-    if out["resolution"] is not None and (scale_y, scale_x) != (1, 1):
-        out["resolution"] = (out["resolution"][0] / scale_x, out["resolution"][1] / scale_y)  # (x, y)
+    if out["resolution"] is not None and output_scale != (1, 1):  # the level's resolution, per output pixel
+        out["resolution"] = (out["resolution"][0] / output_scale[1], out["resolution"][1] / output_scale[0])
+    geo = metadata.get("georeference", reader.georeference)
+    if geo is not None:  # level 0's tags: scaled by the level read and the output scale
+        out["georeference"] = geo.scaled(scale)
+        if geo.nodata_value is not None:
+            out["nodata"] = geo.nodata_value
     return out

@@ -2,16 +2,17 @@
 
 import math
 import os
-import queue
-import threading
-import weakref
 
 import numpy as np
 
 from .._files import check_output_path, make_partial
 from .._validate import as_pair, as_positive_int
 from ..dtypes import OUTPUT_DTYPES, as_output_dtype, to_output_dtype
-from ._common import _check_box, _check_fill, _import_tifffile
+from . import _stream
+from ._common import _check_box, _import_tifffile
+from ._geo import GDAL_NODATA, GeoReference, format_nodata
+from ._nodata import check_fill_and_nodata, mask_outside, prepared_area
+from ._pyramid import Pyramid, check_resampling, level_sizes
 
 __all__ = ["TiffWriter", "to_output_dtype", "WRITER_DTYPES"]
 
@@ -20,54 +21,6 @@ COMPRESSIONS = (None, "zlib", "zstd")
 RESOLUTION_UNITS = (None, "CENTIMETER", "INCH")
 # Above this many uncompressed bytes a classic TIFF may overflow its 32-bit offsets.
 BIGTIFF_THRESHOLD = 2**32 - 2**25
-
-
-_ABORT = object()
-_END = object()
-
-
-class _Aborted(Exception):
-    """Raised inside the tile generator to stop tifffile when a write is abandoned."""
-
-
-def _tile_stream(tiles, taken):
-    """Yield tiles from the queue (lists of tiles per TIFF tile row) until told to stop or that there are
-    no more (then tifffile, if it expected more, fails rather than waiting forever); count them in `taken`."""
-    while True:
-        item = tiles.get()
-        if item is _ABORT:
-            raise _Aborted
-        if item is _END:
-            return
-        for tile in item:
-            taken[0] += 1
-            yield tile
-
-
-def _write_in_background(tiff, tiles, errors, taken, kwargs):
-    try:
-        tiff.write(data=_tile_stream(tiles, taken), **kwargs)
-    except BaseException as exc:  # noqa: BLE001 -- handed to the caller's thread
-        errors.append(exc)
-
-
-def _stop(tiles, thread, tiff, temp_path):
-    """Stop the background write, close and remove the temporary file (abort, or garbage collection)."""
-    while thread.is_alive():
-        try:
-            tiles.put(_ABORT, timeout=0.05)
-            break
-        except queue.Full:
-            continue
-    thread.join()
-    try:
-        tiff.close()
-    except Exception:  # noqa: BLE001 -- an abandoned file may not close cleanly; it is removed anyway
-        pass
-    try:
-        os.remove(temp_path)
-    except FileNotFoundError:
-        pass
 
 
 class TiffWriter:
@@ -105,8 +58,45 @@ class TiffWriter:
         Write OME-TIFF metadata instead of tifffile's shaped description.
     bigtiff : bool, optional, keyword-only
         None: BigTIFF when the uncompressed image exceeds ``BIGTIFF_THRESHOLD``.
-    fill : number, keyword-only
-        Value of pixels never written.
+    fill : number, optional, keyword-only
+        Value of pixels never written (default 0, or `nodata`).
+    nodata : number, optional, keyword-only
+        A stored value that means "no data": recorded in the file as GDAL's
+        GDAL_NODATA tag (GDAL, rasterio and QGIS mask it) and used as the
+        fill, so pixels never written, and pixels outside `area`, are
+        nodata. `fill`, if given too, must equal it. For quantised
+        probabilities it is a stored value (e.g. 255 in a uint8 file), not
+        a probability.
+    area : shapely.Geometry, optional, keyword-only
+        In (y, x), as a plan's area: written pixels whose centre lies outside
+        it are stored as the fill (`nodata`) instead of their value, so the
+        file is nodata outside the area, also inside the cells the area
+        touches.
+    georeference : GeoReference, optional, keyword-only
+        GeoTIFF tags to write (see :func:`~seamless_fast.io.metadata_for_output`,
+        which scales an input's to the output's pixel size): GDAL then reads
+        the same coordinate system and transform.
+    pyramid : bool or int, keyword-only
+        Also write reduced-resolution levels, each half the size of the one
+        above (sizes rounded up): True halves until a level fits in one
+        tile, an int writes that many levels. They are reduced as the tile
+        rows of the full image complete (see Notes). With a `georeference`
+        (and not `ome`) they are GeoTIFF overviews: reduced-resolution pages
+        after the image, as ``gdaladdo`` writes them (GDAL's
+        ``overviews()`` lists them; the layout is not a strict COG, whose
+        overviews come first); otherwise SubIFDs of the image, as OME-TIFF
+        pyramids are (tifffile's ``series[0].levels``; GDAL reads them too).
+    resampling : {"mode", "nearest", "mean"}, optional, keyword-only
+        How a level's pixel summarises the 2 x 2 pixels above it (fewer at
+        an odd border; for "mode" and "mean", `nodata` pixels take no part
+        unless all are nodata). None: "mean" for a
+        float dtype, "mode" for an integer one. "mode" (labels): the most
+        frequent value, a tie to the smallest, so a class keeps the pixels
+        where it dominates rather than those a sampling grid happens to hit
+        ("nearest", the top-left pixel). "mean" (probabilities): the mean
+        of the stored values in float64, stored as the nearest value of
+        the dtype (quantised uint8/uint16: rounded half to even); pass it
+        for quantised probabilities, which are integers.
 
     Notes
     -----
@@ -116,7 +106,8 @@ class TiffWriter:
     are not yet complete: with cells of height ch and tiles of height th,
     arriving row after row, at most ``ch + 2 * th`` rows of the full
     (tile-padded) width (see :attr:`held_rows`). Up to three complete bands
-    more wait for or are in encoding, and tifffile buffers some encoded tiles.
+    more wait for or are in encoding (tifffile, encoding with several threads,
+    takes at most one tile row, or as many tiles as it has threads, at a time).
     A band is complete when every one of its pixels is written, which is
     counted per band (no pixel can be written twice, so counts are exact);
     bands are handed to tifffile in order, which encodes them in a
@@ -124,6 +115,12 @@ class TiffWriter:
     until its last stripe arrives, and one that walks tile columns
     (``traverse="columns"``) none until its last column: the writer then
     holds every band. Plan with ``traverse="rows"`` for this writer.
+
+    With `pyramid`, each level holds one band of its own width (half the
+    previous one), so the levels add less than the rows of one band of the
+    full image (see :attr:`pyramid_held_rows`); their encoded tiles wait in
+    temporary files beside the output (partials, removed on success,
+    failure or abort) and are copied after the image on :meth:`close`.
 
     The writer is not thread-safe: call :meth:`write` from one thread.
 
@@ -144,23 +141,33 @@ class TiffWriter:
     """
 
     def __init__(self, path, image_size, *, channels=None, dtype=np.uint8, tile=(256, 256), compression=None,
-                 resolution=None, resolution_unit=None, ome=False, bigtiff=None, fill=0):
+                 resolution=None, resolution_unit=None, ome=False, bigtiff=None, fill=None, nodata=None,
+                 area=None, georeference=None, pyramid=False, resampling=None):
         self._path = os.fspath(path)
         self._size = _check_size(image_size)
         self._channels = None if channels is None else as_positive_int(channels, "channels")
         self._dtype = as_output_dtype(dtype)
         self._tile = _check_tile(tile)
         compression = _check_compression(compression)
+        self._fill, self._nodata = check_fill_and_nodata(fill, nodata, self._dtype)
+        self._area = prepared_area(area, self._size)
+        self._georeference = _check_georeference(georeference)
+        self._level_sizes = level_sizes(self._size, self._tile, pyramid)
+        self._resampling = check_resampling(resampling, self._dtype)
         tiff_kwargs = self._tiff_kwargs(compression, resolution, resolution_unit, ome)
+        self._extra_tags(tiff_kwargs, nodata)
         self._is_bigtiff = bigtiff = self._bigtiff(bigtiff)
-        self._fill = _check_fill(fill, self._dtype)
         check_output_path(self._path, name="path")
         tifffile = _import_tifffile()
         self._setup_bands()
         self._temp_path = make_partial(self._path)
+        self._pyramid = None
         try:
+            self._start_pyramid(tiff_kwargs, ome)
             self._start(tifffile, bigtiff, ome, tiff_kwargs)
         except BaseException:
+            if self._pyramid is not None:
+                self._pyramid.abort()
             os.remove(self._temp_path)
             raise
 
@@ -173,7 +180,11 @@ class TiffWriter:
         axes = "YX" if two_d else "YXS"
         kwargs = {"shape": self._size + (() if two_d else (self._channels,)),
                   "dtype": self._dtype, "tile": self._tile, "compression": compression,
-                  "photometric": "minisblack", "metadata": {"axes": axes} if ome else {}}
+                  "photometric": "minisblack", "metadata": {"axes": axes} if ome else {},
+                  # tifffile encodes with several threads (half the cores) as many tiles as fit in `buffersize`
+                  # (512 MiB by default) at a time, taking them all from the stream first: one tile row at most
+                  "buffersize": math.ceil(self._size[1] / self._tile[1]) * math.prod(self._tile)
+                  * (self._channels or 1) * self._dtype.itemsize}
         if not two_d:
             kwargs["planarconfig"] = "contig"
         if resolution is not None:
@@ -183,9 +194,36 @@ class TiffWriter:
             kwargs["resolutionunit"] = unit
         return kwargs
 
+    def _extra_tags(self, kwargs, nodata):
+        tags = [] if self._georeference is None else self._georeference.extratags()
+        if nodata is not None:
+            stored = nodata if self._dtype.kind == "f" else self._nodata  # "255", not "255.0", in an integer file
+            tags.append((GDAL_NODATA, "s", 0, format_nodata(stored), True))
+        if tags:
+            kwargs["extratags"] = tags
+        if self._georeference is not None and not kwargs["metadata"]:
+            kwargs["metadata"] = None  # a GeoTIFF as GDAL writes it: tifffile lists its overviews as levels
+        if self._level_sizes and not self._overviews(kwargs):
+            kwargs["subifds"] = len(self._level_sizes)
+
+    def _overviews(self, kwargs):
+        """Whether the levels are GDAL overviews (reduced pages after the image) rather than SubIFDs."""
+        return self._georeference is not None and kwargs["metadata"] is None
+
+    def _start_pyramid(self, kwargs, ome):
+        if not self._level_sizes:
+            return
+        shared = {key: kwargs[key] for key in ("dtype", "tile", "compression", "photometric", "planarconfig",
+                                               "buffersize") if key in kwargs}
+        self._level_metadata = None if self._overviews(kwargs) or ome else {}
+        self._pyramid = Pyramid(self._path, self._level_sizes, tile=self._tile, channels=self._channels,
+                                dtype=self._dtype, fill=self._fill, nodata=self._nodata,
+                                resampling=self._resampling, page_kwargs=shared)
+
     def _bigtiff(self, bigtiff):
         if bigtiff is None:
-            return self.nbytes > BIGTIFF_THRESHOLD
+            levels = sum(h * w for h, w in self._level_sizes) * (self._channels or 1) * self._dtype.itemsize
+            return self.nbytes + levels > BIGTIFF_THRESHOLD
         if not isinstance(bigtiff, (bool, np.bool_)):
             raise ValueError(f"bigtiff={bigtiff!r} must be True, False or None")
         return bool(bigtiff)
@@ -202,14 +240,8 @@ class TiffWriter:
 
     def _start(self, tifffile, bigtiff, ome, kwargs):
         self._tiff = tifffile.TiffWriter(self._temp_path, bigtiff=bigtiff, ome=bool(ome))
-        self._queue = queue.Queue(maxsize=2)
-        self._errors = []
-        self._taken = [0]  # tiles tifffile took from the stream
-        self._thread = threading.Thread(target=_write_in_background, name=f"TiffWriter({self._path})",
-                                        args=(self._tiff, self._queue, self._errors, self._taken, kwargs), daemon=True)
-        self._thread.start()
-        # Never leave the thread running or the temporary file behind, even if close() is never called.
-        self._finalizer = weakref.finalize(self, _stop, self._queue, self._thread, self._tiff, self._temp_path)
+        self._queue, self._errors, self._taken, self._thread, self._finalizer = _stream.start(
+            self, self._tiff, kwargs, f"TiffWriter({self._path})", self._temp_path)
 
     # ---- properties
 
@@ -244,6 +276,22 @@ class TiffWriter:
         return math.prod(self._size) * (self._channels or 1) * self._dtype.itemsize
 
     @property
+    def nodata(self):
+        """The nodata value recorded in the file (a 0-d array of the dtype), or None."""
+        return self._nodata
+
+    @property
+    def level_sizes(self):
+        """Sizes of the reduced levels written with `pyramid` (empty without)."""
+        return list(self._level_sizes)
+
+    @property
+    def pyramid_held_rows(self):
+        """Rows held now in each reduced level's incomplete tile row (each at most one tile height, of
+        that level's width), or () without a pyramid."""
+        return () if self._pyramid is None else self._pyramid.held_rows
+
+    @property
     def held_rows(self):
         """Rows (of the full tile-padded width) held in incomplete TIFF tile rows now."""
         return len(self._bands) * self._tile[0]
@@ -270,6 +318,8 @@ class TiffWriter:
         ylo, xlo, yhi, xhi = self._check_write_box(box)
         data = self._convert(data, (yhi - ylo, xhi - xlo))
         self._check_unwritten((ylo, xlo, yhi, xhi))
+        if self._area is not None:
+            data = mask_outside(self._area, (ylo, xlo, yhi, xhi), data, self._fill)
         tile_h = self._tile[0]
         for band in range(ylo // tile_h, (yhi - 1) // tile_h + 1):
             self._paste(band, (ylo, xlo, yhi, xhi), data)
@@ -332,20 +382,23 @@ class TiffWriter:
 
     def _send(self, buffer):
         tile_w = self._tile[1]
-        if self._channels == 1:  # stored as a 2-D image (tifffile refuses one contiguous sample)
-            buffer = buffer[..., 0]
-        self._put([buffer[:, i * tile_w:(i + 1) * tile_w] for i in range(self._n_tile_cols)])
+        tiles = buffer[..., 0] if self._channels == 1 else buffer  # 2-D (tifffile refuses one contiguous sample)
+        self._put([tiles[:, i * tile_w:(i + 1) * tile_w] for i in range(self._n_tile_cols)])
+        if self._pyramid is not None:
+            top = self._next_band * self._tile[0]
+            self._pyramid.push(buffer[:min(self._tile[0], self._size[0] - top), :self._size[1]])
         self._next_band += 1
 
     def _put(self, item):
-        while True:  # bounded queue: wait for the encoder, but not on a dead one
-            try:
-                self._queue.put(item, timeout=0.05)
-                return
-            except queue.Full:
-                self._raise_background_error()
+        _stream.put(self._queue, item, self._raise_background_error)
 
     def _raise_background_error(self):
+        if self._pyramid is not None and not self._errors:
+            try:
+                self._pyramid.raise_error()
+            except RuntimeError:
+                self.abort()
+                raise
         if self._errors:
             error = self._errors[0]
             self.abort()
@@ -368,13 +421,15 @@ class TiffWriter:
             while self._next_band < self._n_bands:
                 entry = self._bands.pop(self._next_band, None)
                 self._send(self._new_band() if entry is None else entry[0])
-            self._put(_END)
+            self._put(_stream.END)
             self._thread.join()
             self._raise_background_error()
             expected = self._n_bands * self._n_tile_cols
             if self._taken[0] != expected:
                 raise RuntimeError(f"writing {self._path!r}: tifffile took {self._taken[0]} tiles of the "
                                    f"{expected} the image has; the file would be wrong")
+            if self._pyramid is not None:
+                self._pyramid.append_to(self._tiff, self._level_metadata)
             self._tiff.close()
             os.replace(self._temp_path, self._path)
         except BaseException:
@@ -388,6 +443,8 @@ class TiffWriter:
         if self._state != "open":
             return
         self._finalizer()
+        if self._pyramid is not None:
+            self._pyramid.abort()
         self._release("aborted")
 
     def _release(self, state):
@@ -414,6 +471,12 @@ class TiffWriter:
 
 def _check_size(image_size):
     return as_pair(image_size, "image_size", minimum=1)
+
+
+def _check_georeference(georeference):
+    if georeference is not None and not isinstance(georeference, GeoReference):
+        raise ValueError(f"georeference={georeference!r} is not a GeoReference (see metadata_for_output)")
+    return georeference
 
 
 def _check_tile(tile):
