@@ -238,15 +238,20 @@ def plan_tiles(image_size, tile, overlap, context):
     return plan, context
 
 
-def make_writer(path, reader, image_size, *, labels, classes, dtype, compression):
-    """The :class:`~seamless_fast.io.TiffWriter` of the output, with the input's metadata carried over.
+def make_writer(path, reader, image_size, *, labels, classes, dtype, compression, pyramid=False):
+    """The :class:`~seamless_fast.io.TiffWriter` of the output, with the input's metadata carried over
+    (resolution; a GeoTIFF's CRS and transform), and reduced levels if `pyramid`.
 
-    Labels are one 2-D image; probabilities have one channel per class.
+    Labels are one 2-D image; probabilities have one channel per class. The input's nodata is not
+    carried over: it describes the input, and would hide a class.
     """
     try:
         dtype = sf.dtypes.output_dtype(dtype, labels=labels, classes=classes)
+        metadata = metadata_for_output(reader)
+        metadata.pop("nodata", None)
         return TiffWriter(path, image_size, channels=None if labels else classes, dtype=dtype,
-                          compression=compression, **metadata_for_output(reader))
+                          compression=compression, pyramid=pyramid, resampling="mode" if labels else "mean",
+                          **metadata)
     except ValueError as error:
         raise UsageError(f"output {os.fspath(path)!r}: {_one_line(error)}") from None
 
@@ -255,7 +260,7 @@ def make_writer(path, reader, image_size, *, labels, classes, dtype, compression
 
 def segment(input, output, *, tile=256, overlap=64, batch_size=8, labels=True, dtype=None, classes=CLASSES,
             seed=0, padding="same", weights=None, train_steps=0, level=0, mpp=None, compression="zlib",
-            threads=None,
+            pyramid=False, threads=None,
             progress=False):
     """Segment the TIFF `input` into the tiled TIFF `output`.
 
@@ -263,7 +268,7 @@ def segment(input, output, *, tile=256, overlap=64, batch_size=8, labels=True, d
     ----------
     input, output : path
         A TIFF to read; the ``.tif``/``.tiff`` to write (it appears only once complete).
-    tile, overlap, batch_size, labels, dtype, classes, seed, padding, weights, train_steps, level, mpp, compression
+    tile, overlap, batch_size, labels, dtype, classes, seed, padding, weights, train_steps, level, mpp, compression, pyramid
         As the command line's options of the same names (``--help``).
     threads : int, optional
         ``torch.set_num_threads(threads)`` before anything runs (it stays set).
@@ -298,7 +303,7 @@ def segment(input, output, *, tile=256, overlap=64, batch_size=8, labels=True, d
     try:
         plan, context = plan_tiles(reader.shape, tile, overlap, CONTEXT[padding])
         with make_writer(output, reader, plan.image_size, labels=labels, classes=classes, dtype=dtype,
-                         compression=None if compression == "none" else compression) as writer:
+                         compression=None if compression == "none" else compression, pyramid=pyramid) as writer:
             net = build_model(reader.channels, classes, seed=seed, padding=padding, weights=weights,
                               train_steps=train_steps)  # an error here aborts the writer: no file appears
             model = Segmenter(net, _input_scale(reader.dtype), context)
@@ -371,6 +376,8 @@ def build_parser():
     parser.add_argument("--threads", type=int, help="torch.set_num_threads(N) for the model (default: torch's)")
     parser.add_argument("--compression", choices=["none", "zlib", "zstd"], default="zlib",
                         help="output compression (default zlib; zstd needs imagecodecs)")
+    parser.add_argument("--pyramid", action="store_true",
+                        help="also write reduced levels (GeoTIFF overviews for a georeferenced input, else SubIFDs)")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="no progress bar (the bar needs tqdm)")
     return parser

@@ -321,3 +321,23 @@ def test_the_library_does_not_import_torch(tmp_path):
                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "False"
+
+
+def test_geotiff_keeps_crs_and_transform_and_writes_overviews(example, tmp_path):
+    """A scene taller than one TIFF tile (256): its labels get GDAL overviews, and GDAL's CRS and transform."""
+    rasterio = pytest.importorskip("rasterio")
+    from rasterio.transform import Affine
+
+    scene = tmp_path / "tall.tif"
+    with rasterio.open(scene, "w", driver="GTiff", width=100, height=520, count=3, dtype="uint8",
+                       crs="EPSG:32633", transform=Affine(10, 0, 500_000, 0, -10, 4_600_000), tiled=True,
+                       blockxsize=64, blockysize=64) as dataset:
+        dataset.write(_scene(520, 100).transpose(2, 0, 1))
+    out = tmp_path / "labels.tif"
+    assert example.main([str(scene), str(out), *SMALL, "--pyramid"]) == 0
+    with rasterio.open(scene) as source, rasterio.open(out) as result:
+        assert result.crs == source.crs and result.transform == source.transform
+        assert result.overviews(1) == [2, 4] and result.nodata is None
+        labels = result.read(1)
+    _, blended = reference(example, scene)
+    np.testing.assert_array_equal(labels, blended)
