@@ -90,7 +90,9 @@ def test_segment_probabilities_and_area(workdir):
     assert values.shape == (300, 260, 3) and values.dtype == np.float32
     inside = values[100, 80]  # (row 100, column 80) lies inside the polygon
     np.testing.assert_allclose(inside, 2 * image[100, 80], atol=1e-5)
-    assert (values[290, 250] == 0).all()  # outside the area: never written, the fill value
+    assert np.isnan(values[290, 250]).all()  # outside the area: the nodata the file records for floats
+    with tifffile.TiffFile(path / "out.tif") as tif:
+        assert tif.pages[0].tags["GDAL_NODATA"].value.strip("\x00") == "nan"
 
 
 def test_model_failure_exits_1_with_traceback(workdir):

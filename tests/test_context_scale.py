@@ -216,7 +216,8 @@ def test_partitioned_runs_equal_the_single_run(case, parts, order):
     from seamless_fast.store import Job, PartStore
 
     size, tile, overlap, area, scale, context, options, labels, _ = case
-    plan, _ = sf.plan_regular_grid(size, tile, overlap, area, context=context, output_scale=scale)
+    # the job's plan: parts are bands of tile rows, and walking columns would add in another order
+    plan, _ = sf.plan_regular_grid(size, tile, overlap, area, context=context, output_scale=scale, traverse="rows")
     rows = len(np.unique(plan.load_order // plan.grid_shape[1]))
     parts = min(parts, rows)
     try:

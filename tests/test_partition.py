@@ -74,7 +74,7 @@ def jobs(draw):
     if draw(st.booleans()):
         y0, x0 = draw(st.integers(0, height - 2)), draw(st.integers(0, width - 2))
         area = shapely.box(y0, x0, draw(st.integers(y0 + 1, height)), draw(st.integers(x0 + 1, width)))
-    plan, _ = sf.plan_regular_grid((height, width), tile, overlap, area)
+    plan, _ = sf.plan_regular_grid((height, width), tile, overlap, area, traverse="rows")  # as the job plans
     rows = len(np.unique(plan.load_order // plan.grid_shape[1]))
     parts = draw(st.integers(1, min(rows, 6)))
     try:
