@@ -55,7 +55,9 @@ class TiffWriter:
         ``(x, y)`` pixels per `resolution_unit`.
     resolution_unit : {None, "CENTIMETER", "INCH"}, keyword-only
     ome : bool, keyword-only
-        Write OME-TIFF metadata instead of tifffile's shaped description.
+        Write OME-TIFF metadata instead of tifffile's shaped description
+        (with a `resolution` per centimetre or inch, its physical pixel size
+        in micrometres too).
     bigtiff : bool, optional, keyword-only
         None: BigTIFF when the uncompressed image exceeds ``BIGTIFF_THRESHOLD``.
     fill : number, optional, keyword-only
@@ -192,6 +194,11 @@ class TiffWriter:
         unit = _check_resolution_unit(resolution_unit)
         if unit is not None:
             kwargs["resolutionunit"] = unit
+        micrometres = {"CENTIMETER": 1e4, "INCH": 25_400.0}.get(unit)
+        if ome and resolution is not None and micrometres is not None:  # OME readers take the physical size
+            x, y = kwargs["resolution"]
+            kwargs["metadata"].update(PhysicalSizeX=micrometres / x, PhysicalSizeXUnit="µm",
+                                      PhysicalSizeY=micrometres / y, PhysicalSizeYUnit="µm")
         return kwargs
 
     def _extra_tags(self, kwargs, nodata):
