@@ -125,4 +125,7 @@ def test_svs_like_jpeg_slide_level_by_resolution(tmp_path):
     with tifffile.TiffFile(tmp_path / "tissue.tif") as tif:
         labels = tif.series[0].levels[0].asarray()
         assert labels.shape == (38, 33)
+        # MPP 0.25 at level 0, 1 at level 2, 2 um per output pixel: 5000 pixels per centimetre
+        np.testing.assert_allclose(tif.pages[0].resolution, (5000, 5000))
+        assert tif.pages[0].resolutionunit == 3
     np.testing.assert_array_equal(labels, library_labels(tmp_path, source, level=2))

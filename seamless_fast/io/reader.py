@@ -283,8 +283,10 @@ def metadata_for_output(reader, *, output_scale=1):
         pixels: see :meth:`GeoReference.scaled`) and ``nodata`` (its
         GDAL_NODATA value; a TiffWriter whose dtype cannot hold it refuses
         it). A resolution per millimetre or micrometre (units TiffWriter
-        does not write) is given per centimetre; the level's resolution
-        is divided by `output_scale`.
+        does not write) is given per centimetre; a file whose resolution
+        only its description gives (an SVS's ``MPP = ``) gets it per
+        centimetre from :attr:`ImageReader.mpp`; the level's resolution is
+        divided by `output_scale`.
 
     Examples
     --------
@@ -301,6 +303,9 @@ def metadata_for_output(reader, *, output_scale=1):
     level_scale = metadata.get("level_scale", (1, 1))
     scale = (float(level_scale[0]) * output_scale[0], float(level_scale[1]) * output_scale[1])  # (sy, sx)
     out = {key: metadata[key] for key in ("resolution", "resolution_unit", "ome")}
+    if out["resolution"] is None and reader.mpp is not None:  # said elsewhere than the tags (SVS: MPP = ...)
+        out["resolution"] = (1e4 / reader.mpp[1], 1e4 / reader.mpp[0])
+        out["resolution_unit"] = "CENTIMETER"
     per_centimetre = {"MILLIMETER": 10, "MICROMETER": 10_000}.get(out["resolution_unit"])
     if per_centimetre is not None:
         out["resolution"] = tuple(r * per_centimetre for r in out["resolution"])
