@@ -7,7 +7,7 @@ import numpy as np
 import shapely
 
 import seamless_fast as sf
-from seamless_fast import plan as plan_module
+from seamless_fast.plan import _plan as plan_module
 
 from scenarios import run
 
@@ -43,7 +43,7 @@ def test_input_geoms_40000_uncached(benchmark):
     plan, _ = sf.plan_regular_grid((40000, 40000), 256, 64)
 
     def forget():
-        plan_module._INPUT_GEOMS.pop(plan, None)
+        plan_module.INPUT_GEOMS.pop(plan, None)
 
     result = run(benchmark, sf.get_plan_input_geoms, plan, setup=forget)
     assert len(result) == 208 * 208

@@ -47,6 +47,16 @@ def _int_at_least(minimum):
 _positive, _non_negative = _int_at_least(1), _int_at_least(0)
 
 
+def _sizes(minimum):
+    """An argparse type: one whole number >= `minimum`, or one per axis, ``Z,Y,X`` (a volume's)."""
+    one = _int_at_least(minimum)
+
+    def parse(text):
+        values = tuple(one(part.strip()) for part in text.split(","))
+        return values[0] if len(values) == 1 else values
+    return parse
+
+
 def _resolution(text):
     """An argparse type: a positive number of micrometres per pixel."""
     try:
@@ -66,9 +76,15 @@ def _part(text):
     return int(k), int(n)
 
 
-def _add_tiling(parser):
-    parser.add_argument("--tile", type=_positive, default=256, help="tile size (default 256)")
-    parser.add_argument("--overlap", type=_non_negative, default=64, help="tile overlap (default 64)")
+def _add_tiling(parser, volumes=False):
+    if not volumes:
+        parser.add_argument("--tile", type=_positive, default=256, help="tile size (default 256)")
+        parser.add_argument("--overlap", type=_non_negative, default=64, help="tile overlap (default 64)")
+        return
+    parser.add_argument("--tile", type=_sizes(1), default=256,
+                        help="tile size (default 256); for a volume one size or Z,Y,X (e.g. 96,128,128)")
+    parser.add_argument("--overlap", type=_sizes(0), default=64,
+                        help="tile overlap (default 64); for a volume one size or Z,Y,X (e.g. 24,32,32)")
 
 
 def _add_level(parser):
@@ -106,15 +122,16 @@ def build_parser():
     segment = commands.add_parser("segment", help="segment a TIFF with your model",
                                   description="Read INPUT tile by tile, run MODEL on batches, blend seamlessly and "
                                               "write OUTPUT as a tiled TIFF (labels or probabilities).")
-    segment.add_argument("input", help="input image (TIFF, BigTIFF, OME-TIFF; tiled or striped)")
+    segment.add_argument("input", help="input image (TIFF, BigTIFF, OME-TIFF; tiled or striped) or volume (zarr or "
+                                       "OME-Zarr folder, NIfTI .nii/.nii.gz, TIFF stack)")
     segment.add_argument("output", nargs="?",
-                         help="output .tif/.tiff; written under a temporary name, renamed when complete (not with "
-                              "--part); may not be the input")
+                         help="output .tif/.tiff (for a volume also .zarr, .nii, .nii.gz); written under a temporary "
+                              "name, renamed when complete (not with --part); may not be the input")
     segment.add_argument("--model", required=True, metavar="MODULE:NAME",
                          help="the model: a callable taking a batch (B, C, H, W) (or (B, H, W, C) with "
                               "--channel-last) and returning logits of the same layout; a class is "
                               "instantiated with no arguments")
-    _add_tiling(segment)
+    _add_tiling(segment, volumes=True)
     _add_model_geometry(segment)
     segment.add_argument("--batch-size", type=_positive, default=16, help="tiles per model call (default 16)")
     segment.add_argument("--window", default="pyramid", choices=["pyramid", "hann", "gaussian", "constant"],

@@ -9,7 +9,8 @@ import pytest
 import shapely
 
 import seamless_fast as sf
-from seamless_fast import geometry, plan as plan_module
+from seamless_fast import geometry
+from seamless_fast.plan import _plan as plan_module
 from seamless_fast.engine.run import cell_geom_blocks
 
 PLANS = {
@@ -139,12 +140,12 @@ def test_the_grid_and_the_input_geoms_share_geometries():
 
 def test_input_geoms_cache_follows_the_plan_and_its_size_limit(monkeypatch):
     plan, _ = sf.plan_regular_grid((300, 300), 64, 16)
-    assert plan in plan_module._INPUT_GEOMS
+    assert plan in plan_module.INPUT_GEOMS
     del plan
     gc.collect()
-    assert not any(p.image_size == (300, 300) for p in plan_module._INPUT_GEOMS.keys())
+    assert not any(p.image_size == (300, 300) for p in plan_module.INPUT_GEOMS.keys())
     monkeypatch.setattr(plan_module, "INPUT_GEOMS_CACHED", 3)
     big, _ = sf.plan_regular_grid((300, 300), 64, 16)
-    assert big not in plan_module._INPUT_GEOMS
+    assert big not in plan_module.INPUT_GEOMS
     geoms = sf.get_plan_input_geoms(big)
-    assert big not in plan_module._INPUT_GEOMS and len(geoms) == big.n_loads
+    assert big not in plan_module.INPUT_GEOMS and len(geoms) == big.n_loads

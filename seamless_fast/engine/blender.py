@@ -27,9 +27,14 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
+from .._validate import check_bool
+from ..geometry import box_to_geom
+from ..plan import Plan
+from ..plan._traverse import transpose_window
+from ..windows import window_2d
 from . import _kernels
-from ._arrays import (check_accumulator, check_out)
 from ._adaptive import chooser_for
+from ._arrays import check_accumulator, check_out
 from ._background import compile_in_background
 from ._buffers import Buffers
 from ._jit import parallel_is_safe, parallel_lock
@@ -37,11 +42,6 @@ from ._records import RECORDS_AT_ONCE, _step_records
 from ._seams import owned_cleanup, remove_files
 from ._tile_input import TileInput
 from ._transpose import frame_tile
-from ..plan._traverse import transpose_window
-from .._validate import check_bool
-from ..geometry import box_to_geom
-from ..plan import Plan
-from ..windows import window_2d
 
 __all__ = ["Blender", "OutputCell"]
 

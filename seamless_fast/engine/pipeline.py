@@ -20,11 +20,11 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .._progress import COMPILE_NOTICE, bar_callback, tqdm_class, watch_compiles
 from .._validate import as_positive_int, check_callable
+from ..plan import Plan
 from .batching import put_unless_stopped
 from .blender import Blender
-from ..plan import Plan
-from .._progress import COMPILE_NOTICE, bar_callback, tqdm_class, watch_compiles
 
 __all__ = ["run_pipeline", "PipelineResult", "StageTimes", "THREAD_PREFIX"]
 
@@ -352,12 +352,14 @@ class _Pipeline:
         return tile
 
     def _stack(self, tiles):
-        """One C-contiguous batch of same-shaped tiles, (B, C, h, w) with channel_first."""
-        h, w, c = tiles[0].shape
-        batch = np.empty((len(tiles),) + ((c, h, w) if self.channel_first else (h, w, c)),
-                         np.result_type(*tiles))
+        """One C-contiguous batch of same-shaped channel-last tiles (an image's (h, w, C) or a volume's
+        (d, h, w, C)); with channel_first, (B, C, h, w) or (B, C, d, h, w)."""
+        shape = tiles[0].shape
+        if self.channel_first:
+            shape = shape[-1:] + shape[:-1]
+        batch = np.empty((len(tiles),) + shape, np.result_type(*tiles))
         for target, tile in zip(batch, tiles):
-            target[...] = tile.transpose(2, 0, 1) if self.channel_first else tile
+            target[...] = np.moveaxis(tile, -1, 0) if self.channel_first else tile
         return batch
 
     def _infer(self):

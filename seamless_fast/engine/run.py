@@ -5,12 +5,12 @@ import os
 
 import numpy as np
 
-from ._arrays import allocate_output
-from ._tiles import check_tile_count, iterate_tiles
 from .._validate import as_positive_int, check_callable
-from .blender import Blender
 from ..geometry import box_to_geom, boxes_to_geoms, register_boxes, unregister_boxes
 from ..plan import Plan, analyse_plan
+from ._arrays import allocate_output
+from ._tiles import check_tile_count, iterate_tiles
+from .blender import Blender
 
 __all__ = ["blend", "run_plan", "cell_geom_blocks"]
 

@@ -196,13 +196,8 @@ class _Level:
         """End the page; check it took every tile; close the temporary file."""
         if self.rows != self.size[0]:
             raise RuntimeError(f"pyramid level of size {self.size} received {self.rows} rows; the file would be wrong")
-        self.put(_stream.END)
-        self.thread.join()
-        self.raise_error()
-        expected = self.n_bands * self.n_cols
-        if self.taken[0] != expected:
-            raise RuntimeError(f"pyramid level of size {self.size}: tifffile took {self.taken[0]} tiles of "
-                               f"{expected}; the file would be wrong")
+        _stream.finish(self.queue, self.thread, self.raise_error, self.taken, self.n_bands * self.n_cols,
+                       f"pyramid level of size {self.size}")
         self.tiff.close()
 
     def encoded_tiles(self, tifffile, count):

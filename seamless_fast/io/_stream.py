@@ -73,3 +73,14 @@ def put(tiles, item, check):
             return
         except queue.Full:
             check()
+
+
+def finish(tiles, thread, check, taken, expected, what):
+    """End the page: tell the encoder there is no more, wait for it, raise its error (`check`), and refuse a
+    page that took other than `expected` tiles (`what` names it in the error)."""
+    put(tiles, END, check)
+    thread.join()
+    check()
+    if taken[0] != expected:
+        raise RuntimeError(f"{what}: tifffile took {taken[0]} tiles of the {expected} expected; the file would be "
+                           "wrong")

@@ -428,13 +428,8 @@ class TiffWriter:
             while self._next_band < self._n_bands:
                 entry = self._bands.pop(self._next_band, None)
                 self._send(self._new_band() if entry is None else entry[0])
-            self._put(_stream.END)
-            self._thread.join()
-            self._raise_background_error()
-            expected = self._n_bands * self._n_tile_cols
-            if self._taken[0] != expected:
-                raise RuntimeError(f"writing {self._path!r}: tifffile took {self._taken[0]} tiles of the "
-                                   f"{expected} the image has; the file would be wrong")
+            _stream.finish(self._queue, self._thread, self._raise_background_error, self._taken,
+                           self._n_bands * self._n_tile_cols, f"writing {self._path!r}")
             if self._pyramid is not None:
                 self._pyramid.append_to(self._tiff, self._level_metadata)
             self._tiff.close()

@@ -132,7 +132,7 @@ def parse_size(text):
     >>> parse_size("12x")
     Traceback (most recent call last):
     ...
-    seamless_fast.jobs.UsageError: image '12x' is neither a file nor a size like 40000x40000
+    seamless_fast.jobs._options.UsageError: image '12x' is neither a file nor a size like 40000x40000
     """
     if os.path.exists(text):
         with open_image(text) as reader:

@@ -3,10 +3,29 @@
 import os
 import time
 
-from ._options import (DEMO_MAX_SIZE, MERGE_EXTENSIONS, TIFF_EXTENSIONS, UsageError, _area_file, _one_line,
-                       check_extension, check_output, check_tiling, check_values, compile_notice, load_area,
-                       load_model, open_image, output_nodata, parse_nodata, peak_mib, plan_grid, probe_channels,
-                       require_extras)
+from ._options import (
+    DEMO_MAX_SIZE,
+    MERGE_EXTENSIONS,
+    TIFF_EXTENSIONS,
+    UsageError,
+    _area_file,
+    _one_line,
+    check_extension,
+    check_output,
+    check_tiling,
+    check_values,
+    compile_notice,
+    load_area,
+    load_model,
+    open_image,
+    output_nodata,
+    parse_nodata,
+    peak_mib,
+    plan_grid,
+    probe_channels,
+    require_extras,
+)
+from ._volume import is_volume, one_size, prepare_volume_segment
 
 
 def _compression(name):
@@ -16,6 +35,9 @@ def _compression(name):
 def prepare_segment(args):
     """Check every option of ``seamless-fast segment``; return the job to run (`args` from the parser)."""
     require_extras("seamless-fast segment", progress=args.progress)
+    if is_volume(args.input):
+        return prepare_volume_segment(args)
+    args.tile, args.overlap = one_size(args.tile, "--tile"), one_size(args.overlap, "--overlap")
     check_tiling(args.tile, args.overlap, args.context, args.output_scale)
     _check_part_options(args)
     if args.part is None:
@@ -84,9 +106,9 @@ def _check_store(store, source):
 
 class _SegmentJob:
     def __init__(self, args, reader, plan, model, area=None, nodata=None):
-        from ..plan._input import area_to_output
         from ..dtypes import output_dtype
         from ..io import TiffWriter, metadata_for_output
+        from ..plan._input import area_to_output
 
         self.args, self.reader, self.plan, self.model = args, reader, plan, model
         self.start = time.perf_counter()

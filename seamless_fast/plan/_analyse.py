@@ -4,9 +4,9 @@
 import numpy as np
 
 from ..geometry import boxes_to_geoms
-
+from . import _plan
 from ._grid import _accumulator_dtype
-from ._plan import _INPUT_GEOMS, INPUT_GEOMS_CACHED, Plan, PlanStats
+from ._plan import Plan, PlanStats
 
 
 def analyse_plan(plan, *, channels=1, dtype=np.float32):
@@ -37,6 +37,7 @@ def analyse_plan(plan, *, channels=1, dtype=np.float32):
 
     Examples
     --------
+    >>> from seamless_fast import plan_regular_grid
     >>> plan, _ = plan_regular_grid((4096, 4096), 256, 64)
     >>> stats = analyse_plan(plan, channels=3)
     >>> stats.tiles_loaded, stats.cells_written
@@ -67,20 +68,21 @@ def get_plan_input_geoms(plan):
 
     Examples
     --------
+    >>> from seamless_fast import plan_regular_grid
     >>> plan, _ = plan_regular_grid((300, 300), 128, 32)
     >>> get_plan_input_geoms(plan)[0][0]
     (0, 0)
     """
     if not isinstance(plan, Plan):
         raise ValueError(f"plan must be a Plan from plan_regular_grid or plan_from_grid; got {type(plan).__name__}")
-    pairs = _INPUT_GEOMS.get(plan)
+    pairs = _plan.INPUT_GEOMS.get(plan)
     if type(pairs) is tuple:
         return list(pairs)
     geoms = pairs if pairs is not None else np.atleast_1d(boxes_to_geoms(plan.read_boxes()))
     i, j = np.divmod(plan.load_order, plan.grid_shape[1])
     pairs = tuple(zip(zip(i.tolist(), j.tolist()), geoms.tolist()))
-    if plan.n_loads <= INPUT_GEOMS_CACHED:
-        _INPUT_GEOMS[plan] = pairs
+    if plan.n_loads <= _plan.INPUT_GEOMS_CACHED:
+        _plan.INPUT_GEOMS[plan] = pairs
     return list(pairs)
 
 
@@ -91,6 +93,7 @@ def get_plan_logit_geoms(plan):
 
     Examples
     --------
+    >>> from seamless_fast import plan_regular_grid
     >>> plan, _ = plan_regular_grid((300, 300), 128, 32)
     >>> get_plan_logit_geoms(plan) == get_plan_input_geoms(plan)
     True

@@ -23,7 +23,7 @@ MAX_IMAGE_SIDE = MAX_COORDINATE
 # garbage collector tracks) sets off a full collection, more than half the time of the first call; later
 # calls copy the list. Shapely geometries are immutable, so the lists returned, and the grid
 # `plan_regular_grid` returns, may share them; each geometry takes a few hundred bytes.
-_INPUT_GEOMS = weakref.WeakKeyDictionary()
+INPUT_GEOMS = weakref.WeakKeyDictionary()
 INPUT_GEOMS_CACHED = 1 << 16
 
 

@@ -5,9 +5,9 @@ import shutil
 
 import numpy as np
 
-from . import _manifest
 from .._files import make_partial
 from ..dtypes import label_dtype, to_output_dtype
+from . import _manifest
 
 
 def _from_planes(values, channels, group, labels):

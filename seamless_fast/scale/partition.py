@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..engine import _kernels
 from .._validate import as_positive_int
+from ..engine import _kernels
 from ..engine._transpose import frame_tile
 from ..engine.blender import Blender
 from ..plan import STEP_COLUMNS, Plan

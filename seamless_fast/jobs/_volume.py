@@ -1,0 +1,193 @@
+"""``seamless-fast segment`` on volumes: a zarr, OME-Zarr, NIfTI or TIFF-stack input into a zarr, NIfTI or TIFF."""
+
+import os
+import time
+
+import numpy as np
+
+from ._options import (
+    UsageError,
+    _one_line,
+    check_output,
+    check_values,
+    compile_notice,
+    load_model,
+    peak_mib,
+)
+
+VOLUME_INPUTS = (".zarr", ".nii", ".nii.gz")
+VOLUME_OUTPUTS = (".zarr", ".nii", ".nii.gz", ".tif", ".tiff")
+# options of a 2-D run that a volume run does not take, with what was given when they are left at their defaults
+_IMAGE_ONLY = (("area", None, "--area (a 2-D polygon)"), ("mpp", None, "--mpp"), ("output_scale", 1, "--output-scale"),
+               ("pyramid", False, "--pyramid"), ("nodata", None, "--nodata"), ("part", None, "--part"),
+               ("store", None, "--store"), ("mask", None, "--mask"))
+
+
+def is_volume(path):
+    """Whether `path` names a volume: a zarr folder, a NIfTI file, or a TIFF whose first series has a z axis
+    (an ImageJ hyperstack or OME-TIFF Z stack) or is a plain stack of equal pages.
+
+    Examples
+    --------
+    >>> is_volume("ct.nii.gz"), is_volume("scene.zarr"), is_volume("missing.tif")
+    (True, True, False)
+    """
+    name = os.fspath(path).lower().rstrip("/" + os.sep)
+    if name.endswith(VOLUME_INPUTS):
+        return True
+    if not name.endswith((".tif", ".tiff")) or not os.path.isfile(path):
+        return False
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            axes = tif.series[0].axes
+    except Exception:  # noqa: BLE001 -- not a TIFF we can read: the image reader says what is wrong with it
+        return False
+    return "Z" in axes or axes.startswith("I")
+
+
+def per_axis(value, name, ndim):
+    """`value` (an int, or a tuple from the command line) as `ndim` ints, or a UsageError naming the option."""
+    values = (value,) * ndim if isinstance(value, int) else tuple(value)
+    if len(values) != ndim:
+        raise UsageError(f"{name} {','.join(map(str, values))} gives {len(values)} sizes; expected 1 or {ndim} "
+                         f"(one per axis, {'z,y,x' if ndim == 3 else 'y,x'})")
+    return values
+
+
+def one_size(value, name):
+    """`value` from the command line for a 2-D image: one int, or a UsageError naming the option."""
+    if isinstance(value, int):
+        return value
+    raise UsageError(f"{name} {','.join(map(str, value))} gives {len(value)} sizes; a 2-D image takes one "
+                     "(per-axis sizes are for volumes)")
+
+
+def prepare_volume_segment(args):
+    """Check every option of ``seamless-fast segment`` for a volume input; return the job to run."""
+    for option, default, flag in _IMAGE_ONLY:
+        if getattr(args, option, default) not in (default,):
+            raise UsageError(f"{flag} applies to 2-D images; input {args.input!r} is a volume")
+    tile = per_axis(args.tile, "--tile", 3)
+    overlap = per_axis(args.overlap, "--overlap", 3)
+    for axis, (t, o) in enumerate(zip(tile, overlap)):
+        if o >= t:
+            raise UsageError(f"--overlap {o} must be smaller than --tile {t} (axis {'zyx'[axis]})")
+    if args.output is None:
+        raise UsageError("the output volume is missing (.zarr, .nii, .nii.gz, .tif or .tiff)")
+    name = os.fspath(args.output).lower().rstrip("/" + os.sep)
+    if not name.endswith(VOLUME_OUTPUTS):
+        raise UsageError(f"output {args.output!r} has an unknown extension for a volume; expected "
+                         f"{', '.join(VOLUME_OUTPUTS)}")
+    check_output(args.output, inputs=[args.input], folder_ok=name.endswith(".zarr"))
+    reader = _open_volume(args)
+    try:
+        plan = _plan(reader.shape, tile, overlap, args)
+        model = load_model(args.model)
+        return _VolumeJob(args, reader, plan, model)
+    except BaseException:
+        reader.close()
+        raise
+
+
+def _open_volume(args):
+    from ..io import VolumeReader
+
+    if not os.path.exists(args.input):
+        raise UsageError(f"input {args.input!r} does not exist")
+    try:
+        return VolumeReader(args.input, level=args.level, pad=args.pad)
+    except ImportError as error:
+        raise UsageError(f"input {args.input!r}: {_one_line(error)}") from None
+    except (ValueError, OSError) as error:
+        raise UsageError(f"input {args.input!r}: {_one_line(error)}") from None
+
+
+def _plan(shape, tile, overlap, args):
+    from ..plan import plan_regular_grid
+
+    try:
+        plan, _ = plan_regular_grid(shape, tile, overlap, window=args.window, context=args.context)
+    except (MemoryError, OverflowError):
+        raise UsageError(f"volume {shape} with --tile {','.join(map(str, tile))} is too large to plan") from None
+    except ValueError as error:
+        raise UsageError(_one_line(error)) from None
+    return plan
+
+
+def probe_volume(model, reader, plan, channel_first, name):
+    """Run the model once on the first tile; return its channel count and its output (as `probe_channels`)."""
+    from ..engine.pipeline import _to_numpy
+
+    box = tuple(plan.read_boxes()[0].tolist())
+    tile = plan.tile_boxes[plan.load_order[0]].tolist()
+    try:
+        batch = reader.read(box)[None]
+    except (MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as error:  # a truncated or corrupt file whose header read well
+        raise UsageError(f"input {name!r}: the first tile {box} cannot be read: {type(error).__name__}: "
+                         f"{_one_line(error)}") from None
+    if channel_first:
+        batch = np.ascontiguousarray(np.moveaxis(batch, -1, 1))
+    out = _to_numpy(model(batch))
+    want = (tile[3] - tile[0], tile[4] - tile[1], tile[5] - tile[2])
+    spatial = (out.shape[2:] if channel_first else out.shape[1:4]) if out.ndim == 5 else None
+    if out.ndim != 5 or out.shape[0] != 1 or spatial != want:
+        layout = "(1, C, D, H, W)" if channel_first else "(1, D, H, W, C)"
+        raise UsageError(f"--model returned shape {out.shape} for a batch of shape {batch.shape}; expected {layout} "
+                         f"with the tile's D, H and W {want} (see --channel-first / --channel-last)")
+    return int(out.shape[1] if channel_first else out.shape[-1]), out
+
+
+class _VolumeJob:
+    def __init__(self, args, reader, plan, model):
+        from ..dtypes import output_dtype
+        from ..io import volume_writer
+
+        self.args, self.reader, self.plan, self.model = args, reader, plan, model
+        self.start = time.perf_counter()
+        channels, probe = probe_volume(model, reader, plan, args.channel_first, args.input)
+        try:
+            self.dtype = output_dtype(args.dtype, labels=args.labels, classes=channels)
+        except ValueError as error:
+            raise UsageError(f"--dtype: {error}") from None
+        if not args.labels:
+            check_values(probe, self.dtype)
+        del probe
+        self.channels = None if args.labels else channels
+        try:
+            self.writer = volume_writer(args.output, plan.image_size, channels=self.channels, dtype=self.dtype,
+                                        source=reader)
+        except (ValueError, ImportError) as error:
+            raise UsageError(f"output {args.output!r}: {_one_line(error)}") from None
+
+    def run(self):
+        from ..engine.pipeline import run_pipeline
+        from ._runs import _nothing
+
+        args = self.args
+        try:
+            with self.writer, (_nothing() if args.progress else compile_notice()):
+                run_pipeline(self.plan, self.reader.read, self.model,
+                             _volume_sink(self.writer, args.channel_first, self.dtype),
+                             batch_size=args.batch_size, channel_first=args.channel_first, labels=args.labels,
+                             progress=True if args.progress else None)
+        finally:
+            self.reader.close()
+        return (f"wrote {args.output} ({self.dtype.name}): {self.plan.n_loads} tiles in "
+                f"{time.perf_counter() - self.start:.1f} s, peak memory {peak_mib():.0f} MiB")
+
+
+def _volume_sink(writer, channel_first, dtype):
+    """write_cells for run_pipeline: each cell channel-last, checked into the stored dtype, into the writer."""
+    from ..dtypes import to_output_dtype
+
+    def write_cells(cells):
+        for cell in cells:
+            data = cell.data
+            if data.ndim == 4 and channel_first:
+                data = np.moveaxis(data, 0, -1)
+            writer.write(cell.box, to_output_dtype(data, dtype, name=f"output cell {cell.index}"))
+    return write_cells
