@@ -20,12 +20,7 @@ from numba import prange, types
 from numba.extending import overload
 
 from ._jit import njit
-from ._simd import (
-    LANES,
-    argmax_interleaved_blocks,
-    argmax_planes_blocks,
-    half_to_float_blocks,
-)
+from ._simd import LANES, argmax_interleaved_blocks, argmax_planes_blocks, half_to_float_blocks
 
 # The fast-path helpers are inlined (see `njit`) and index whole arrays:
 # slicing out a row costs two atomic reference-count updates, more than a

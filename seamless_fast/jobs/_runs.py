@@ -3,28 +3,10 @@
 import os
 import time
 
-from ._options import (
-    DEMO_MAX_SIZE,
-    MERGE_EXTENSIONS,
-    TIFF_EXTENSIONS,
-    UsageError,
-    _area_file,
-    _one_line,
-    check_extension,
-    check_output,
-    check_tiling,
-    check_values,
-    compile_notice,
-    load_area,
-    load_model,
-    open_image,
-    output_nodata,
-    parse_nodata,
-    peak_mib,
-    plan_grid,
-    probe_channels,
-    require_extras,
-)
+from ._options import (DEMO_MAX_SIZE, MERGE_EXTENSIONS, TIFF_EXTENSIONS, UsageError, _area_file, _one_line,
+                       check_extension, check_output, check_tiling, check_values, compile_notice, load_area,
+                       load_model, open_image, output_nodata, parse_nodata, peak_mib, plan_grid, probe_channels,
+                       require_extras)
 from ._volume import is_volume, one_size, prepare_volume_segment
 
 

@@ -5,15 +5,7 @@ import time
 
 import numpy as np
 
-from ._options import (
-    UsageError,
-    _one_line,
-    check_output,
-    check_values,
-    compile_notice,
-    load_model,
-    peak_mib,
-)
+from ._options import UsageError, _one_line, check_output, check_values, compile_notice, load_model, peak_mib
 
 VOLUME_INPUTS = (".zarr", ".nii", ".nii.gz")
 VOLUME_OUTPUTS = (".zarr", ".nii", ".nii.gz", ".tif", ".tiff")

@@ -7,12 +7,7 @@ once as numpy arrays, so running a plan never touches a geometry. The kernels
 of :mod:`seamless_fast.engine` walk these arrays.
 """
 
-from ._analyse import (
-           analyse_plan,
-           get_plan_input_geoms,
-           get_plan_logit_geoms,
-           row_by_row_traversal,
-)
+from ._analyse import analyse_plan, get_plan_input_geoms, get_plan_logit_geoms, row_by_row_traversal
 from ._grid import plan_from_grid, plan_regular_grid, regular_grid, ring_layout
 from ._plan import MAX_GRID_TILES, Plan, PlanStats
 from ._schedule import MAX_WEIGHTS, STEP_COLUMNS

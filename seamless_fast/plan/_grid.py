@@ -6,48 +6,17 @@ import numpy as np
 import shapely
 
 from .._validate import as_pair, check_area
-from ..geometry import (
-    axis_starts,
-    axis_window,
-    boxes_to_geoms,
-    cells_meeting,
-    geoms_to_boxes,
-    grid_boxes,
-    grid_cells,
-    is_rectilinear,
-    regular_axis,
-)
+from ..geometry import (axis_starts, axis_window, boxes_to_geoms, cells_meeting, geoms_to_boxes, grid_boxes,
+                        grid_cells, is_rectilinear, regular_axis)
 from ..windows import check_window, is_separable, window_2d
 from . import _plan
-from ._input import (
-    check_context_scale,
-    check_grid_scale,
-    to_output_pixels,
-    with_input_geometry,
-)
+from ._input import check_context_scale, check_grid_scale, to_output_pixels, with_input_geometry
 from ._plan import MAX_GRID_TILES, MAX_IMAGE_SIDE, Plan, _frozen, _right_buffer
-from ._schedule import (
-    STEP_COLUMNS,
-    band_seam_rows,
-    live_from_rows,
-    regular_column_stripes,
-    schedule_general,
-    schedule_rectilinear,
-    seam_rows,
-    segment_cummax,
-    split_columns,
-    step_table,
-    stripe_extents,
-    weight_vectors,
-)
-from ._traverse import (
-    check_traverse,
-    choose_traverse,
-    to_image_frame,
-    transpose_area,
-    transpose_boxes,
-    transpose_window,
-)
+from ._schedule import (STEP_COLUMNS, band_seam_rows, live_from_rows, regular_column_stripes, schedule_general,
+                        schedule_rectilinear, seam_rows, segment_cummax, split_columns, step_table, stripe_extents,
+                        weight_vectors)
+from ._traverse import (check_traverse, choose_traverse, to_image_frame, transpose_area, transpose_boxes,
+                        transpose_window)
 
 
 def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=None, *, window="pyramid",

@@ -32,13 +32,7 @@ from .._validate import as_int
 from ..dtypes import output_dtype, to_output_dtype
 from . import _manifest
 from ._job import Job
-from ._store_io import (
-    _CropReader,
-    _from_planes,
-    _output_writer,
-    _RowsWriter,
-    _SeamWriter,
-)
+from ._store_io import _CropReader, _from_planes, _output_writer, _RowsWriter, _SeamWriter
 from .partition import PartBlender, merge_lead_rows
 
 __all__ = ["Job", "PartStore", "PartResult", "import_zarr"]
