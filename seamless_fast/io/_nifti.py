@@ -229,12 +229,13 @@ class NiftiWriter(BlockWriter):
         if not self.ordered and os.path.getsize(self._temps[0]) != total:
             raise RuntimeError(f"writing {self._path!r}: the file holds {os.path.getsize(self._temps[0])} of "
                                f"{total} bytes")
-        with open(self._temps[0], "ab") as joined:  # one gzip member per channel, joined in channel order
-            for temp in self._temps[1:]:
-                with open(temp, "rb") as part:
-                    shutil.copyfileobj(part, joined)
-            joined.flush()
-            if joined.tell() != sum(os.path.getsize(t) for t in self._temps):
+        if len(self._temps) > 1:  # one gzip member per channel, joined in channel order
+            sizes = [os.path.getsize(t) for t in self._temps]
+            with open(self._temps[0], "ab") as joined:
+                for temp in self._temps[1:]:
+                    with open(temp, "rb") as part:
+                        shutil.copyfileobj(part, joined)
+            if os.path.getsize(self._temps[0]) != sum(sizes):
                 raise RuntimeError(f"writing {self._path!r}: joining the channels fell short")
         os.replace(self._temps[0], self._path)
         self._temps.pop(0)

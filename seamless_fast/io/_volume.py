@@ -98,7 +98,12 @@ class AxesSource:
 
     def region(self, z0, z1, y0, y1, x0, x1):
         spans = {"z": slice(z0, z1), "y": slice(y0, y1), "x": slice(x0, x1), "c": slice(None), "t": 0}
-        window = np.asarray(self.array[tuple(spans[a] for a in self.axes)])
+        try:
+            window = np.asarray(self.array[tuple(spans[a] for a in self.axes)])
+        except Exception as exc:  # a codec's own error for damaged bytes, an I/O error
+            detail = " ".join(str(exc).split())[:200]
+            raise ValueError(f"source={self.name!r}: reading z {z0}:{z1}, y {y0}:{y1}, x {x0}:{x1} failed "
+                             f"({type(exc).__name__}: {detail})") from exc
         window = window.transpose(self._order).reshape(z1 - z0, y1 - y0, x1 - x0, self.channels)
         # Always a copy: a caller writing into a window must not change the source.
         return np.array(window, dtype=self.dtype, order="C", copy=True)

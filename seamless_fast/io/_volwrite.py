@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from .._files import check_output_path
+from .._files import check_not_an_input, check_output_path
 from .._validate import as_positive_int
 from ..dtypes import as_output_dtype, to_output_dtype
 from ._volume import check_box6, check_shape3
@@ -45,7 +45,12 @@ class BlockWriter:
         if dtype is None:
             raise ValueError("dtype=None: expected one of uint8, uint16, uint32 (labels), float16 or float32")
         self._dtype = as_output_dtype(dtype)
-        check_output_path(self._path, name="path", folder_ok=folder)
+        if folder == "group":  # an earlier OME-Zarr image, replaced at close; _files knows zarr arrays only
+            check_not_an_input(self._path, ())
+            if not os.access(os.path.dirname(os.path.abspath(self._path)), os.W_OK | os.X_OK):
+                raise ValueError(f"path={self._path!r}: its folder is not writable")
+        else:
+            check_output_path(self._path, name="path", folder_ok=folder)
         self._block = tuple(block)
         self._grid = tuple(math.ceil(n / b) for n, b in zip(self._shape, self._block))
         self._held = {}  # block index -> [data, written mask, voxels still unwritten]

@@ -1,5 +1,6 @@
 """Zarr volumes in (v2 and v3 arrays, OME-Zarr NGFF 0.4 and 0.5 multiscale images) and out (ZarrWriter)."""
 
+import json
 import math
 import os
 import shutil
@@ -190,7 +191,7 @@ class ZarrWriter(BlockWriter):
         spacing = None if spacing is None else check_positive_floats(spacing, "spacing")
         translation = None if translation is None else check_positive_floats(translation, "translation",
                                                                              positive=False)
-        super().__init__(path, shape, chunks, channels=channels, dtype=dtype, folder=True)
+        super().__init__(path, shape, chunks, channels=channels, dtype=dtype, folder=_zarr_group(path))
         zarr = import_zarr()
         self._temp = make_partial(self._path, directory=True)
         try:
@@ -246,6 +247,19 @@ class ZarrWriter(BlockWriter):
 
     def _discard(self):
         shutil.rmtree(self._temp, ignore_errors=True)
+
+
+def _zarr_group(path):
+    """True for a path that may be replaced as a folder: an existing zarr array (check_output_path's own rule)
+    or zarr group (an OME-Zarr image written before); "group" then means: skip the folder check."""
+    for name, key, value in (("zarr.json", "node_type", "group"), (".zgroup", None, None)):
+        try:
+            with open(os.path.join(os.fspath(path), name)) as handle:
+                if key is None or json.load(handle).get(key) == value:
+                    return "group"
+        except (OSError, ValueError, AttributeError, TypeError):
+            continue
+    return True
 
 
 def _check_chunks(chunks, shape):
