@@ -120,9 +120,9 @@ def test_emission_order_holds_one_chunk_layer(tmp_path):
         np.testing.assert_array_equal(reader.read((0, 0, 0) + shape), volume)
 
 
-@pytest.mark.parametrize("suffix", [".zarr", ".nii", ".nii.gz"])
+@pytest.mark.parametrize("suffix", [".zarr", ".nii", ".nii.gz", ".tif"])
 def test_missing_voxels_abort_and_double_writes(tmp_path, suffix):
-    if suffix != ".zarr":
+    if suffix.startswith(".nii"):
         pytest.importorskip("nibabel")
     path = str(tmp_path / f"out{suffix}")
     writer = volume_writer(path, (3, 4, 5), dtype="uint8")
@@ -146,9 +146,9 @@ def test_missing_voxels_abort_and_double_writes(tmp_path, suffix):
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.parametrize("suffix", [".zarr", ".nii", ".nii.gz"])
+@pytest.mark.parametrize("suffix", [".zarr", ".nii", ".nii.gz", ".tif"])
 def test_full_disk_keeps_the_earlier_output_and_leaves_no_partial(tmp_path, monkeypatch, suffix):
-    if suffix != ".zarr":
+    if suffix.startswith(".nii"):
         pytest.importorskip("nibabel")
     path = str(tmp_path / f"out{suffix}")
     shape = (6, 5, 4)
@@ -167,6 +167,18 @@ def test_full_disk_keeps_the_earlier_output_and_leaves_no_partial(tmp_path, monk
             return await real(self, key, value, *args, **kwargs)
 
         monkeypatch.setattr(store, "set", full_disk)
+    elif suffix == ".tif":
+        import tifffile
+
+        real_write, room = tifffile.FileHandle.write, [1000]
+
+        def full_disk(self, data):
+            room[0] -= len(data)
+            if room[0] < 0:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real_write(self, data)
+
+        monkeypatch.setattr(tifffile.FileHandle, "write", full_disk)
     else:
         from seamless_fast.io import _nifti
 
@@ -187,7 +199,7 @@ def test_full_disk_keeps_the_earlier_output_and_leaves_no_partial(tmp_path, monk
 
         monkeypatch.setattr(_nifti, "_open_output", lambda *args: FullDisk(real_open(*args)))
     new = np.full(shape + (2,), 0.75, np.float32)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises((OSError, RuntimeError), match="No space left"):  # RuntimeError: from tifffile's thread
         with volume_writer(path, shape, channels=2, dtype="float32", **({"chunks": 2} if suffix == ".zarr" else {})) \
                 as writer:
             for z in range(shape[0]):
@@ -287,7 +299,7 @@ def test_nifti_affine_and_header_survive_read_write_read(tmp_path):
     (lambda p: ZarrWriter(p + "/a.zarr", (2, 2, 2), dtype="uint8", channels=0), r"^channels=0 must be a positive"),
     (lambda p: ZarrWriter(p + "/no/a.zarr", (2, 2, 2), dtype="uint8"), r"^path=.*does not exist"),
     (lambda p: ZarrWriter(p, (2, 2, 2), dtype="uint8"), r"^path=.*is an existing folder"),
-    (lambda p: volume_writer(p + "/a.tif", (2, 2, 2), dtype="uint8"), r"^path=.*expected a .zarr, .nii"),
+    (lambda p: volume_writer(p + "/a.png", (2, 2, 2), dtype="uint8"), r"^path=.*expected a .zarr, .nii"),
     (lambda p: NiftiWriter(p + "/a.nii", (2, 2, 2), dtype="float16"), r"^dtype=float16 is no NIfTI data type"),
     (lambda p: NiftiWriter(p + "/a.img", (2, 2, 2), dtype="uint8"), r"^path=.*expected a .nii or .nii.gz"),
     (lambda p: NiftiWriter(p + "/a.nii", (2, 2, 2), dtype="uint8", compresslevel=0), r"^compresslevel=0"),
@@ -309,3 +321,51 @@ def test_probabilities_quantised_through_the_dtype_policy(tmp_path):
         writer.write((0, 0, 0, 1, 2, 2), np.array([0.0, 0.5, 1.0, 0.25]).reshape(1, 2, 2, 1))
     with VolumeReader(path) as reader:
         assert reader.read((0, 0, 0, 1, 2, 2)).ravel().tolist() == [0, 128, 255, 64]
+
+
+@pytest.mark.parametrize("channels, dtype", [(None, np.uint8), (2, np.float32)])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_tiff_stack_round_trip_any_order(tmp_path, channels, dtype, seed):
+    tifffile = pytest.importorskip("tifffile")
+    rng = np.random.default_rng(seed)
+    shape = (5, 9, 7)
+    volume = volume_for(shape, channels, dtype, rng)
+    boxes = cells(shape, rng)
+    if seed:
+        rng.shuffle(boxes)
+    path = str(tmp_path / "stack.tif")
+    with volume_writer(path, shape, channels=channels, dtype=dtype, spacing=(2.5, 0.5, 0.25)) as writer:
+        write_all(writer, volume, boxes)
+    with tifffile.TiffFile(path) as tif:
+        assert tif.is_imagej and tif.series[0].axes == ("ZYX" if channels is None else "ZCYX")
+        stored = tif.series[0].asarray()
+    np.testing.assert_array_equal(stored, volume if channels is None else np.moveaxis(volume, -1, 1))
+    with VolumeReader(path) as reader:
+        assert reader.spacing == pytest.approx((2.5, 0.5, 0.25))
+        np.testing.assert_array_equal(reader.read((0, 0, 0) + shape), volume.reshape(shape + (-1,)))
+    assert leftovers(tmp_path) == []
+
+
+def test_tiff_stack_refuses_dtypes_imagej_cannot_read(tmp_path):
+    with pytest.raises(ValueError, match=r"^dtype=uint32 is not an ImageJ sample type"):
+        volume_writer(str(tmp_path / "a.tif"), (2, 2, 2), dtype="uint32")
+    assert os.listdir(tmp_path) == []
+
+
+def test_nifti_from_a_big_endian_vector_source(tmp_path):
+    nibabel = pytest.importorskip("nibabel")
+    data = np.arange(4 * 3 * 2 * 1 * 3, dtype=">f4").reshape(4, 3, 2, 1, 3)  # (x, y, z, 1, c): a vector image
+    image = nibabel.Nifti1Image(data, np.diag([0.5, 0.6, 0.7, 1.0]), header=nibabel.Nifti1Header(endianness=">"))
+    image.header.set_intent("vector")
+    source = str(tmp_path / "vector.nii")
+    nibabel.save(image, source)
+    out = str(tmp_path / "out.nii")
+    with VolumeReader(source) as reader:
+        assert reader.shape == (2, 3, 4) and reader.channels == 3 and reader.nifti_header.endianness == ">"
+        values = reader.read((0, 0, 0) + reader.shape)
+        with NiftiWriter(out, reader.shape, channels=3, dtype="float32", source=reader) as writer:
+            writer.write((0, 0, 0) + reader.shape, values)
+    written = nibabel.load(out)
+    assert written.header.endianness == "<" and written.header.get_intent()[0] == "none"
+    np.testing.assert_array_equal(np.asarray(written.dataobj), data[:, :, :, 0, :].astype(np.float32))
+    np.testing.assert_allclose(written.header.get_zooms()[:3], (0.5, 0.6, 0.7))

@@ -11,8 +11,9 @@ arrive, holding only the TIFF tile rows that are not yet complete, and only
 puts the file under its final name once it is complete.
 
 :class:`VolumeReader` reads windows of 3-D volumes (zarr and OME-Zarr,
-multi-page TIFF stacks, NIfTI), and :class:`ZarrWriter` and
-:class:`NiftiWriter` stream volumes out as their blocks complete
+multi-page TIFF stacks, NIfTI), and :class:`ZarrWriter`,
+:class:`NiftiWriter` and :class:`TiffVolumeWriter` stream volumes out as
+their blocks complete
 (:func:`open_volume`, :func:`volume_writer` choose by extension).
 
 tifffile is an optional dependency (``pip install 'seamless_fast[tiff]'``);
@@ -24,6 +25,7 @@ from ._geo import GeoReference
 from ._levels import Level, level_for_mpp
 from ._tiff import _tiff_metadata  # noqa: F401 -- importable here as before the split
 from ._nifti import NiftiWriter
+from ._tiffvol import TiffVolumeWriter
 from ._volume import VolumeLevel, VolumeReader, open_volume
 from ._volwrite import volume_writer
 from ._zarr import ZarrWriter
@@ -31,5 +33,5 @@ from .reader import ImageReader, metadata_for_output
 from .writer import (BIGTIFF_THRESHOLD, COMPRESSIONS, RESOLUTION_UNITS, WRITER_DTYPES, TiffWriter,
                      to_output_dtype)
 
-__all__ = ["GeoReference", "ImageReader", "Level", "NiftiWriter", "TiffWriter", "VolumeLevel", "VolumeReader",
+__all__ = ["GeoReference", "ImageReader", "Level", "NiftiWriter", "TiffVolumeWriter", "TiffWriter", "VolumeLevel", "VolumeReader",
            "ZarrWriter", "level_for_mpp", "metadata_for_output", "open_volume", "volume_writer"]

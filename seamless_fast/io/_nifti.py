@@ -178,6 +178,10 @@ class NiftiWriter(BlockWriter):
     def _header(nibabel, source, affine):
         nifti_header = None if source is None else source.nifti_header
         header = nibabel.Nifti1Header() if nifti_header is None else nibabel.Nifti1Header.from_header(nifti_header)
+        if header.endianness != "<":  # the data are written little-endian; the header must say so
+            header = header.as_byteswapped("<")
+        header.set_intent("none")  # a source's intent (a vector, a time series) is not the output's
+        header["cal_min"] = header["cal_max"] = 0
         if affine is not None:
             affine = zyx_affine(affine)
         elif source is not None:

@@ -1,10 +1,20 @@
-"""Multi-page TIFF volumes (ImageJ hyperstacks, OME-TIFF Z stacks, plain page stacks) through tifffile's zarr store,
-which decodes only the pages (or tiles) a window meets."""
+"""Multi-page TIFF volumes in (ImageJ hyperstacks, OME-TIFF Z stacks, plain page stacks, through tifffile's zarr
+store, which decodes only the pages or tiles a window meets) and out (TiffVolumeWriter, an ImageJ stack)."""
+
+import os
 
 import numpy as np
 
+from .._files import make_partial
+from . import _stream
 from ._common import _import_tifffile
 from ._volume import AxesSource, VolumeLevel
+from ._volwrite import BlockWriter, check_positive_floats, check_shape3
+from .writer import BIGTIFF_THRESHOLD
+
+__all__ = ["TiffVolumeWriter"]
+
+_IMAGEJ_DTYPES = ("uint8", "uint16", "float32")
 
 # tifffile's axis letters: Z depth; I (image sequence), Q (unknown) and P (plane) the pages of a plain stack;
 # C and S channels or samples; everything else must have length 1.
@@ -86,3 +96,104 @@ def open_tiff_volume(path, level, channel_axis):
     except BaseException:
         tif.close()
         raise
+
+
+class TiffVolumeWriter(BlockWriter):
+    """Stream a volume into an ImageJ-compatible multi-page TIFF stack, z-plane by z-plane.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Final file name (``.tif``). Written under a partial name beside it,
+        renamed when :meth:`close` finds every voxel written.
+    shape : (int, int, int)
+        ``(D, H, W)``.
+    channels : int, optional, keyword-only
+        None for labels (axes ZYX); else C (an ImageJ hyperstack, axes ZCYX:
+        each z-plane's C pages in channel order).
+    dtype : {uint8, uint16, float32}, keyword-only
+        The sample types ImageJ reads. Values go through
+        :func:`seamless_fast.dtypes.to_output_dtype`.
+    spacing : (float, float, float), optional, keyword-only
+        ``(z, y, x)`` voxel size in micrometres, written as ImageJ's
+        ``spacing`` and the resolution tags.
+    source : VolumeReader, optional, keyword-only
+        Take `spacing` from this reader where not given.
+
+    Notes
+    -----
+    Pages are written in z order by tifffile in a background thread: the
+    writer holds the incomplete z-planes and those waiting for an earlier
+    plane. A volume beyond 4 GiB becomes a BigTIFF with tifffile's own
+    shape metadata (ImageJ reads no BigTIFF).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = os.path.join(folder, "labels.tif")
+    ...     with TiffVolumeWriter(path, (3, 4, 5), dtype="uint8", spacing=(2.0, 0.5, 0.5)) as writer:
+    ...         writer.write((0, 0, 0, 3, 4, 5), np.ones((3, 4, 5), np.uint8))
+    ...     from seamless_fast.io import VolumeReader
+    ...     with VolumeReader(path) as reader:
+    ...         reader.shape, reader.spacing
+    ((3, 4, 5), (2.0, 0.5, 0.5))
+    """
+
+    kind = "TiffVolumeWriter"
+    ordered = True
+
+    def __init__(self, path, shape, *, channels=None, dtype, spacing=None, source=None):
+        shape = check_shape3(shape)
+        if source is not None and spacing is None:
+            spacing = source.spacing
+        spacing = None if spacing is None else check_positive_floats(spacing, "spacing")
+        super().__init__(path, shape, (1,) + shape[1:], channels=channels, dtype=dtype)
+        if self._dtype.name not in _IMAGEJ_DTYPES:
+            raise ValueError(f"dtype={self._dtype.name} is not an ImageJ sample type; expected one of "
+                             f"{_IMAGEJ_DTYPES}")
+        tifffile = _import_tifffile()
+        pages = shape[0] * (self._channels or 1)
+        nbytes = pages * shape[1] * shape[2] * self._dtype.itemsize
+        bigtiff = nbytes > BIGTIFF_THRESHOLD
+        full = (shape[0],) + (() if self._channels is None else (self._channels,)) + shape[1:]
+        axes = "ZYX" if self._channels is None else "ZCYX"
+        metadata = {"axes": axes}
+        kwargs = {"shape": full, "dtype": self._dtype, "photometric": "minisblack", "metadata": metadata}
+        if spacing is not None:
+            metadata.update(spacing=spacing[0], unit="um")
+            kwargs["resolution"] = (1 / spacing[2], 1 / spacing[1])
+        self._pages = pages
+        self._temp = make_partial(self._path)
+        try:
+            self._tiff = tifffile.TiffWriter(self._temp, bigtiff=bigtiff, imagej=not bigtiff)
+            self._queue, self._errors, self._taken, self._thread, self._finalizer = _stream.start(
+                self, self._tiff, kwargs, f"TiffVolumeWriter({self._path})", self._temp)
+        except BaseException:
+            os.remove(self._temp)
+            raise
+
+    def _check_background(self):
+        if self._errors:
+            error = self._errors[0]
+            raise RuntimeError(f"writing {self._path!r} failed in the background: {error!r}") from error
+
+    def _flush(self, index, block):
+        self._check_background()
+        planes = [block[0]] if self._channels is None else [block[0, ..., c] for c in range(self._channels)]
+        _stream.put(self._queue, [np.ascontiguousarray(p) for p in planes], self._check_background)
+
+    def _finish(self):
+        _stream.put(self._queue, _stream.END, self._check_background)
+        self._thread.join()
+        self._check_background()
+        if self._taken[0] != self._pages:
+            raise RuntimeError(f"writing {self._path!r}: tifffile took {self._taken[0]} of {self._pages} pages; "
+                               "the file would be wrong")
+        self._tiff.close()
+        os.replace(self._temp, self._path)
+        self._finalizer.detach()
+
+    def _discard(self):
+        self._finalizer()

@@ -216,8 +216,8 @@ class BlockWriter:
 
 
 def volume_writer(path, shape, **options):
-    """A volume writer chosen by the extension of `path`: ``.zarr`` (:class:`ZarrWriter`) or
-    ``.nii`` / ``.nii.gz`` (:class:`NiftiWriter`).
+    """A volume writer chosen by the extension of `path`: ``.zarr`` (:class:`ZarrWriter`),
+    ``.nii`` / ``.nii.gz`` (:class:`NiftiWriter`) or ``.tif`` / ``.tiff`` (:class:`TiffVolumeWriter`).
 
     Parameters
     ----------
@@ -248,4 +248,8 @@ def volume_writer(path, shape, **options):
         from ._nifti import NiftiWriter
 
         return NiftiWriter(path, shape, **options)
-    raise ValueError(f"path={path!r}: expected a .zarr, .nii or .nii.gz name")
+    if lower.endswith((".tif", ".tiff")):
+        from ._tiffvol import TiffVolumeWriter
+
+        return TiffVolumeWriter(path, shape, **options)
+    raise ValueError(f"path={path!r}: expected a .zarr, .nii, .nii.gz, .tif or .tiff name")
