@@ -369,3 +369,16 @@ def test_nifti_from_a_big_endian_vector_source(tmp_path):
     assert written.header.endianness == "<" and written.header.get_intent()[0] == "none"
     np.testing.assert_array_equal(np.asarray(written.dataobj), data[:, :, :, 0, :].astype(np.float32))
     np.testing.assert_allclose(written.header.get_zooms()[:3], (0.5, 0.6, 0.7))
+
+
+def test_profiling_script_runs_small():
+    pytest.importorskip("nibabel")
+    import subprocess
+    import sys
+
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "profiling", "volume_io.py")
+    out = subprocess.run([sys.executable, script, "--size", "12", "16", "16", "--window", "4", "--cell", "4", "8", "8",
+                          "--chunk", "4", "8", "8", "--rounds", "1"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("NIfTI window 4^3") and any(line.strip().startswith(".zarr") for line in lines)
