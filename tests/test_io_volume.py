@@ -312,3 +312,20 @@ def test_closed_reader_and_open_volume():
     reader.close()
     with pytest.raises(ValueError, match="is closed"):
         reader.read((0, 0, 0, 1, 1, 1))
+
+
+def test_ome_tiff_pyramid_level(tmp_path):
+    rng = np.random.default_rng(20)
+    data = rng.integers(0, 255, (4, 32, 48)).astype(np.uint8)
+    path = str(tmp_path / "pyramid.ome.tif")
+    with tifffile.TiffWriter(path, ome=True) as tif:
+        tif.write(data, subifds=1, tile=(16, 16),
+                  metadata={"axes": "ZYX", "PhysicalSizeZ": 3.0, "PhysicalSizeY": 0.5, "PhysicalSizeX": 0.5})
+        tif.write(data[:, ::2, ::2], subfiletype=1, tile=(16, 16))
+    with VolumeReader(path, level=1) as reader:
+        assert [lev.shape for lev in reader.levels] == [(4, 32, 48), (4, 16, 24)]
+        assert reader.spacing == (3.0, 1.0, 1.0) and reader.level == 1
+        with tifffile.TiffFile(path) as tif:
+            check_windows(reader, tif.series[0].levels[1].asarray()[..., None], 21)
+    with pytest.raises(ValueError, match=r"^level=2 is not a level of .*expected 0 to 1"):
+        VolumeReader(path, level=2)

@@ -150,7 +150,9 @@ class ZarrWriter(BlockWriter):
         (c,) z, y, x, one level at path "0"). False: a plain zarr v3 array
         (with ``dimension_names``).
     source : VolumeReader, optional, keyword-only
-        Take `spacing` and `translation` from this reader where not given.
+        Take `spacing` and `translation` (its affine's last column) from this
+        reader where not given. A NIfTI's rotation is not carried: OME-Zarr
+        has scale and translation only.
     compressor : bool, keyword-only
         Compress chunks with zarr's default codec (zstd).
 
