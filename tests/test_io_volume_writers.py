@@ -303,9 +303,12 @@ def test_nifti_affine_and_header_survive_read_write_read(tmp_path):
     (lambda p: NiftiWriter(p + "/a.nii", (2, 2, 2), dtype="float16"), r"^dtype=float16 is no NIfTI data type"),
     (lambda p: NiftiWriter(p + "/a.img", (2, 2, 2), dtype="uint8"), r"^path=.*expected a .nii or .nii.gz"),
     (lambda p: NiftiWriter(p + "/a.nii", (2, 2, 2), dtype="uint8", compresslevel=0), r"^compresslevel=0"),
+    (lambda p: NiftiWriter(p + "/a.nii", (2, 2, 2), dtype="uint8", affine=np.eye(3)), r"^affine=.*not a finite 4x4"),
+    (lambda p: NiftiWriter(p + "/a.nii", (2, 2, 2), dtype="uint8", source="x.nii"), r"^source='x.nii' is not a Vol"),
+    (lambda p: ZarrWriter(p + "/a.zarr", (2, 2, 2), dtype="uint8", source=3), r"^source=3 is not a VolumeReader"),
 ])
 def test_bad_writer_arguments_refused(tmp_path, call, match):
-    if "NIfTI" in match or ".nii or" in match or "compresslevel" in match:
+    if "NIfTI" in match or ".nii or" in match or "compresslevel" in match or "affine" in match or "x.nii" in match:
         pytest.importorskip("nibabel")
     with pytest.raises(ValueError, match=match) as info:
         call(str(tmp_path))

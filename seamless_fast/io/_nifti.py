@@ -8,7 +8,7 @@ import numpy as np
 
 from .._files import make_partial
 from ._volume import AxesSource
-from ._volwrite import BlockWriter, check_shape3
+from ._volwrite import BlockWriter, check_shape3, check_source
 
 __all__ = ["NiftiWriter", "zyx_affine"]
 
@@ -34,9 +34,14 @@ def zyx_affine(affine):
     >>> zyx_affine(np.diag([1.0, 2.0, 3.0, 1.0])).diagonal()
     array([3., 2., 1., 1.])
     """
-    affine = np.asarray(affine, np.float64)
-    if affine.shape != (4, 4) or not np.isfinite(affine).all():
-        raise ValueError(f"affine with shape {affine.shape} is not a finite 4x4 matrix")
+    try:
+        matrix = np.asarray(affine, np.float64)
+    except (TypeError, ValueError):
+        matrix = np.empty(0)
+    if matrix.shape != (4, 4) or not np.isfinite(matrix).all():
+        shown = " ".join(repr(affine).split())[:120]
+        raise ValueError(f"affine={shown} is not a finite 4x4 matrix; expected (z, y, x) voxel -> world")
+    affine = matrix
     order = [2, 1, 0, 3]
     return affine[order][:, order]
 
@@ -155,6 +160,7 @@ class NiftiWriter(BlockWriter):
             raise ValueError(f"path={path!r}: expected a .nii or .nii.gz name")
         if isinstance(compresslevel, bool) or compresslevel not in range(1, 10):
             raise ValueError(f"compresslevel={compresslevel!r}: expected an int from 1 to 9")
+        check_source(source)
         header = self._header(nibabel, source, affine)
         self.ordered = name.lower().endswith(".gz")
         super().__init__(path, shape, (1,) + shape[1:], channels=channels, dtype=dtype)

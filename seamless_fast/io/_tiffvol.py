@@ -9,7 +9,7 @@ from .._files import make_partial
 from . import _stream
 from ._common import _import_tifffile
 from ._volume import AxesSource, VolumeLevel
-from ._volwrite import BlockWriter, check_positive_floats, check_shape3
+from ._volwrite import BlockWriter, check_positive_floats, check_shape3, check_source
 from .writer import BIGTIFF_THRESHOLD
 
 __all__ = ["TiffVolumeWriter"]
@@ -146,6 +146,7 @@ class TiffVolumeWriter(BlockWriter):
 
     def __init__(self, path, shape, *, channels=None, dtype, spacing=None, source=None):
         shape = check_shape3(shape)
+        check_source(source)
         if source is not None and spacing is None:
             spacing = source.spacing
         spacing = None if spacing is None else check_positive_floats(spacing, "spacing")

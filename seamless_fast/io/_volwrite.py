@@ -25,6 +25,15 @@ def check_positive_floats(values, name, *, positive=True):
     return out
 
 
+def check_source(source):
+    """`source` if it is None or a VolumeReader, else a ValueError."""
+    from ._volume import VolumeReader
+
+    if source is not None and not isinstance(source, VolumeReader):
+        raise ValueError(f"source={source!r} is not a VolumeReader")
+    return source
+
+
 class BlockWriter:
     """A volume cut into blocks (chunks or z-planes), each held from its first write until complete,
     then handed to ``_flush`` once; subclasses write them and finish the file.

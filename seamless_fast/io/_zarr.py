@@ -9,7 +9,7 @@ import numpy as np
 
 from .._files import make_partial
 from ._volume import AxesSource, VolumeLevel, array_axes
-from ._volwrite import BlockWriter, check_positive_floats, check_shape3
+from ._volwrite import BlockWriter, check_positive_floats, check_shape3, check_source
 
 __all__ = ["ZarrWriter"]
 
@@ -186,6 +186,7 @@ class ZarrWriter(BlockWriter):
         chunks = _check_chunks(chunks, shape)
         if not isinstance(ome, (bool, np.bool_)):
             raise ValueError(f"ome={ome!r} must be True or False")
+        check_source(source)
         if source is not None:
             spacing = source.spacing if spacing is None else spacing
             if translation is None and source.affine is not None:
