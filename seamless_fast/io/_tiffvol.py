@@ -66,8 +66,9 @@ def open_tiff_volume(path, level, channel_axis):
     if channel_axis is not None:
         raise ValueError(f"channel_axis={channel_axis!r}: a TIFF's axes come from the file")
     tifffile = _import_tifffile()
-    import zarr
+    from ._zarr import import_zarr
 
+    zarr = import_zarr()  # tifffile's zarr store reads only the pages (or tiles) a window meets
     try:
         tif = tifffile.TiffFile(path)
     except Exception as exc:  # tifffile raises several kinds for a damaged or foreign file

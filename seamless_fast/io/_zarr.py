@@ -20,7 +20,8 @@ def import_zarr():
     try:
         import zarr
     except ImportError:
-        raise ImportError("reading or writing zarr needs zarr: pip install 'seamless_fast[dask]'") from None
+        raise ImportError("reading or writing zarr, and reading TIFF volumes, needs zarr 3: pip install 'zarr>=3.1' "
+                          "(or the extra 'seamless_fast[dask]')") from None
     return zarr
 
 
