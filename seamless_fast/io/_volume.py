@@ -73,7 +73,8 @@ class AxesSource:
     """Windows of an array-like whose axes are named by letters: z, y, x (once each), c (channels,
     optional) and t (any other axis, of length 1, dropped)."""
 
-    def __init__(self, array, axes, name, *, spacing=None, affine=None, levels=None, level=0, closer=None):
+    def __init__(self, array, axes, name, *, spacing=None, affine=None, levels=None, level=0, closer=None,
+                 fresh=True):
         shape = tuple(int(n) for n in array.shape)
         if sorted(axes.replace("t", "")) not in (sorted("zyx"), sorted("zyxc")) or len(axes) != len(shape):
             raise ValueError(f"source={name!r} has axes {axes!r} for shape {shape}; expected z, y and x "
@@ -93,6 +94,7 @@ class AxesSource:
         self.level = level
         self.extra = {}
         self._closer = closer
+        self._fresh = fresh  # slicing `array` gives new arrays (files), not views (numpy)
         kept = [a for a in axes if a != "t"]
         self._order = tuple(kept.index(a) for a in "zyxc" if a in kept)
 
@@ -105,7 +107,9 @@ class AxesSource:
             raise ValueError(f"source={self.name!r}: reading z {z0}:{z1}, y {y0}:{y1}, x {x0}:{x1} failed "
                              f"({type(exc).__name__}: {detail})") from exc
         window = window.transpose(self._order).reshape(z1 - z0, y1 - y0, x1 - x0, self.channels)
-        # Always a copy: a caller writing into a window must not change the source.
+        if self._fresh:
+            return np.ascontiguousarray(window, dtype=self.dtype)
+        # A view of an in-memory array is copied: a caller writing into a window must not change the source.
         return np.array(window, dtype=self.dtype, order="C", copy=True)
 
     def close(self):
@@ -156,7 +160,7 @@ def _open_source(source, level, channel_axis):
         else:
             default = -1 if channel_axis is None and len(shape) == 4 else channel_axis  # numpy: (D, H, W, C)
             axes = array_axes(len(shape), default, name, shape)
-        return AxesSource(source, axes, name)
+        return AxesSource(source, axes, name, fresh=is_zarr)
     path = os.fspath(source)
     lower = path.lower().rstrip("/" + os.sep)
     if not os.path.exists(path):
@@ -303,6 +307,8 @@ class VolumeReader:
             out = np.full(tuple(h - l for l, h in zip(lo, hi)) + (source.channels,), self._fill, source.dtype)
             a = [max(l, 0) for l in lo]
             b = [min(h, n) for h, n in zip(hi, source.shape)]
+            if a == list(lo) and b == list(hi):  # wholly inside
+                return source.region(a[0], b[0], a[1], b[1], a[2], b[2])
             if all(j > i for i, j in zip(a, b)):
                 inner = tuple(slice(i - l, j - l) for i, j, l in zip(a, b, lo))
                 out[inner] = source.region(a[0], b[0], a[1], b[1], a[2], b[2])
