@@ -385,3 +385,34 @@ def test_profiling_script_runs_small():
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].startswith("NIfTI window 4^3") and any(line.strip().startswith(".zarr") for line in lines)
+
+
+@pytest.mark.parametrize("suffix", [".zarr", ".nii.gz", ".tif"])
+def test_fill_gives_voxels_never_written_a_value(tmp_path, suffix):
+    if suffix.startswith(".nii"):
+        pytest.importorskip("nibabel")
+    path = str(tmp_path / f"out{suffix}")
+    shape = (5, 6, 7)
+    with volume_writer(path, shape, dtype="uint16", fill=9, **({"chunks": 2} if suffix == ".zarr" else {})) as w:
+        w.write((1, 2, 3, 3, 5, 6), np.ones((2, 3, 3), np.uint16))
+    expected = np.full(shape, 9, np.uint16)
+    expected[1:3, 2:5, 3:6] = 1
+    with VolumeReader(path) as reader:
+        np.testing.assert_array_equal(reader.read((0, 0, 0) + shape)[..., 0], expected)
+    with pytest.raises(ValueError, match=r"^fill=-1 cannot be stored as uint16"):
+        volume_writer(str(tmp_path / f"other{suffix}"), shape, dtype="uint16", fill=-1)
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("suffix", [".zarr", ".nii", ".nii.gz", ".tif"])
+def test_a_writer_never_closed_leaves_no_partial(tmp_path, suffix):
+    import gc
+
+    if suffix.startswith(".nii"):
+        pytest.importorskip("nibabel")
+    writer = volume_writer(str(tmp_path / f"out{suffix}"), (2, 3, 4), channels=2, dtype="float32")
+    writer.write((0, 0, 0, 1, 3, 4), np.zeros((1, 3, 4, 2), np.float32))
+    assert leftovers(tmp_path) != []
+    del writer
+    gc.collect()
+    assert os.listdir(tmp_path) == []

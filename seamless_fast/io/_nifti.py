@@ -3,6 +3,7 @@
 import gzip
 import os
 import shutil
+import weakref
 
 import numpy as np
 
@@ -125,6 +126,9 @@ class NiftiWriter(BlockWriter):
         and affine, or, for another kind of source, its :attr:`affine`.
     compresslevel : int, keyword-only
         gzip level of a ``.nii.gz`` (1 fastest, 9 smallest).
+    fill : number, optional, keyword-only
+        None: :meth:`close` refuses a volume with voxels never written.
+        A value: they take it (the dtype must hold it exactly).
 
     Notes
     -----
@@ -152,7 +156,7 @@ class NiftiWriter(BlockWriter):
 
     kind = "NiftiWriter"
 
-    def __init__(self, path, shape, *, channels=None, dtype, affine=None, source=None, compresslevel=1):
+    def __init__(self, path, shape, *, channels=None, dtype, affine=None, source=None, compresslevel=1, fill=None):
         nibabel = import_nibabel()
         shape = check_shape3(shape)
         name = os.fspath(path) if isinstance(path, (str, os.PathLike)) else path
@@ -163,7 +167,7 @@ class NiftiWriter(BlockWriter):
         check_source(source)
         header = self._header(nibabel, source, affine)
         self.ordered = name.lower().endswith(".gz")
-        super().__init__(path, shape, (1,) + shape[1:], channels=channels, dtype=dtype)
+        super().__init__(path, shape, (1,) + shape[1:], channels=channels, dtype=dtype, fill=fill)
         if self._dtype == np.float16:
             raise ValueError("dtype=float16 is no NIfTI data type; expected uint8, uint16, uint32 or float32")
         depth, height, width = shape
@@ -174,6 +178,7 @@ class NiftiWriter(BlockWriter):
         self.header = header
         self._plane_bytes = height * width * self._dtype.itemsize
         self._files, self._temps, self._counts = [], [], []
+        self._finalizer = weakref.finalize(self, _remove, self._files, self._temps)  # a writer never closed
         try:
             self._open(compresslevel)
         except BaseException:
@@ -249,19 +254,22 @@ class NiftiWriter(BlockWriter):
                 raise RuntimeError(f"writing {self._path!r}: joining the channels fell short")
         os.replace(self._temps[0], self._path)
         self._temps.pop(0)
-        for temp in self._temps:
-            os.remove(temp)
-        self._temps = []
+        self._finalizer()
 
     def _discard(self):
-        for handle in self._files:
-            try:
-                handle.close()
-            except OSError:
-                pass
-        for temp in self._temps:
-            try:
-                os.remove(temp)
-            except FileNotFoundError:
-                pass
-        self._temps = []
+        self._finalizer()
+
+
+def _remove(files, temps):
+    """Close the streams and remove the partial files (abort, or a writer collected unclosed)."""
+    for handle in files:
+        try:
+            handle.close()
+        except OSError:
+            pass
+    for temp in temps:
+        try:
+            os.remove(temp)
+        except FileNotFoundError:
+            pass
+    temps.clear()

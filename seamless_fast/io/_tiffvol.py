@@ -120,6 +120,9 @@ class TiffVolumeWriter(BlockWriter):
         ``spacing`` and the resolution tags.
     source : VolumeReader, optional, keyword-only
         Take `spacing` from this reader where not given.
+    fill : number, optional, keyword-only
+        None: :meth:`close` refuses a volume with voxels never written.
+        A value: they take it (the dtype must hold it exactly).
 
     Notes
     -----
@@ -145,13 +148,13 @@ class TiffVolumeWriter(BlockWriter):
     kind = "TiffVolumeWriter"
     ordered = True
 
-    def __init__(self, path, shape, *, channels=None, dtype, spacing=None, source=None):
+    def __init__(self, path, shape, *, channels=None, dtype, spacing=None, source=None, fill=None):
         shape = check_shape3(shape)
         check_source(source)
         if source is not None and spacing is None:
             spacing = source.spacing
         spacing = None if spacing is None else check_positive_floats(spacing, "spacing")
-        super().__init__(path, shape, (1,) + shape[1:], channels=channels, dtype=dtype)
+        super().__init__(path, shape, (1,) + shape[1:], channels=channels, dtype=dtype, fill=fill)
         if self._dtype.name not in _IMAGEJ_DTYPES:
             raise ValueError(f"dtype={self._dtype.name} is not an ImageJ sample type; expected one of "
                              f"{_IMAGEJ_DTYPES}")

@@ -8,6 +8,7 @@ import numpy as np
 from .._files import check_not_an_input, check_output_path
 from .._validate import as_positive_int
 from ..dtypes import as_output_dtype, to_output_dtype
+from ._common import _check_fill
 from ._volume import check_box6, check_shape3
 
 __all__ = ["BlockWriter", "volume_writer"]
@@ -45,7 +46,7 @@ class BlockWriter:
     kind = "BlockWriter"
     ordered = False
 
-    def __init__(self, path, shape, block, *, channels, dtype, folder=False):
+    def __init__(self, path, shape, block, *, channels, dtype, fill=None, folder=False):
         self._path = os.fspath(path) if isinstance(path, (str, os.PathLike)) else path
         if not isinstance(self._path, str):
             raise ValueError(f"path={path!r} is not a path")
@@ -54,6 +55,7 @@ class BlockWriter:
         if dtype is None:
             raise ValueError("dtype=None: expected one of uint8, uint16, uint32 (labels), float16 or float32")
         self._dtype = as_output_dtype(dtype)
+        self._fill = None if fill is None else _check_fill(fill, self._dtype)
         if folder == "group":  # an earlier OME-Zarr image, replaced at close; _files knows zarr arrays only
             check_not_an_input(self._path, ())
             if not os.access(os.path.dirname(os.path.abspath(self._path)), os.W_OK | os.X_OK):
@@ -174,14 +176,22 @@ class BlockWriter:
         Raises
         ------
         ValueError
-            Naming how many voxels were never written; the partial file is
-            removed and nothing appears under the final name.
+            Naming how many voxels were never written (unless the writer has
+            a `fill`, which they then take); the partial file is removed and
+            nothing appears under the final name.
         """
         if self._state == "closed":
             return
         if self._state != "open":
             raise ValueError(f"{self.kind} for {self._path!r} is {self._state}; nothing to close")
         missing = self.missing
+        if missing and self._fill is not None:
+            try:
+                self._fill_missing()
+            except BaseException:
+                self.abort()
+                raise
+            missing = 0
         if missing:
             self.abort()
             raise ValueError(f"{self.kind} for {self._path!r}: {missing} of {math.prod(self._shape)} voxels were "
@@ -192,6 +202,20 @@ class BlockWriter:
             self.abort()
             raise
         self._state = "closed"
+
+    def _fill_missing(self):
+        """Give every voxel not written the fill and write out the blocks, in flat order."""
+        for flat in range(self._flushed.size):
+            index = tuple(int(i) for i in np.unravel_index(flat, self._grid))
+            if self._flushed[index]:
+                continue
+            entry = self._held.get(index)
+            if entry is None:
+                entry = self._held[index] = self._new_block(index)
+            entry[0][~entry[1]] = self._fill
+            entry[2] = 0
+            self._flush_complete([index])
+        self._written = math.prod(self._shape)
 
     def abort(self):
         """Abandon the output: remove the partial file. Safe to call twice."""

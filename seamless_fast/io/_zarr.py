@@ -4,6 +4,7 @@ import json
 import math
 import os
 import shutil
+import weakref
 
 import numpy as np
 
@@ -156,6 +157,9 @@ class ZarrWriter(BlockWriter):
         has scale and translation only.
     compressor : bool, keyword-only
         Compress chunks with zarr's default codec (zstd).
+    fill : number, optional, keyword-only
+        None: :meth:`close` refuses a volume with voxels never written.
+        A value: they take it (the dtype must hold it exactly).
 
     Notes
     -----
@@ -182,7 +186,7 @@ class ZarrWriter(BlockWriter):
     kind = "ZarrWriter"
 
     def __init__(self, path, shape, *, channels=None, dtype, chunks=None, spacing=None, translation=None, ome=True,
-                 source=None, compressor=True):
+                 source=None, compressor=True, fill=None):
         shape = check_shape3(shape)
         chunks = _check_chunks(chunks, shape)
         if not isinstance(ome, (bool, np.bool_)):
@@ -195,9 +199,10 @@ class ZarrWriter(BlockWriter):
         spacing = None if spacing is None else check_positive_floats(spacing, "spacing")
         translation = None if translation is None else check_positive_floats(translation, "translation",
                                                                              positive=False)
-        super().__init__(path, shape, chunks, channels=channels, dtype=dtype, folder=_zarr_group(path))
+        super().__init__(path, shape, chunks, channels=channels, dtype=dtype, fill=fill, folder=_zarr_group(path))
         zarr = import_zarr()
         self._temp = make_partial(self._path, directory=True)
+        self._finalizer = weakref.finalize(self, shutil.rmtree, self._temp, ignore_errors=True)  # never closed
         try:
             self._array = self._create(zarr, bool(ome), spacing, translation, bool(compressor))
         except BaseException:
@@ -248,9 +253,10 @@ class ZarrWriter(BlockWriter):
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(self._temp, self._path)
+        self._finalizer.detach()
 
     def _discard(self):
-        shutil.rmtree(self._temp, ignore_errors=True)
+        self._finalizer()
 
 
 def _zarr_group(path):
