@@ -127,7 +127,7 @@ def test_ome_zarr_04_levels_spacing_and_channels(tmp_path):
     with VolumeReader(path) as reader:
         assert [lev.shape for lev in reader.levels] == [(8, 10, 12), (4, 5, 6)]
         assert [lev.spacing for lev in reader.levels] == [(2.0, 0.5, 0.5), (4.0, 1.0, 1.0)]
-        assert reader.spacing == (2.0, 0.5, 0.5) and reader.channels == 2
+        assert reader.spacing == (2.0, 0.5, 0.5) and reader.channels == 2 and reader.unit == "micrometer"
         np.testing.assert_array_equal(reader.affine @ [1, 2, 3, 1], [12.0, 1.0, 1.5, 1])
         check_windows(reader, np.moveaxis(level0, 0, -1), 9)
     with VolumeReader(path, level=1, pad="edge") as reader:
@@ -168,7 +168,7 @@ def test_imagej_hyperstack_written_by_tifffile(tmp_path):
     tifffile.imwrite(path, data, imagej=True, resolution=(1 / 0.25, 1 / 0.25),
                      metadata={"axes": "ZCYX", "spacing": 1.5, "unit": "um"})
     with VolumeReader(path) as reader:
-        assert reader.spacing == pytest.approx((1.5, 0.25, 0.25))
+        assert reader.spacing == pytest.approx((1.5, 0.25, 0.25)) and reader.unit == "micrometer"
         check_windows(reader, np.moveaxis(tifffile.imread(path), 1, -1), 13)
 
 
@@ -179,14 +179,14 @@ def test_ome_tiff_z_stack_and_plain_page_stack(tmp_path):
     tifffile.imwrite(ome, data, ome=True, tile=(16, 16),
                      metadata={"axes": "ZYX", "PhysicalSizeZ": 2.0, "PhysicalSizeY": 0.5, "PhysicalSizeX": 0.4})
     with VolumeReader(ome, pad="reflect") as reader:
-        assert reader.spacing == (2.0, 0.5, 0.4)
+        assert reader.spacing == (2.0, 0.5, 0.4) and reader.unit == "micrometer"
         check_windows(reader, tifffile.imread(ome)[..., None], 15)
     plain = str(tmp_path / "pages.tif")
     with tifffile.TiffWriter(plain) as tif:
         for page in data:
             tif.write(page, metadata=None, compression="zlib")
     with VolumeReader(plain) as reader:
-        assert reader.spacing is None
+        assert reader.spacing is None and reader.unit is None
         check_windows(reader, data[..., None], 16)
 
 

@@ -88,14 +88,15 @@ def test_ome_zarr_metadata_is_ngff_05(tmp_path):
 
 def test_zarr_spacing_survives_read_write_read(tmp_path):
     source = str(tmp_path / "in.zarr")
-    with ZarrWriter(source, (4, 5, 6), dtype="uint16", spacing=(3.0, 0.7, 0.7), translation=(5.0, 1.0, 2.0)) as w:
+    with ZarrWriter(source, (4, 5, 6), dtype="uint16", spacing=(3.0, 0.7, 0.7), translation=(5.0, 1.0, 2.0),
+                    unit="nm") as w:
         w.write((0, 0, 0, 4, 5, 6), np.arange(120, dtype=np.uint16).reshape(4, 5, 6))
     out = str(tmp_path / "out.zarr")
     with VolumeReader(source) as reader, ZarrWriter(out, reader.shape, dtype="uint16", source=reader) as writer:
         writer.write((0, 0, 0, 4, 5, 6), reader.read((0, 0, 0, 4, 5, 6))[..., 0])
         spacing, affine = reader.spacing, reader.affine
     with VolumeReader(out) as again:
-        assert again.spacing == spacing
+        assert again.spacing == spacing and again.unit == "nanometer"
         np.testing.assert_array_equal(again.affine, affine)
 
 
@@ -286,8 +287,15 @@ def test_nifti_affine_and_header_survive_read_write_read(tmp_path):
     with VolumeReader(out) as reader, ZarrWriter(zarr_out, reader.shape, dtype="uint8", source=reader) as writer:
         writer.write((0, 0, 0) + reader.shape, reader.read((0, 0, 0) + reader.shape)[..., 0])
         spacing = reader.spacing
+        assert reader.unit == "millimeter"
     with VolumeReader(zarr_out) as reader:
         np.testing.assert_allclose(reader.spacing, spacing)
+        assert reader.unit == "millimeter"
+        back = str(tmp_path / "back.nii")  # and from the zarr to a NIfTI again: millimetres, the spacing
+        with NiftiWriter(back, reader.shape, dtype="uint8", source=reader) as writer:
+            writer.write((0, 0, 0) + reader.shape, reader.read((0, 0, 0) + reader.shape)[..., 0])
+    assert nibabel.load(back).header.get_xyzt_units()[0] == "mm"
+    np.testing.assert_allclose(nibabel.load(back).header.get_zooms(), spacing[::-1])
 
 
 @pytest.mark.parametrize("call, match", [
@@ -306,6 +314,7 @@ def test_nifti_affine_and_header_survive_read_write_read(tmp_path):
     (lambda p: NiftiWriter(p + "/a.nii", (2, 2, 2), dtype="uint8", affine=np.eye(3)), r"^affine=.*not a finite 4x4"),
     (lambda p: NiftiWriter(p + "/a.nii", (2, 2, 2), dtype="uint8", source="x.nii"), r"^source='x.nii' is not a Vol"),
     (lambda p: ZarrWriter(p + "/a.zarr", (2, 2, 2), dtype="uint8", source=3), r"^source=3 is not a VolumeReader"),
+    (lambda p: ZarrWriter(p + "/a.zarr", (2, 2, 2), dtype="uint8", unit="furlong"), r"^unit='furlong' is not a len"),
 ])
 def test_bad_writer_arguments_refused(tmp_path, call, match):
     if "NIfTI" in match or ".nii or" in match or "compresslevel" in match or "affine" in match or "x.nii" in match:
@@ -337,14 +346,14 @@ def test_tiff_stack_round_trip_any_order(tmp_path, channels, dtype, seed):
     if seed:
         rng.shuffle(boxes)
     path = str(tmp_path / "stack.tif")
-    with volume_writer(path, shape, channels=channels, dtype=dtype, spacing=(2.5, 0.5, 0.25)) as writer:
+    with volume_writer(path, shape, channels=channels, dtype=dtype, spacing=(2.5, 0.5, 0.25), unit="um") as writer:
         write_all(writer, volume, boxes)
     with tifffile.TiffFile(path) as tif:
         assert tif.is_imagej and tif.series[0].axes == ("ZYX" if channels is None else "ZCYX")
         stored = tif.series[0].asarray()
     np.testing.assert_array_equal(stored, volume if channels is None else np.moveaxis(volume, -1, 1))
     with VolumeReader(path) as reader:
-        assert reader.spacing == pytest.approx((2.5, 0.5, 0.25))
+        assert reader.spacing == pytest.approx((2.5, 0.5, 0.25)) and reader.unit == "micrometer"
         np.testing.assert_array_equal(reader.read((0, 0, 0) + shape), volume.reshape(shape + (-1,)))
     assert leftovers(tmp_path) == []
 

@@ -8,11 +8,13 @@ import weakref
 import numpy as np
 
 from .._files import make_partial
-from ._volume import AxesSource
+from ._volume import AxesSource, unit_name
 from ._volwrite import BlockWriter, check_shape3, check_source
 
 __all__ = ["NiftiWriter", "zyx_affine"]
 
+# NIfTI's spatial units by their NGFF names.
+_NIFTI_UNITS = {"meter": "meter", "millimeter": "mm", "micrometer": "micron"}
 # Header (348 bytes) and the 4-byte extension flag: the data start here.
 _VOX_OFFSET = 352
 
@@ -72,7 +74,8 @@ def open_nifti(path, level):
     header = image.header
     source = AxesSource(_Proxy(proxy, len(shape)), axes, path,
                         spacing=tuple(float(v) for v in header.get_zooms()[2::-1]),
-                        affine=zyx_affine(image.affine), closer=_closer(proxy))
+                        affine=zyx_affine(image.affine), closer=_closer(proxy),
+                        unit=unit_name(header.get_xyzt_units()[0]))
     source.extra = {"nifti_affine": image.affine.copy(), "nifti_header": header.copy()}
     return source
 
@@ -201,6 +204,8 @@ class NiftiWriter(BlockWriter):
         if affine is None:
             affine = np.eye(4)
         sform, qform = (2, 0) if nifti_header is None else (int(header["sform_code"]) or 2, int(header["qform_code"]))
+        if nifti_header is None and source is not None and source.unit in _NIFTI_UNITS:
+            header.set_xyzt_units(xyz=_NIFTI_UNITS[source.unit])
         header.set_sform(affine, code=sform)
         header.set_qform(affine, code=qform)
         return header

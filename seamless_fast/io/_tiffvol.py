@@ -8,7 +8,8 @@ import numpy as np
 from .._files import make_partial
 from . import _stream
 from ._common import _import_tifffile
-from ._volume import AxesSource, VolumeLevel
+from ._levels import _OME_MICROMETRES
+from ._volume import UNITS, AxesSource, VolumeLevel, unit_name
 from ._volwrite import BlockWriter, check_positive_floats, check_shape3, check_source
 from .writer import BIGTIFF_THRESHOLD
 
@@ -40,26 +41,32 @@ def _letters(axes, shape, path):
 
 
 def _spacing(tif, series, path):
-    """(z, y, x) voxel size from OME Physical sizes or ImageJ's spacing and resolution, else None."""
+    """((z, y, x) voxel size, unit) from OME physical sizes (in micrometres) or ImageJ's spacing, resolution and
+    unit, else (None, None)."""
+    unit = None
     try:
         if tif.is_ome:
             tifffile = _import_tifffile()
             pixels = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]
             pixels = (pixels[0] if isinstance(pixels, list) else pixels)["Pixels"]
-            values = tuple(pixels.get(f"PhysicalSize{a}") for a in "ZYX")
+            values = tuple(None if pixels.get(f"PhysicalSize{a}") is None else
+                           float(pixels[f"PhysicalSize{a}"]) * _OME_MICROMETRES[pixels.get(f"PhysicalSize{a}Unit", "µm")]
+                           for a in "ZYX")
+            unit = "micrometer"
         elif tif.is_imagej:
             meta = tif.imagej_metadata or {}
             page = series.keyframe
             y, x = (page.tags.get(n) for n in ("YResolution", "XResolution"))
             values = (meta.get("spacing"),) + tuple(None if t is None else t.value[1] / t.value[0] for t in (y, x))
+            unit = unit_name(meta.get("unit"))
         else:
-            return None
+            return None, None
     except (KeyError, TypeError, ValueError, ZeroDivisionError, IndexError):
-        return None
+        return None, None
     if any(v is None for v in values):
-        return None
+        return None, None
     values = tuple(float(v) for v in values)
-    return values if all(np.isfinite(values)) and min(values) > 0 else None
+    return (values, unit) if all(np.isfinite(values)) and min(values) > 0 else (None, None)
 
 
 def open_tiff_volume(path, level, channel_axis):
@@ -82,7 +89,7 @@ def open_tiff_volume(path, level, channel_axis):
             raise ValueError(f"level={level!r} is not a level of {path!r}; expected 0 to {len(levels) - 1}")
         chosen = levels[level]
         axes = _letters(chosen.axes, chosen.shape, path)
-        spacing = _spacing(tif, series, path)
+        spacing, unit = _spacing(tif, series, path)
         level_list = []
         for lev in levels:
             letters = _letters(lev.axes, lev.shape, path)
@@ -93,7 +100,7 @@ def open_tiff_volume(path, level, channel_axis):
         array = zarr.open(chosen.aszarr(), mode="r")
         affine = None if spacing is None else np.diag(list(level_list[level].spacing) + [1.0])
         return AxesSource(array, axes, path, spacing=level_list[level].spacing, affine=affine,
-                          levels=tuple(level_list), level=level, closer=tif.close)
+                          levels=tuple(level_list), level=level, closer=tif.close, unit=unit)
     except BaseException:
         tif.close()
         raise
@@ -116,10 +123,12 @@ class TiffVolumeWriter(BlockWriter):
         The sample types ImageJ reads. Values go through
         :func:`seamless_fast.dtypes.to_output_dtype`.
     spacing : (float, float, float), optional, keyword-only
-        ``(z, y, x)`` voxel size in micrometres, written as ImageJ's
-        ``spacing`` and the resolution tags.
+        ``(z, y, x)`` voxel size, written as ImageJ's ``spacing`` and the
+        resolution tags.
     source : VolumeReader, optional, keyword-only
-        Take `spacing` from this reader where not given.
+        Take `spacing` and `unit` from this reader where not given.
+    unit : str, optional, keyword-only
+        Length unit of `spacing` ("micrometer", "um", "mm", ...), ImageJ's ``unit``.
     fill : number, optional, keyword-only
         None: :meth:`close` refuses a volume with voxels never written.
         A value: they take it (the dtype must hold it exactly).
@@ -148,11 +157,13 @@ class TiffVolumeWriter(BlockWriter):
     kind = "TiffVolumeWriter"
     ordered = True
 
-    def __init__(self, path, shape, *, channels=None, dtype, spacing=None, source=None, fill=None):
+    def __init__(self, path, shape, *, channels=None, dtype, spacing=None, source=None, fill=None, unit=None):
         shape = check_shape3(shape)
         check_source(source)
         if source is not None and spacing is None:
-            spacing = source.spacing
+            spacing, unit = source.spacing, source.unit if unit is None else unit
+        if unit is not None and unit_name(unit) is None:
+            raise ValueError(f"unit={unit!r} is not a length unit; expected e.g. 'micrometer' or 'millimeter'")
         spacing = None if spacing is None else check_positive_floats(spacing, "spacing")
         super().__init__(path, shape, (1,) + shape[1:], channels=channels, dtype=dtype, fill=fill)
         if self._dtype.name not in _IMAGEJ_DTYPES:
@@ -167,7 +178,9 @@ class TiffVolumeWriter(BlockWriter):
         metadata = {"axes": axes}
         kwargs = {"shape": full, "dtype": self._dtype, "photometric": "minisblack", "metadata": metadata}
         if spacing is not None:
-            metadata.update(spacing=spacing[0], unit="um")
+            metadata.update(spacing=spacing[0])
+            if unit is not None:
+                metadata["unit"] = {"micrometer": "um"}.get(unit_name(unit), UNITS[unit_name(unit)][0])
             kwargs["resolution"] = (1 / spacing[2], 1 / spacing[1])
         self._pages = pages
         self._temp = make_partial(self._path)

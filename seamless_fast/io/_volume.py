@@ -13,6 +13,26 @@ from .reader import _pad_index
 __all__ = ["VolumeReader", "VolumeLevel", "open_volume"]
 
 VOLUME_PAD_MODES = ("constant", "edge", "reflect")
+# Length units by their OME-Zarr (NGFF) names, with the spellings ImageJ, OME-TIFF and NIfTI use.
+UNITS = {"micrometer": ("um", "µm", "\u03bcm", "\\u00B5m", "micron", "microns"), "millimeter": ("mm",),
+         "nanometer": ("nm",), "centimeter": ("cm",), "meter": ("m",)}
+
+
+def unit_name(text):
+    """The NGFF name of a length unit (``"um"`` -> ``"micrometer"``), or None for an unknown one.
+
+    Examples
+    --------
+    >>> unit_name("µm"), unit_name("mm"), unit_name("parsec")
+    ('micrometer', 'millimeter', None)
+    """
+    if not isinstance(text, str):
+        return None
+    text = text.strip()
+    for name, spellings in UNITS.items():
+        if text.lower() == name or text in spellings:
+            return name
+    return None
 
 
 class VolumeLevel(NamedTuple):
@@ -74,7 +94,7 @@ class AxesSource:
     optional) and t (any other axis, of length 1, dropped)."""
 
     def __init__(self, array, axes, name, *, spacing=None, affine=None, levels=None, level=0, closer=None,
-                 fresh=True):
+                 fresh=True, unit=None):
         shape = tuple(int(n) for n in array.shape)
         if sorted(axes.replace("t", "")) not in (sorted("zyx"), sorted("zyxc")) or len(axes) != len(shape):
             raise ValueError(f"source={name!r} has axes {axes!r} for shape {shape}; expected z, y and x "
@@ -89,7 +109,7 @@ class AxesSource:
         self.shape = tuple(shape[axes.index(a)] for a in "zyx")
         self.channels = shape[axes.index("c")] if "c" in axes else 1
         self.dtype = np.dtype(array.dtype).newbyteorder("=")
-        self.spacing, self.affine = spacing, affine
+        self.spacing, self.affine, self.unit = spacing, affine, unit
         self.levels = levels if levels is not None else (VolumeLevel(self.shape, spacing),)
         self.level = level
         self.extra = {}
@@ -218,6 +238,9 @@ class VolumeReader:
     spacing : (float, float, float) or None
         ``(z, y, x)`` physical voxel size (OME-Zarr scale, NIfTI zooms,
         ImageJ or OME-TIFF physical sizes), or None.
+    unit : str or None
+        The unit of `spacing` ("micrometer", "millimeter", ...) where the
+        source names one (an OME-TIFF's sizes are given in micrometres).
     affine : ndarray (4, 4) or None
         Maps ``(z, y, x, 1)`` voxel indices to world coordinates in (z, y, x)
         order. For NIfTI this is its affine with the voxel axes and the
@@ -268,6 +291,8 @@ class VolumeReader:
     channels = property(lambda self: int(self._open().channels), doc="Number of channels (1 without).")
     dtype = property(lambda self: self._open().dtype, doc="Data type (native byte order).")
     spacing = property(lambda self: self._open().spacing, doc="``(z, y, x)`` voxel size, or None.")
+    unit = property(lambda self: self._open().unit,
+                    doc="Length unit of `spacing` by its NGFF name (\"micrometer\", \"millimeter\", ...), or None.")
     levels = property(lambda self: self._open().levels, doc="The levels, a tuple of :class:`VolumeLevel`.")
     level = property(lambda self: self._open().level, doc="The number of the level read.")
     nifti_affine = property(lambda self: self._open().extra.get("nifti_affine"),

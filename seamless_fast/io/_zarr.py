@@ -9,7 +9,7 @@ import weakref
 import numpy as np
 
 from .._files import make_partial
-from ._volume import AxesSource, VolumeLevel, array_axes
+from ._volume import AxesSource, VolumeLevel, array_axes, unit_name
 from ._volwrite import BlockWriter, check_positive_floats, check_shape3, check_source
 
 __all__ = ["ZarrWriter"]
@@ -119,8 +119,11 @@ def open_zarr(path, level, channel_axis):
     affine = np.eye(4)
     affine[[0, 1, 2], [0, 1, 2]] = scale
     affine[:3, 3] = translation
+    units = [axis.get("unit") for axis in image.get("axes") or () if isinstance(axis, dict)
+             and axis.get("type") == "space"]
+    unit = unit_name(units[0]) if units and len(set(units)) == 1 else None
     return AxesSource(array, axes, path, spacing=levels[level].spacing, affine=affine, levels=tuple(levels),
-                      level=level)
+                      level=level, unit=unit)
 
 
 class ZarrWriter(BlockWriter):
@@ -147,12 +150,15 @@ class ZarrWriter(BlockWriter):
         ``(z, y, x)`` voxel size, written as the OME-Zarr scale.
     translation : (float, float, float), optional, keyword-only
         ``(z, y, x)`` world position of voxel (0, 0, 0), an OME-Zarr translation.
+    unit : str, optional, keyword-only
+        Length unit of `spacing` ("micrometer", "millimeter", "um", "mm", ...),
+        written as each space axis's unit.
     ome : bool, keyword-only
         True: an OME-Zarr 0.5 image (a group with "multiscales" metadata, axes
         (c,) z, y, x, one level at path "0"). False: a plain zarr v3 array
         (with ``dimension_names``).
     source : VolumeReader, optional, keyword-only
-        Take `spacing` and `translation` (its affine's last column) from this
+        Take `spacing`, `unit` and `translation` (its affine's last column) from this
         reader where not given. A NIfTI's rotation is not carried: OME-Zarr
         has scale and translation only.
     compressor : bool, keyword-only
@@ -186,7 +192,7 @@ class ZarrWriter(BlockWriter):
     kind = "ZarrWriter"
 
     def __init__(self, path, shape, *, channels=None, dtype, chunks=None, spacing=None, translation=None, ome=True,
-                 source=None, compressor=True, fill=None):
+                 source=None, compressor=True, fill=None, unit=None):
         shape = check_shape3(shape)
         chunks = _check_chunks(chunks, shape)
         if not isinstance(ome, (bool, np.bool_)):
@@ -194,9 +200,13 @@ class ZarrWriter(BlockWriter):
         check_source(source)
         if source is not None:
             spacing = source.spacing if spacing is None else spacing
+            unit = source.unit if unit is None else unit
             if translation is None and source.affine is not None:
                 translation = tuple(float(v) for v in source.affine[:3, 3])
         spacing = None if spacing is None else check_positive_floats(spacing, "spacing")
+        if unit is not None and unit_name(unit) is None:
+            raise ValueError(f"unit={unit!r} is not a length unit; expected e.g. 'micrometer' or 'millimeter'")
+        self._unit = None if unit is None else unit_name(unit)
         translation = None if translation is None else check_positive_floats(translation, "translation",
                                                                              positive=False)
         super().__init__(path, shape, chunks, channels=channels, dtype=dtype, fill=fill, folder=_zarr_group(path))
@@ -220,7 +230,7 @@ class ZarrWriter(BlockWriter):
             return zarr.create_array(self._temp, overwrite=True, zarr_format=3, **kwargs)
         group = zarr.open_group(self._temp, mode="w", zarr_format=3)
         axes = [{"name": "c", "type": "channel"}] * len(extra) + [
-            {"name": a, "type": "space", **({} if spacing is None else {"unit": "micrometer"})} for a in "zyx"]
+            {"name": a, "type": "space", **({} if self._unit is None else {"unit": self._unit})} for a in "zyx"]
         transforms = [{"type": "scale", "scale": [1.0] * len(extra) + list(spacing or (1.0, 1.0, 1.0))}]
         if translation is not None:
             transforms.append({"type": "translation", "translation": [0.0] * len(extra) + list(translation)})
