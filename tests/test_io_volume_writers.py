@@ -3,9 +3,12 @@ and a full disk leave nothing under the final name; spacing and affine survive r
 
 import errno
 import os
+import tempfile
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from seamless_fast.io import NiftiWriter, VolumeReader, ZarrWriter, volume_writer
 
@@ -425,3 +428,34 @@ def test_a_writer_never_closed_leaves_no_partial(tmp_path, suffix):
     del writer
     gc.collect()
     assert os.listdir(tmp_path) == []
+
+
+@st.composite
+def writes(draw):
+    shape = tuple(draw(st.integers(1, 7)) for _ in range(3))
+    cuts = [sorted(set(draw(st.lists(st.integers(1, n - 1), max_size=3)))) if n > 1 else [] for n in shape]
+    edges = [[0] + c + [n] for c, n in zip(cuts, shape)]
+    boxes = [(z0, y0, x0, z1, y1, x1) for z0, z1 in zip(edges[0], edges[0][1:]) for y0, y1 in zip(edges[1], edges[1][1:])
+             for x0, x1 in zip(edges[2], edges[2][1:])]
+    order = draw(st.permutations(range(len(boxes))))
+    chunks = tuple(draw(st.integers(1, 4)) for _ in range(3))
+    return shape, [boxes[i] for i in order], chunks, draw(st.sampled_from([".zarr", ".nii", ".nii.gz", ".tif"]))
+
+
+@given(writes())
+def test_any_order_writes_every_voxel_once(case):
+    shape, boxes, chunks, suffix = case
+    if suffix.startswith(".nii"):
+        pytest.importorskip("nibabel")
+    volume = np.random.default_rng(len(boxes)).random(shape + (2,)).astype(np.float32)
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "out" + suffix)
+        options = {"chunks": chunks} if suffix == ".zarr" else {}
+        with volume_writer(path, shape, channels=2, dtype="float32", **options) as writer:
+            for box in boxes:
+                writer.write(box, window(volume, box))
+                with pytest.raises(ValueError, match="already written"):
+                    writer.write(box, window(volume, box))
+        assert writer.held_bytes == 0 and sorted(os.listdir(folder)) == ["out" + suffix]
+        with VolumeReader(path) as reader:
+            np.testing.assert_array_equal(reader.read((0, 0, 0) + shape), volume)

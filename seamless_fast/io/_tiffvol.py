@@ -88,19 +88,26 @@ def open_tiff_volume(path, level, channel_axis):
         if not 0 <= level < len(levels):
             raise ValueError(f"level={level!r} is not a level of {path!r}; expected 0 to {len(levels) - 1}")
         chosen = levels[level]
-        axes = _letters(chosen.axes, chosen.shape, path)
+        # unsqueezed: a volume one plane deep keeps its Z axis
+        axes = _letters(chosen.get_axes(False), chosen.get_shape(False), path)
         spacing, unit = _spacing(tif, series, path)
         level_list = []
         for lev in levels:
-            letters = _letters(lev.axes, lev.shape, path)
-            shape = tuple(int(lev.shape[letters.index(a)]) for a in "zyx")
+            letters = _letters(lev.get_axes(False), lev.get_shape(False), path)
+            shape = tuple(int(lev.get_shape(False)[letters.index(a)]) for a in "zyx")
             scaled = None if spacing is None else tuple(
                 s * n / m for s, n, m in zip(spacing, level_list[0].shape if level_list else shape, shape))
             level_list.append(VolumeLevel(shape, scaled))
-        array = zarr.open(chosen.aszarr(), mode="r")
+        full = chosen.get_shape(False)
+        if full[axes.index("y")] * full[axes.index("x")] == 1:
+            # tifffile's zarr store cannot index planes of one pixel; their volume is a few voxels, read whole
+            array = chosen.asarray().reshape(full)
+        else:
+            array = zarr.open(chosen.aszarr(squeeze=False), mode="r")
         affine = None if spacing is None else np.diag(list(level_list[level].spacing) + [1.0])
         return AxesSource(array, axes, path, spacing=level_list[level].spacing, affine=affine,
-                          levels=tuple(level_list), level=level, closer=tif.close, unit=unit)
+                          levels=tuple(level_list), level=level, closer=tif.close, unit=unit,
+                          fresh=not isinstance(array, np.ndarray))
     except BaseException:
         tif.close()
         raise
@@ -138,7 +145,8 @@ class TiffVolumeWriter(BlockWriter):
     Pages are written in z order by tifffile in a background thread: the
     writer holds the incomplete z-planes and those waiting for an earlier
     plane. A volume beyond 4 GiB becomes a BigTIFF with tifffile's own
-    shape metadata (ImageJ reads no BigTIFF).
+    shape metadata (ImageJ reads no BigTIFF), as does one a single voxel
+    wide (tifffile reads the width of such an ImageJ stack as samples).
 
     Examples
     --------
@@ -185,7 +193,9 @@ class TiffVolumeWriter(BlockWriter):
         self._pages = pages
         self._temp = make_partial(self._path)
         try:
-            self._tiff = tifffile.TiffWriter(self._temp, bigtiff=bigtiff, imagej=not bigtiff)
+            # tifffile takes an ImageJ stack one pixel wide for samples: such a stack gets shaped metadata too
+            imagej = not bigtiff and shape[2] > 1
+            self._tiff = tifffile.TiffWriter(self._temp, bigtiff=bigtiff, imagej=imagej)
             self._queue, self._errors, self._taken, self._thread, self._finalizer = _stream.start(
                 self, self._tiff, kwargs, f"TiffVolumeWriter({self._path})", self._temp)
         except BaseException:
