@@ -318,6 +318,8 @@ def test_nifti_affine_and_header_survive_read_write_read(tmp_path):
     (lambda p: NiftiWriter(p + "/a.nii", (2, 2, 2), dtype="uint8", source="x.nii"), r"^source='x.nii' is not a Vol"),
     (lambda p: ZarrWriter(p + "/a.zarr", (2, 2, 2), dtype="uint8", source=3), r"^source=3 is not a VolumeReader"),
     (lambda p: ZarrWriter(p + "/a.zarr", (2, 2, 2), dtype="uint8", unit="furlong"), r"^unit='furlong' is not a len"),
+    (lambda p: ZarrWriter(p + "/a.zarr", (2, 2, 2), dtype="uint8", source=VolumeReader(np.zeros((2, 2, 4)))),
+     r"^source has shape \(2, 2, 4\) but the output \(2, 2, 2\)"),
 ])
 def test_bad_writer_arguments_refused(tmp_path, call, match):
     if "NIfTI" in match or ".nii or" in match or "compresslevel" in match or "affine" in match or "x.nii" in match:

@@ -167,7 +167,7 @@ class NiftiWriter(BlockWriter):
             raise ValueError(f"path={path!r}: expected a .nii or .nii.gz name")
         if isinstance(compresslevel, bool) or compresslevel not in range(1, 10):
             raise ValueError(f"compresslevel={compresslevel!r}: expected an int from 1 to 9")
-        check_source(source)
+        check_source(source, shape)
         header = self._header(nibabel, source, affine)
         self.ordered = name.lower().endswith(".gz")
         super().__init__(path, shape, (1,) + shape[1:], channels=channels, dtype=dtype, fill=fill)

@@ -167,7 +167,7 @@ class TiffVolumeWriter(BlockWriter):
 
     def __init__(self, path, shape, *, channels=None, dtype, spacing=None, source=None, fill=None, unit=None):
         shape = check_shape3(shape)
-        check_source(source)
+        check_source(source, shape)
         if source is not None and spacing is None:
             spacing, unit = source.spacing, source.unit if unit is None else unit
         if unit is not None and unit_name(unit) is None:

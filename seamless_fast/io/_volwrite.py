@@ -26,12 +26,16 @@ def check_positive_floats(values, name, *, positive=True):
     return out
 
 
-def check_source(source):
-    """`source` if it is None or a VolumeReader, else a ValueError."""
+def check_source(source, shape):
+    """`source` if it is None or a VolumeReader of `shape` (whose voxels its spacing and affine describe),
+    else a ValueError."""
     from ._volume import VolumeReader
 
     if source is not None and not isinstance(source, VolumeReader):
         raise ValueError(f"source={source!r} is not a VolumeReader")
+    if source is not None and tuple(source.shape) != tuple(shape):
+        raise ValueError(f"source has shape {source.shape} but the output {tuple(shape)}: its spacing and affine "
+                         "describe other voxels; pass the output's own instead of source")
     return source
 
 

@@ -197,7 +197,7 @@ class ZarrWriter(BlockWriter):
         chunks = _check_chunks(chunks, shape)
         if not isinstance(ome, (bool, np.bool_)):
             raise ValueError(f"ome={ome!r} must be True or False")
-        check_source(source)
+        check_source(source, shape)
         if source is not None:
             spacing = source.spacing if spacing is None else spacing
             unit = source.unit if unit is None else unit
