@@ -10,6 +10,12 @@ read, chosen by number or by resolution (:func:`level_for_mpp`).
 arrive, holding only the TIFF tile rows that are not yet complete, and only
 puts the file under its final name once it is complete.
 
+:class:`VolumeReader` reads windows of 3-D volumes (zarr and OME-Zarr,
+multi-page TIFF stacks, NIfTI), and :class:`ZarrWriter`,
+:class:`NiftiWriter` and :class:`TiffVolumeWriter` stream volumes out as
+their blocks complete
+(:func:`open_volume`, :func:`volume_writer` choose by extension).
+
 tifffile is an optional dependency (``pip install 'seamless_fast[tiff]'``);
 it is imported only when a TIFF is opened or written.
 """
@@ -18,7 +24,13 @@ from ._common import PAD_MODES
 from ._geo import GeoReference
 from ._levels import Level, level_for_mpp
 from ._tiff import _tiff_metadata  # noqa: F401 -- importable here as before the split
+from ._nifti import NiftiWriter
+from ._tiffvol import TiffVolumeWriter
+from ._volume import VolumeLevel, VolumeReader, open_volume
+from ._volwrite import volume_writer
+from ._zarr import ZarrWriter
 from .reader import ImageReader, metadata_for_output
 from .writer import BIGTIFF_THRESHOLD, COMPRESSIONS, RESOLUTION_UNITS, WRITER_DTYPES, TiffWriter, to_output_dtype
 
-__all__ = ["GeoReference", "ImageReader", "Level", "TiffWriter", "level_for_mpp", "metadata_for_output"]
+__all__ = ["GeoReference", "ImageReader", "Level", "NiftiWriter", "TiffVolumeWriter", "TiffWriter", "VolumeLevel", "VolumeReader",
+           "ZarrWriter", "level_for_mpp", "metadata_for_output", "open_volume", "volume_writer"]
