@@ -40,7 +40,7 @@ from ._transpose import frame_tile
 from ..plan._traverse import transpose_window
 from .._validate import check_bool
 from ..geometry import box_to_geom
-from ..plan import Plan
+from ..plan import Plan, VolumePlan
 from ..windows import window_2d
 
 __all__ = ["Blender", "OutputCell"]
@@ -132,6 +132,12 @@ class Blender(TileInput, Buffers):
     >>> bool(np.allclose(out, 1.0))
     True
     """
+
+    def __new__(cls, plan=None, *args, **kwargs):
+        if cls is Blender and isinstance(plan, VolumePlan):  # a volume: see `seamless_fast.engine._volume`
+            from ._volume import VolumeBlender
+            cls = VolumeBlender
+        return super().__new__(cls)
 
     def __init__(self, plan, *, labels=False, channel_first=False, dtype=None, check_finite=False,
                  cache_dir=None, buffer_on_disk=False, parallel=None, out=None):

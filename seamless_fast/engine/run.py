@@ -10,7 +10,7 @@ from ._tiles import check_tile_count, iterate_tiles
 from .._validate import as_positive_int, check_callable
 from .blender import Blender
 from ..geometry import box_to_geom, boxes_to_geoms, register_boxes, unregister_boxes
-from ..plan import Plan, analyse_plan
+from ..plan import Plan, VolumePlan, analyse_plan
 
 __all__ = ["blend", "run_plan", "cell_geom_blocks"]
 
@@ -73,6 +73,11 @@ def run_plan(plan, tiles, max_tiles=None, disk_cache_dir=None, on_load=None, on_
     >>> bool(np.allclose(image, 1.0))
     True
     """
+    if isinstance(plan, VolumePlan):  # yields (index, slices, data): see `seamless_fast.engine._volume.run_volume`
+        from ._volume import run_volume
+        return run_volume(plan, tiles, max_tiles, disk_cache_dir, on_load, on_unload, on_step, on_disk_evict,
+                          on_disk_restore, labels=labels, channel_first=channel_first, dtype=dtype,
+                          check_finite=check_finite, parallel=parallel)
     if not isinstance(plan, Plan):
         raise ValueError(f"plan must be a Plan from plan_regular_grid or plan_from_grid; got {type(plan).__name__}")
     callbacks = {"on_load": on_load, "on_unload": on_unload, "on_step": on_step,
@@ -202,6 +207,10 @@ def blend(plan, tiles, *, out=None, labels=False, channel_first=False, dtype=Non
     >>> result.shape, round(float(result.max()), 6)
     ((90, 70, 1), 0.5)
     """
+    if isinstance(plan, VolumePlan):  # (D, H, W, C): see `seamless_fast.engine._volume`
+        from ._volume import blend_volume
+        return blend_volume(plan, tiles, out=out, labels=labels, channel_first=channel_first, dtype=dtype,
+                            check_finite=check_finite, cache_dir=cache_dir, parallel=parallel)
     # every option is checked before a tile is read or the output allocated
     with Blender(plan, labels=labels, channel_first=channel_first, dtype=dtype, check_finite=check_finite,
                  cache_dir=cache_dir, parallel=parallel, out=out) as blender:

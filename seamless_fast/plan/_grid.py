@@ -17,6 +17,7 @@ from ..geometry import (axis_starts, axis_window, boxes_to_geoms, cells_meeting,
 from ..windows import check_window, is_separable, window_2d
 
 from ._plan import _INPUT_GEOMS, INPUT_GEOMS_CACHED, MAX_GRID_TILES, MAX_IMAGE_SIDE, Plan, _frozen, _right_buffer
+from ._volume import is_volume_grid, is_volume_size, plan_volume_from_grid, plan_volume_grid
 
 
 def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=None, *, window="pyramid",
@@ -127,6 +128,10 @@ def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=N
     >>> plan_regular_grid((1024, 40960), 256, 64, traverse="rows")[0].buffer_cols
     (0, 40960)
     """
+    if is_volume_size(image_size):  # (D, H, W): see `seamless_fast.plan._volume`
+        return plan_volume_grid(image_size, tile_size, overlap, area=area, traversal_fnc=traversal_fnc, window=window,
+                                max_buffer_bytes=max_buffer_bytes, context=context, output_scale=output_scale,
+                                traverse=traverse)
     image_size = as_pair(image_size, "image_size", minimum=1)
     if max(image_size) > MAX_IMAGE_SIDE:
         raise ValueError(f"image_size={image_size} is too large: each side must be at most {MAX_IMAGE_SIDE} "
@@ -291,6 +296,10 @@ def plan_from_grid(grid, margin=(0, 0), area=None, traversal_fnc=None, *, window
     >>> plan_from_grid(grid, context=4, output_scale=2).read_boxes().tolist()
     [[-4, -4, 64, 54], [-4, 26, 64, 94]]
     """
+    if is_volume_grid(grid):  # (nz, ny, nx, 6) integer boxes: see `seamless_fast.plan._volume`
+        return plan_volume_from_grid(grid, area=area, traversal_fnc=traversal_fnc, window=window,
+                                     max_buffer_bytes=max_buffer_bytes, context=context, output_scale=output_scale,
+                                     traverse=traverse)
     if isinstance(margin, shapely.Geometry):
         raise ValueError(f"margin={margin} is a geometry; the second argument of plan_from_grid is the seed's "
                          "margin: pass the area by keyword, area=...")
