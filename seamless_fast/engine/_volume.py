@@ -147,7 +147,7 @@ class VolumeBlender(Blender):
             raise ValueError(f"{describe} has dtype {arr.dtype}; expected a real float of at most 64 bits, "
                              "an integer or a bool dtype")
         c = self.channels or "C"
-        expect = (c, d, h, w) if self.channel_first else (d, h, w, c)
+        expect = "({}, {}, {}, {})".format(*((c, d, h, w) if self.channel_first else (d, h, w, c)))
         if arr.ndim != 4:
             raise ValueError(f"{describe} has shape {arr.shape}; expected {expect} (channel_first={self.channel_first})")
         spatial, channels = (arr.shape[1:], arr.shape[0]) if self.channel_first else (arr.shape[:3], arr.shape[3])

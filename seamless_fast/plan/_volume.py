@@ -160,11 +160,11 @@ def _refuse_2d_options(options):
         if not (value is default or (isinstance(value, str) and value == default)
                 or (name == "output_scale" and _is_one(value))):
             raise ValueError(f"{name}={value!r} is a 2-D option; a volume plan takes none (leave it out)")
-    window = check_window(options.get("window", "pyramid"))
-    if isinstance(window, np.ndarray):
-        raise ValueError(f"window is an array of shape {window.shape}; a volume needs a separable window "
+    window = options.get("window", "pyramid")
+    if not (isinstance(window, str) or callable(window)):
+        raise ValueError(f"window is an array of shape {np.shape(window)}; a volume needs a separable window "
                          "(a name or a callable n -> 1-D taper)")
-    return window
+    return check_window(window)
 
 
 def _is_one(value):
