@@ -182,8 +182,12 @@ class VolumeBlender(Blender):
         flat = int(plan.load_order[k])
         layer, position = divmod(flat, self._per_layer)
         planes = self._copy[:d * h * w * c].reshape(h, w, d, c)
-        np.copyto(planes, arr.transpose(2, 3, 1, 0) if self.channel_first else arr.transpose(1, 2, 0, 3),
-                  casting="unsafe")
+        if arr.dtype == self._dtype and arr.flags.c_contiguous:
+            (_volume_kernels.to_layer_planes_first if self.channel_first else _volume_kernels.to_layer_planes)(
+                arr, planes)
+        else:
+            np.copyto(planes, arr.transpose(2, 3, 1, 0) if self.channel_first else arr.transpose(1, 2, 0, 3),
+                      casting="unsafe")
         if self._layer is None:
             self._layer = Blender(plan.plane_plan, dtype=self._dtype, parallel=self._parallel)
         cells = self._layer.push(planes.reshape(h, w, d * c))
