@@ -1,10 +1,10 @@
 """The volume blend: 3-D tiles through the 2-D engine, one z-layer of tiles at a time.
 
 A z-layer k of tiles (depth d) is blended as a 2-D plan (the volume plan's
-`plane_plan`) whose tiles have d x C channels: each tile (d, h, w, C) is
-copied to (h, w, d * C) in the accumulator dtype, a tile (C, d, h, w)
-(channel first) is taken as it is as C * d planes (h, w), and pushed into a
-2-D :class:`~seamless_fast.engine.blender.Blender` (one per layer). Each 2-D cell it emits holds the layer's y/x-normalised sums
+`plane_plan`) whose tiles have d x C channels: each tile (d, h, w, C), or
+(C, d, h, w) channel first, is copied to (h, w, d * C) in the accumulator
+dtype and pushed into a 2-D :class:`~seamless_fast.engine.blender.Blender`
+(one per layer). Each 2-D cell it emits holds the layer's y/x-normalised sums
 over the layer's whole depth; a kernel (`_volume_kernels`) weights them by
 the layer's normalised z taper, adds what earlier layers left in the slab,
 emits the z-range no later layer reaches and keeps the rest in the slab.
@@ -171,9 +171,8 @@ class VolumeBlender(Blender):
         _, height, width = self.plan.image_size
         boxes = self.plan.tile_boxes
         largest = int((boxes[:, 3:] - boxes[:, :3]).prod(axis=1).max())
-        slab = (c, self.plan.slab_depth, height, width) if self.channel_first else (height, width, self.plan.slab_depth, c)
-        self._slab = new_array(np.empty, slab, dtype, "the slab of the blend")
-        self._copy = None if self.channel_first else new_array(np.empty, (largest * c,), dtype, "the copy of a tile")
+        self._slab = new_array(np.empty, (height, width, self.plan.slab_depth, c), dtype, "the slab of the blend")
+        self._copy = new_array(np.empty, (largest * c,), dtype, "the copy of a tile")
         self._wz = self.plan.weight_z.astype(dtype)
         self.channels, self._dtype, self._out_dtype = c, dtype, out_dtype
         self._no_out = np.empty((1, 1, 1) if self.labels else (1, 1, 1, 1), out_dtype)
@@ -182,19 +181,16 @@ class VolumeBlender(Blender):
         plan, c = self.plan, self.channels
         flat = int(plan.load_order[k])
         layer, position = divmod(flat, self._per_layer)
-        if self.channel_first:  # C * d planes, as they are
-            planes = np.ascontiguousarray(arr, self._dtype).reshape(c * d, h, w)
+        planes = self._copy[:d * h * w * c].reshape(h, w, d, c)
+        if arr.dtype == self._dtype and arr.flags.c_contiguous:
+            (_volume_kernels.to_layer_planes_first if self.channel_first else _volume_kernels.to_layer_planes)(
+                arr, planes)
         else:
-            planes = self._copy[:d * h * w * c].reshape(h, w, d, c)
-            if arr.dtype == self._dtype and arr.flags.c_contiguous:
-                _volume_kernels.to_layer_planes(arr, planes)
-            else:
-                np.copyto(planes, arr.transpose(1, 2, 0, 3), casting="unsafe")
-            planes = planes.reshape(h, w, d * c)
+            np.copyto(planes, arr.transpose(2, 3, 1, 0) if self.channel_first else arr.transpose(1, 2, 0, 3),
+                      casting="unsafe")
         if self._layer is None:
-            self._layer = Blender(plan.plane_plan, channel_first=self.channel_first, dtype=self._dtype,
-                                  parallel=self._parallel)
-        cells = self._layer.push(planes)
+            self._layer = Blender(plan.plane_plan, dtype=self._dtype, parallel=self._parallel)
+        cells = self._layer.push(planes.reshape(h, w, d * c))
         nz = plan.grid_shape[0]
         zlo, zhi = int(plan.tile_boxes[flat, 0]), int(plan.tile_boxes[flat, 3])
         t0 = int(plan.tile_boxes[flat + self._per_layer, 0]) if layer + 1 < nz else zhi
@@ -204,15 +200,13 @@ class VolumeBlender(Blender):
         for (i, j), (ylo, xlo, yhi, xhi), data in cells:
             c0, c1 = (int(v) for v in plan.cell_boxes[layer * self._per_layer + i * plan.grid_shape[2] + j, [0, 3]])
             target, oz, oy, ox, result = self._target(c0, ylo, xlo, c1, yhi, xhi)
-            args = (wz, self._slab, zlo, c0, c1, t0, zhi, held, ylo, xlo, target, oz, oy, ox)
-            if self.channel_first:
-                cell = data.reshape(c, d, yhi - ylo, xhi - xlo)
-                kernel = _volume_kernels.combine_labels_planar if self.labels else _volume_kernels.combine_values_planar
-                kernel(cell, *args)
-            elif self.labels:
-                _volume_kernels.combine_labels(data.reshape(yhi - ylo, xhi - xlo, d, c), *args)
+            cell = data.reshape(yhi - ylo, xhi - xlo, d, c)
+            if self.labels:
+                _volume_kernels.combine_labels(cell, wz, self._slab, zlo, c0, c1, t0, zhi, held, ylo, xlo,
+                                               target, oz, oy, ox)
             else:
-                _volume_kernels.combine_values(data.reshape(yhi - ylo, xhi - xlo, d, c), *args)
+                _volume_kernels.combine_values(cell, wz, self._slab, zlo, c0, c1, t0, zhi, held, ylo, xlo,
+                                               target, oz, oy, ox, self.channel_first)
             if c1 > c0:
                 emitted.append(VolumeCell((layer, i, j), (c0, ylo, xlo, c1, yhi, xhi), result))
         if position == self._per_layer - 1:

@@ -13,10 +13,6 @@ The slab is a ring (H, W, R, C) over z (index z % R), so a pixel's depth is
 contiguous, as in the cell. The final slots of the whole cell are read before
 the tail's are written, so a slot freed by the final part can take a tail
 value (R is at least the deepest tail).
-
-Channel-first tiles (C, d, h, w) go through the 2-D engine as C * d planes
-with no copy: their cells are (C, d, ch, cw) and the slab (C, R, H, W); the
-``_planar`` kernels take those.
 """
 
 import numpy as np
@@ -24,7 +20,7 @@ import numpy as np
 from ._jit import njit
 from ._kernels import _takes
 
-__all__ = ["combine_values", "combine_labels", "combine_values_planar", "combine_labels_planar", "to_layer_planes"]
+__all__ = ["combine_values", "combine_labels"]
 
 
 @njit(inline="always")
@@ -49,16 +45,25 @@ def _tails(cell, wz, slab, y0, x0, z0, t0, t1, held):
 
 
 @njit
-def combine_values(cell, wz, slab, z0, c0, c1, t0, t1, held, y0, x0, out, oz, oy, ox):
-    """Values of the final z-cells into `out` (D', H', W', C) at ``out[oz + z - c0, oy + yy, ox + xx]``;
-    then the tail into the slab. z outermost: the output is written in order (measured faster than pixel
-    by pixel, which reads the cell in order)."""
+def combine_values(cell, wz, slab, z0, c0, c1, t0, t1, held, y0, x0, out, oz, oy, ox, channel_first):
+    """Values of the final z-cells into `out` (D', H', W', C), or (C, D', H', W') with `channel_first`,
+    at ``out[oz + z - c0, oy + yy, ox + xx]``; then the tail into the slab. z outermost: the output is
+    written in order (measured faster than pixel by pixel, which reads the cell in order)."""
     ch, cw, channels = cell.shape[0], cell.shape[1], cell.shape[3]
     ring = slab.shape[2]
     for z in range(c0, c1):
         i, s, o = z - z0, z % ring, oz + z - c0
         w = wz[i]
-        if z < held:
+        from_slab = z < held
+        if channel_first:
+            for c in range(channels):
+                for yy in range(ch):
+                    for xx in range(cw):
+                        v = w * cell[yy, xx, i, c]
+                        if from_slab:
+                            v += slab[y0 + yy, x0 + xx, s, c]
+                        out[c, o, oy + yy, ox + xx] = v
+        elif from_slab:
             for yy in range(ch):
                 for xx in range(cw):
                     for c in range(channels):
@@ -110,62 +115,12 @@ def to_layer_planes(tile, out):
                     out[y, x, z, c] = tile[z, y, x, c]
 
 
-@njit(inline="always")
-def _tails_planar(cell, wz, slab, c, y0, x0, z0, t0, t1, held):
-    ring = slab.shape[1]
-    for z in range(t0, t1):
-        i, s = z - z0, z % ring
-        w = wz[i]
-        for yy in range(cell.shape[2]):
-            for xx in range(cell.shape[3]):
-                if z < held:
-                    slab[c, s, y0 + yy, x0 + xx] += w * cell[c, i, yy, xx]
-                else:
-                    slab[c, s, y0 + yy, x0 + xx] = w * cell[c, i, yy, xx]
-
-
 @njit
-def combine_values_planar(cell, wz, slab, z0, c0, c1, t0, t1, held, y0, x0, out, oz, oy, ox):
-    """`combine_values` for a planar cell (C, d, ch, cw) and slab (C, R, H, W), into `out` (C, D', H', W')."""
-    channels, ch, cw = cell.shape[0], cell.shape[2], cell.shape[3]
-    ring = slab.shape[1]
-    for c in range(channels):
-        for z in range(c0, c1):
-            i, s, o = z - z0, z % ring, oz + z - c0
-            w = wz[i]
-            if z < held:
-                for yy in range(ch):
-                    for xx in range(cw):
-                        out[c, o, oy + yy, ox + xx] = w * cell[c, i, yy, xx] + slab[c, s, y0 + yy, x0 + xx]
-            else:
-                for yy in range(ch):
-                    for xx in range(cw):
-                        out[c, o, oy + yy, ox + xx] = w * cell[c, i, yy, xx]
-        _tails_planar(cell, wz, slab, c, y0, x0, z0, t0, t1, held)
-
-
-@njit
-def combine_labels_planar(cell, wz, slab, z0, c0, c1, t0, t1, held, y0, x0, out, oz, oy, ox):
-    """`combine_labels` for a planar cell (C, d, ch, cw) and slab (C, R, H, W)."""
-    channels, ch, cw = cell.shape[0], cell.shape[2], cell.shape[3]
-    ring = slab.shape[1]
-    for z in range(c0, c1):
-        i, s, o = z - z0, z % ring, oz + z - c0
-        w = wz[i]
-        from_slab = z < held
-        for yy in range(ch):
-            for xx in range(cw):
-                b = w * cell[0, i, yy, xx]
-                if from_slab:
-                    b += slab[0, s, y0 + yy, x0 + xx]
-                best = 0
-                for c in range(1, channels):
-                    v = w * cell[c, i, yy, xx]
-                    if from_slab:
-                        v += slab[c, s, y0 + yy, x0 + xx]
-                    take = _takes(v, b)
-                    b = v if take else b
-                    best = c if take else best
-                out[o, oy + yy, ox + xx] = best
-    for c in range(channels):
-        _tails_planar(cell, wz, slab, c, y0, x0, z0, t0, t1, held)
+def to_layer_planes_first(tile, out):
+    """A tile (C, d, h, w) copied to `out` (h, w, d, C)."""
+    channels, d, h, w = tile.shape
+    for y in range(h):
+        for x in range(w):
+            for z in range(d):
+                for c in range(channels):
+                    out[y, x, z, c] = tile[c, z, y, x]
