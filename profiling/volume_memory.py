@@ -7,8 +7,9 @@ Memory: each depth D runs in its own process: plan (D, size, size), push one
 reused float32 tile (tile^3 x C) per grid position, drop every cell (as a
 writer streaming to disk would). Peak RSS is reported over the RSS after the
 imports, the kernels (a small volume blended first) and the plan. Time: in this process, alternating rounds of a whole
-run (values, then labels) and of ``np.copyto`` of the same tile bytes once a
-tile; medians per tile and their ratios.
+run (values, labels; channel last, then first: the ``_cf`` rows) and of
+``np.copyto`` of the same tile bytes once a tile; medians per tile and their
+ratios. The machine may be shared: the ratios are what to compare.
 """
 
 import argparse
@@ -57,11 +58,12 @@ def timings(size, tile, overlap, channels, rounds):
     target = np.empty_like(data)
     shapes = [tuple((b[3:] - b[:3]).tolist()) for b in plan.tile_boxes[plan.load_order]]
     tiles = [np.ascontiguousarray(data[tuple(slice(0, n) for n in s)]) for s in shapes]
+    firsts = [np.ascontiguousarray(np.moveaxis(t, -1, 0)) for t in tiles]
 
-    def run(labels):
+    def run(labels, channel_first=False):
         start = time.perf_counter()
-        with sf.Blender(plan, labels=labels) as blender:
-            for t in tiles:
+        with sf.Blender(plan, labels=labels, channel_first=channel_first) as blender:
+            for t in firsts if channel_first else tiles:
                 blender.push(t)
         return (time.perf_counter() - start) / plan.n_loads
 
@@ -71,13 +73,15 @@ def timings(size, tile, overlap, channels, rounds):
             np.copyto(target, data)
         return (time.perf_counter() - start) / plan.n_loads
 
-    run(False), run(True)  # compile
-    times = {"values": [], "labels": [], "copyto": []}
+    run(False), run(True), run(False, True), run(True, True)  # compile
+    times = {"values": [], "labels": [], "copyto": [], "values_cf": [], "labels_cf": []}
     for _ in range(rounds):
         times["copyto"].append(copy())
         times["values"].append(run(False))
-        times["copyto"].append(copy())
         times["labels"].append(run(True))
+        times["copyto"].append(copy())
+        times["values_cf"].append(run(False, True))
+        times["labels_cf"].append(run(True, True))
     return {name: statistics.median(values) for name, values in times.items()}, plan.n_loads
 
 
@@ -99,11 +103,10 @@ def main():
               f"{r['base_mib']:>13.1f} {r['peak_mib']:>12.1f} {r['peak_mib'] - r['base_mib']:>11.1f}")
     medians, n = timings(args.size, args.tile, args.overlap, args.channels, args.rounds)
     print(f"time per tile, {n} tiles a run, medians of {args.rounds} alternating rounds:")
-    for name in ("copyto", "values", "labels"):
-        print(f"{name:>8} {medians[name] * 1e6:10.0f} us")
-    print(f"values / copyto {medians['values'] / medians['copyto']:.2f}  "
-          f"labels / copyto {medians['labels'] / medians['copyto']:.2f}  "
-          f"labels / values {medians['labels'] / medians['values']:.2f}")
+    for name in ("copyto", "values", "labels", "values_cf", "labels_cf"):
+        print(f"{name:>9} {medians[name] * 1e6:10.0f} us  {medians[name] / medians['copyto']:6.2f} x copyto")
+    print(f"labels / values {medians['labels'] / medians['values']:.2f}  (channel first: "
+          f"{medians['labels_cf'] / medians['values_cf']:.2f})")
 
 
 if __name__ == "__main__":

@@ -119,8 +119,8 @@ def to_layer_planes(tile, out):
 def to_layer_planes_first(tile, out):
     """A tile (C, d, h, w) copied to `out` (h, w, d, C)."""
     channels, d, h, w = tile.shape
-    for y in range(h):
-        for x in range(w):
-            for z in range(d):
-                for c in range(channels):
+    for y in range(h):  # rows of the tile read in order, out[y] (w, d, C) stays in the cache
+        for z in range(d):
+            for c in range(channels):
+                for x in range(w):
                     out[y, x, z, c] = tile[c, z, y, x]
