@@ -15,7 +15,10 @@ def analyse_plan(plan, *, channels=1, dtype=np.float32):
 
     Parameters
     ----------
-    plan : Plan
+    plan : Plan or VolumePlan
+        For a volume, ``buffer_bytes`` is the slab (``slab_depth`` x H x W
+        x C), one layer's 2-D band and one tile's copy
+        (`seamless_fast.engine._volume`), whatever the depth.
     channels : int, keyword-only
         Channels of the model output, for `buffer_bytes`.
     dtype : numpy dtype, keyword-only
