@@ -17,7 +17,7 @@ _EXPORTS = {
     "Blender": "engine", "OutputCell": "engine", "blend": "engine",
     "PipelineResult": "engine", "run_pipeline": "engine", "run_plan": "engine",
     "shape_to_slices": "geometry",
-    "Plan": "plan", "PlanStats": "plan", "analyse_plan": "plan", "get_plan_input_geoms": "plan",
+    "Plan": "plan", "PlanStats": "plan", "VolumePlan": "plan", "analyse_plan": "plan", "get_plan_input_geoms": "plan",
     "get_plan_logit_geoms": "plan", "plan_from_grid": "plan", "plan_regular_grid": "plan",
     "regular_grid": "plan", "row_by_row_traversal": "plan",
     "OverlapWeights": "weights", "apply_weights": "weights", "overlap_weights": "weights",

@@ -29,7 +29,7 @@ import numpy as np
 
 from .._validate import check_bool
 from ..geometry import box_to_geom
-from ..plan import Plan
+from ..plan import Plan, VolumePlan
 from ..plan._traverse import transpose_window
 from ..windows import window_2d
 from . import _kernels
@@ -81,6 +81,8 @@ class Blender(TileInput, Buffers):
     Parameters
     ----------
     plan : Plan
+        A :class:`~seamless_fast.plan.VolumePlan` gives a
+        :class:`~seamless_fast.engine._volume.VolumeBlender` (a subclass) for (d, h, w, C) tiles.
     labels : bool, keyword-only
         Emit the arg-max over channels as integer labels instead of values.
     channel_first : bool, keyword-only
@@ -132,6 +134,12 @@ class Blender(TileInput, Buffers):
     >>> bool(np.allclose(out, 1.0))
     True
     """
+
+    def __new__(cls, plan=None, *args, **kwargs):
+        if cls is Blender and isinstance(plan, VolumePlan):  # a volume: see `seamless_fast.engine._volume`
+            from ._volume import VolumeBlender
+            cls = VolumeBlender
+        return super().__new__(cls)
 
     def __init__(self, plan, *, labels=False, channel_first=False, dtype=None, check_finite=False,
                  cache_dir=None, buffer_on_disk=False, parallel=None, out=None):

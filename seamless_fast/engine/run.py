@@ -7,7 +7,7 @@ import numpy as np
 
 from .._validate import as_positive_int, check_callable
 from ..geometry import box_to_geom, boxes_to_geoms, register_boxes, unregister_boxes
-from ..plan import Plan, analyse_plan
+from ..plan import Plan, VolumePlan, analyse_plan
 from ._arrays import allocate_output
 from ._tiles import check_tile_count, iterate_tiles
 from .blender import Blender
@@ -52,6 +52,10 @@ def run_plan(plan, tiles, max_tiles=None, disk_cache_dir=None, on_load=None, on_
     labels, channel_first, dtype, check_finite, parallel : keyword-only
         As for :class:`Blender`.
 
+    A :class:`~seamless_fast.plan.VolumePlan` yields ``(index, slices,
+    data)`` instead, three slices (z, y, x) in place of the geometry (see
+    :func:`seamless_fast.engine._volume.run_volume`).
+
     Returns
     -------
     generator of (index, out_geom, out_tile)
@@ -73,6 +77,11 @@ def run_plan(plan, tiles, max_tiles=None, disk_cache_dir=None, on_load=None, on_
     >>> bool(np.allclose(image, 1.0))
     True
     """
+    if isinstance(plan, VolumePlan):  # yields (index, slices, data): see `seamless_fast.engine._volume.run_volume`
+        from ._volume import run_volume
+        return run_volume(plan, tiles, max_tiles, disk_cache_dir, on_load, on_unload, on_step, on_disk_evict,
+                          on_disk_restore, labels=labels, channel_first=channel_first, dtype=dtype,
+                          check_finite=check_finite, parallel=parallel)
     if not isinstance(plan, Plan):
         raise ValueError(f"plan must be a Plan from plan_regular_grid or plan_from_grid; got {type(plan).__name__}")
     callbacks = {"on_load": on_load, "on_unload": on_unload, "on_step": on_step,
@@ -183,7 +192,8 @@ def blend(plan, tiles, *, out=None, labels=False, channel_first=False, dtype=Non
         Model outputs in ``plan.load_order``.
     out : ndarray, optional, keyword-only
         Where to write: shape ``(H, W, C)`` (``(C, H, W)`` with
-        ``channel_first``, ``(H, W)`` for labels or 2-D tiles).
+        ``channel_first``, ``(H, W)`` for labels or 2-D tiles); for a
+        volume plan ``(D, H, W, C)``, ``(C, D, H, W)`` or labels ``(D, H, W)``.
     labels, channel_first, dtype, check_finite, cache_dir, parallel
         As for :class:`Blender`.
 
@@ -202,6 +212,10 @@ def blend(plan, tiles, *, out=None, labels=False, channel_first=False, dtype=Non
     >>> result.shape, round(float(result.max()), 6)
     ((90, 70, 1), 0.5)
     """
+    if isinstance(plan, VolumePlan):  # (D, H, W, C): see `seamless_fast.engine._volume`
+        from ._volume import blend_volume
+        return blend_volume(plan, tiles, out=out, labels=labels, channel_first=channel_first, dtype=dtype,
+                            check_finite=check_finite, cache_dir=cache_dir, parallel=parallel)
     # every option is checked before a tile is read or the output allocated
     with Blender(plan, labels=labels, channel_first=channel_first, dtype=dtype, check_finite=check_finite,
                  cache_dir=cache_dir, parallel=parallel, out=out) as blender:

@@ -11,7 +11,8 @@ from ._analyse import analyse_plan, get_plan_input_geoms, get_plan_logit_geoms, 
 from ._grid import plan_from_grid, plan_regular_grid, regular_grid, ring_layout
 from ._plan import MAX_GRID_TILES, Plan, PlanStats
 from ._schedule import MAX_WEIGHTS, STEP_COLUMNS
+from ._volume import VolumePlan
 
-__all__ = ["MAX_GRID_TILES", "MAX_WEIGHTS", "STEP_COLUMNS", "Plan", "PlanStats", "analyse_plan", "get_plan_input_geoms",
+__all__ = ["MAX_GRID_TILES", "MAX_WEIGHTS", "STEP_COLUMNS", "Plan", "VolumePlan", "PlanStats", "analyse_plan", "get_plan_input_geoms",
            "get_plan_logit_geoms", "plan_from_grid", "plan_regular_grid", "regular_grid", "ring_layout",
            "row_by_row_traversal"]

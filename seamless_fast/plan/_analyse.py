@@ -7,6 +7,7 @@ from ..geometry import boxes_to_geoms
 from . import _plan
 from ._grid import _accumulator_dtype
 from ._plan import Plan, PlanStats
+from ._volume import VolumePlan, volume_stats
 
 
 def analyse_plan(plan, *, channels=1, dtype=np.float32):
@@ -14,7 +15,10 @@ def analyse_plan(plan, *, channels=1, dtype=np.float32):
 
     Parameters
     ----------
-    plan : Plan
+    plan : Plan or VolumePlan
+        For a volume, ``buffer_bytes`` is the slab (``slab_depth`` x H x W
+        x C), one layer's 2-D band and one tile's copy
+        (`seamless_fast.engine._volume`), whatever the depth.
     channels : int, keyword-only
         Channels of the model output, for `buffer_bytes`.
     dtype : numpy dtype, keyword-only
@@ -45,10 +49,13 @@ def analyse_plan(plan, *, channels=1, dtype=np.float32):
     """
     from .._validate import as_positive_int
 
-    if not isinstance(plan, Plan):
+    if not isinstance(plan, (Plan, VolumePlan)):
         raise ValueError(f"plan must be a Plan from plan_regular_grid or plan_from_grid; got {type(plan).__name__}")
     channels = as_positive_int(channels, "channels")
     itemsize = _accumulator_dtype(dtype).itemsize
+    if isinstance(plan, VolumePlan):  # the slab, a layer's 2-D band and a tile's copy (`plan._volume`)
+        held, nbytes = volume_stats(plan, channels, itemsize)
+        return PlanStats(held, plan.n_loads, plan.n_writes, nbytes)
     pixels = plan.buffer_rows * int((plan.stripes[:, 1] - plan.stripes[:, 0]).max())
     pixels += 2 * plan.right_buffer[0] * plan.right_buffer[1]
     planes = channels if plan.normalised else channels + 1

@@ -17,6 +17,7 @@ from ._schedule import (STEP_COLUMNS, band_seam_rows, live_from_rows, regular_co
                         weight_vectors)
 from ._traverse import (check_traverse, choose_traverse, to_image_frame, transpose_area, transpose_boxes,
                         transpose_window)
+from ._volume import is_volume_grid, is_volume_size, plan_volume_from_grid, plan_volume_grid
 
 
 def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=None, *, window="pyramid",
@@ -32,7 +33,8 @@ def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=N
     Parameters
     ----------
     image_size : (int, int)
-        ``(height, width)`` in pixels.
+        ``(height, width)`` in pixels; ``(D, H, W)`` plans a volume (see
+        :func:`seamless_fast.plan._volume.plan_volume_grid`).
     tile_size : int or (int, int)
         Tile ``(height, width)`` the model takes.
     overlap : int or (int, int)
@@ -127,6 +129,10 @@ def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=N
     >>> plan_regular_grid((1024, 40960), 256, 64, traverse="rows")[0].buffer_cols
     (0, 40960)
     """
+    if is_volume_size(image_size):  # (D, H, W): see `seamless_fast.plan._volume`
+        return plan_volume_grid(image_size, tile_size, overlap, area=area, traversal_fnc=traversal_fnc, window=window,
+                                max_buffer_bytes=max_buffer_bytes, context=context, output_scale=output_scale,
+                                traverse=traverse)
     image_size = as_pair(image_size, "image_size", minimum=1)
     if max(image_size) > MAX_IMAGE_SIDE:
         raise ValueError(f"image_size={image_size} is too large: each side must be at most {MAX_IMAGE_SIDE} "
@@ -241,6 +247,8 @@ def plan_from_grid(grid, margin=(0, 0), area=None, traversal_fnc=None, *, window
         Axis-aligned boxes with integer bounds in (y, x) order; y bounds must
         not decrease down a column, x bounds not along a row. Tiles may have
         different sizes and overlaps, and rows need not share y-extents.
+        An integer array (nz, ny, nx, 6) of 3-D boxes plans a volume (see
+        :func:`seamless_fast.plan._volume.plan_volume_from_grid`).
     margin : int or (int, int), optional
         Accepted for the seed's signature and without effect. The seed cut
         `margin` pixels off each side of a tile's output that had a
@@ -291,6 +299,10 @@ def plan_from_grid(grid, margin=(0, 0), area=None, traversal_fnc=None, *, window
     >>> plan_from_grid(grid, context=4, output_scale=2).read_boxes().tolist()
     [[-4, -4, 64, 54], [-4, 26, 64, 94]]
     """
+    if is_volume_grid(grid):  # (nz, ny, nx, 6) integer boxes: see `seamless_fast.plan._volume`
+        return plan_volume_from_grid(grid, area=area, traversal_fnc=traversal_fnc, window=window,
+                                     max_buffer_bytes=max_buffer_bytes, context=context, output_scale=output_scale,
+                                     traverse=traverse)
     if isinstance(margin, shapely.Geometry):
         raise ValueError(f"margin={margin} is a geometry; the second argument of plan_from_grid is the seed's "
                          "margin: pass the area by keyword, area=...")
