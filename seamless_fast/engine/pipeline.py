@@ -22,7 +22,7 @@ import numpy as np
 
 from .._progress import COMPILE_NOTICE, bar_callback, tqdm_class, watch_compiles
 from .._validate import as_positive_int, check_callable
-from ..plan import Plan
+from ..plan import Plan, VolumePlan
 from .batching import put_unless_stopped
 from .blender import Blender
 
@@ -188,8 +188,9 @@ def run_pipeline(plan, read_tile, model, write_cells, *, batch_size=16, channel_
     >>> result.tiles, result.batches, bool(np.allclose(image, 1.0))
     (6, 2, True)
     """
-    if not isinstance(plan, Plan):
-        raise ValueError(f"plan must be a Plan from plan_regular_grid or plan_from_grid; got {type(plan).__name__}")
+    if not isinstance(plan, (Plan, VolumePlan)):
+        raise ValueError(f"plan must be a Plan or VolumePlan from plan_regular_grid or plan_from_grid; got "
+                         f"{type(plan).__name__}")
     # checks labels, channel_first, dtype and parallel; allocates nothing before the first tile
     blender = Blender(plan, labels=labels, channel_first=channel_first, dtype=dtype, parallel=parallel)
     return run_blender(blender, read_tile, model, write_cells, batch_size=batch_size, prefetch=prefetch,
@@ -344,11 +345,12 @@ class _Pipeline:
 
     def _read_one(self, step, box):
         tile = np.asarray(self.read_tile(tuple(box)))
-        height, width = box[2] - box[0], box[3] - box[1]
-        if tile.ndim != 3 or tile.shape[:2] != (height, width):
+        half = len(box) // 2  # a box is (lo..., hi...) over the plan's axes
+        spatial = tuple(hi - lo for lo, hi in zip(box[:half], box[half:]))
+        if tile.ndim != half + 1 or tile.shape[:half] != spatial:
             index = self.plan.grid_index(self.plan.load_order[step])
             raise ValueError(f"read_tile returned shape {tile.shape} for tile {step} (grid index {index}, "
-                             f"box {tuple(box)}); expected ({height}, {width}, C_in)")
+                             f"box {tuple(box)}); expected {spatial[:-1] + (spatial[-1], 'C_in')}")
         return tile
 
     def _stack(self, tiles):
