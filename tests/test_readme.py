@@ -150,12 +150,38 @@ def check_memory(namespace, folder):
     assert sf.analyse_plan(plan, channels=3).buffer_bytes <= 256 * 2**20
 
 
+def setup_volumes(folder):
+    nibabel = pytest.importorskip("nibabel")
+    volume = np.random.default_rng(2).random((40, 150, 140), dtype=np.float32)
+    nibabel.save(nibabel.Nifti1Image(volume.transpose(2, 1, 0), np.diag([0.8, 0.8, 2.0, 1.0])),
+                 str(folder / "ct.nii.gz"))
+
+    def model(batch):
+        """(B, 1, d, h, w) -> (B, 3, d, h, w): three classes from the intensity."""
+        return np.concatenate([batch, 1 - batch, np.full_like(batch, 0.5)], axis=1)
+
+    return {"model": model}
+
+
+def check_volumes(namespace, folder):
+    from seamless_fast.io import VolumeReader
+
+    with VolumeReader(folder / "labels.zarr") as labels, VolumeReader(folder / "ct.nii.gz") as ct:
+        assert labels.shape == (40, 150, 140) and labels.dtype == np.uint8
+        assert labels.spacing == ct.spacing and np.allclose(ct.spacing, (2.0, 0.8, 0.8))  # float32 in NIfTI
+        written, values = labels.read((0, 0, 0, 40, 150, 140))[..., 0], ct.read((0, 0, 0, 40, 150, 140))[..., 0]
+    # the model is voxel-wise, so the blend changes nothing: class 0 above 0.5, 1 below (up to float rounding)
+    clear = np.abs(values - 0.5) > 1e-3
+    assert np.array_equal(written[clear], np.where(values > 0.5, 0, 1)[clear])
+
+
 SETUP = {
     "Quick start": (setup_quick_start, check_quick_start),
     "With PyTorch and a TIFF, the whole job in one call": (setup_pytorch, check_pytorch),
     "With your own tifffile code": (setup_tifffile, check_tifffile),
     "Pushing tiles yourself": (setup_push, check_push),
     "Memory": (setup_memory, check_memory),
+    "Volumes (CT, MRI, light-sheet and electron microscopy)": (setup_volumes, check_volumes),
     "Beyond one machine: partitioned runs (SLURM arrays, Dask)": None,  # a script: test_dask_block
 }
 
