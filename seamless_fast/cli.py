@@ -187,8 +187,9 @@ def build_parser():
                                description="Plan IMAGE (a TIFF file or HEIGHTxWIDTH) and print tiles, grid and "
                                            "the memory the blend will need; of a file, also its levels with "
                                            "their sizes, downsamples and resolutions.")
-    plan.add_argument("image", help="a TIFF file, or a size as HEIGHTxWIDTH (e.g. 40000x40000)")
-    _add_tiling(plan)
+    plan.add_argument("image", help="a TIFF file, or a size as HEIGHTxWIDTH (e.g. 40000x40000); a volume file, or "
+                                     "DEPTHxHEIGHTxWIDTH (e.g. 256x384x384)")
+    _add_tiling(plan, volumes=True)
     _add_model_geometry(plan)
     plan.add_argument("--channels", type=_positive, default=3, help="model output channels (default 3)")
     plan.add_argument("--max-memory", type=_positive, metavar="BYTES",
@@ -229,6 +230,8 @@ def _plan(args, jobs):
     if args.json:
         print(json.dumps(figures))
         return 0
+    if len(figures["image_size"]) == 3:
+        return _print_volume_plan(figures, args.channels)
     size, channels = figures["image_size"], args.channels
     for line in _level_lines(figures.get("levels"), figures.get("level")):
         print(line)
@@ -242,6 +245,18 @@ def _plan(args, jobs):
     print(f"blend buffer: {figures['buffer_rows']} rows, {figures['buffer_bytes'] / 2**20:.1f} MiB for {channels} "
           f"float32 channels ({100 * figures['buffer_bytes'] / figures['output_bytes']:.2f} % of the output)"
           + (f", in {figures['stripes']} stripes" if figures["stripes"] > 1 else ""))
+    print(f"planned in {figures['planning_seconds'] * 1e3:.1f} ms")
+    return 0
+
+
+def _print_volume_plan(figures, channels):
+    size, grid = figures["image_size"], figures["grid"]
+    print(f"volume {' x '.join(map(str, size))}, tile {','.join(map(str, figures['tile']))}, overlap "
+          f"{','.join(map(str, figures['overlap']))}")
+    print(f"grid {' x '.join(map(str, grid))}: {figures['tiles']} tiles, {figures['cells']} output cells")
+    print(f"blend buffer: a slab {figures['slab_depth']} deep and one layer's band, "
+          f"{figures['buffer_bytes'] / 2**20:.1f} MiB for {channels} float32 channels "
+          f"({100 * figures['buffer_bytes'] / figures['output_bytes']:.2f} % of the output)")
     print(f"planned in {figures['planning_seconds'] * 1e3:.1f} ms")
     return 0
 

@@ -127,3 +127,25 @@ def test_unknown_output_extension_is_refused(workdir):
     zarr.save_array(str(path / "ct.zarr"), volume)
     run = cli("segment", "ct.zarr", "out.png", "--model", "toyvolumes:segmenter", *tile_args(), cwd=path)
     assert run.returncode == 2 and "unknown extension for a volume" in run.stderr, run.stderr
+
+
+def test_plan_of_a_volume_size_and_file(workdir):
+    import json
+
+    path, volume = workdir
+    run = cli("plan", "256x384x384", "--tile", "128", "--overlap", "32", "--channels", "16", "--json")
+    assert run.returncode == 0, run.stderr
+    figures = json.loads(run.stdout)
+    plan, _ = sf.plan_regular_grid((256, 384, 384), 128, 32)
+    assert figures["grid"] == list(plan.grid_shape) == [3, 4, 4] and figures["tiles"] == plan.n_loads
+    assert figures["slab_depth"] == plan.slab_depth == 96  # the flush layer [128, 256) reaches 96 into [96, 224)
+    assert figures["buffer_bytes"] == sf.analyse_plan(plan, channels=16).buffer_bytes
+    zarr.save_array(str(path / "ct.zarr"), volume)
+    run = cli("plan", "ct.zarr", "--tile", ",".join(map(str, TILE)), "--overlap", ",".join(map(str, OVERLAP)),
+              cwd=path)
+    assert run.returncode == 0 and run.stdout.startswith(f"volume {' x '.join(map(str, SHAPE))}"), run.stderr
+
+
+def test_an_image_takes_one_tile_size(tmp_path):
+    run = cli("plan", "4000x3000", "--tile", "256,256")
+    assert run.returncode == 2 and "a 2-D image takes one" in run.stderr, run.stderr

@@ -123,12 +123,12 @@ def plan_grid(image_size, tile, overlap, **options):
 # -- plan -----------------------------------------------------------------
 
 def parse_size(text):
-    """(height, width) of a TIFF file or of a ``HEIGHTxWIDTH`` string.
+    """(height, width) of a TIFF file or of a ``HEIGHTxWIDTH`` string; (depth, height, width) of ``DxHxW``.
 
     Examples
     --------
-    >>> parse_size("40000x30000")
-    (40000, 30000)
+    >>> parse_size("40000x30000"), parse_size("256x384x384")
+    ((40000, 30000), (256, 384, 384))
     >>> parse_size("12x")
     Traceback (most recent call last):
     ...
@@ -138,8 +138,8 @@ def parse_size(text):
         with open_image(text) as reader:
             return reader.shape
     parts = text.lower().split("x")
-    if len(parts) == 2 and all(p.strip().isdigit() for p in parts):
-        size = int(parts[0]), int(parts[1])
+    if len(parts) in (2, 3) and all(p.strip().isdigit() for p in parts):
+        size = tuple(int(p) for p in parts)
         if min(size) < 1:
             raise UsageError(f"image size {text!r} must be positive")
         return size
@@ -168,7 +168,12 @@ def plan_figures(image, *, tile, overlap, channels, max_memory=None, context=0, 
     ([320, 320], [64, 64], [1000, 750])
     """
     from ..plan import analyse_plan
+    from ._volume import is_volume, one_size, volume_plan_figures
 
+    if is_volume(image) or (not os.path.exists(image) and len(parse_size(image)) == 3):
+        return volume_plan_figures(image, tile=tile, overlap=overlap, channels=channels, context=context,
+                                   output_scale=output_scale, level=level, mpp=mpp)
+    tile, overlap = one_size(tile, "--tile"), one_size(overlap, "--overlap")
     levels = None
     if os.path.exists(image):
         with open_image(image, level=level, mpp=mpp) as reader:

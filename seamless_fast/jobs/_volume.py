@@ -83,6 +83,47 @@ def prepare_volume_segment(args):
         raise
 
 
+def volume_plan_figures(image, *, tile, overlap, channels, context=0, output_scale=1, level=0, mpp=None):
+    """The figures ``seamless-fast plan`` prints for a volume (a file, or a ``DxHxW`` size), as a dict.
+
+    Examples
+    --------
+    The slab is 96 deep here, not 32: the last layer of tiles is flush with the
+    bottom (z 128 to 256) and so reaches 96 into the layer above (z 96 to 224).
+
+    >>> figures = volume_plan_figures("256x384x384", tile=128, overlap=32, channels=16)
+    >>> figures["grid"], figures["tiles"], figures["slab_depth"]
+    ([3, 4, 4], 48, 96)
+    """
+    from ..plan import analyse_plan
+    from ._options import parse_size
+
+    if output_scale != 1 or mpp is not None:
+        raise UsageError(f"{'--output-scale' if output_scale != 1 else '--mpp'} applies to 2-D images; "
+                         f"{image!r} is a volume")
+    if os.path.exists(image):
+        with _open_volume(argparse_namespace(input=image, level=level, pad="constant")) as reader:
+            size = reader.shape
+    elif level:
+        raise UsageError(f"--level picks a level of a file; {image!r} is no file")
+    else:
+        size = parse_size(image)
+    tile, overlap = per_axis(tile, "--tile", 3), per_axis(overlap, "--overlap", 3)
+    start = time.perf_counter()
+    plan = _plan(size, tile, overlap, argparse_namespace(window="pyramid", context=context))
+    planned = time.perf_counter() - start
+    stats = analyse_plan(plan, channels=channels)
+    return dict(image_size=list(size), tile=list(tile), overlap=list(overlap), grid=list(plan.grid_shape),
+                tiles=plan.n_loads, cells=plan.n_writes, slab_depth=plan.slab_depth, buffer_bytes=stats.buffer_bytes,
+                output_bytes=int(np.prod(size)) * channels * 4, planning_seconds=planned, context=context)
+
+
+def argparse_namespace(**values):
+    import argparse
+
+    return argparse.Namespace(**values)
+
+
 def _open_volume(args):
     from ..io import VolumeReader
 
