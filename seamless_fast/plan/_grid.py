@@ -1,6 +1,7 @@
 """The planners: a regular grid, or any grid of boxes, and optionally an area, compiled into a `Plan`."""
 
 import dataclasses
+import functools
 
 import numpy as np
 import shapely
@@ -8,6 +9,7 @@ import shapely
 from ._schedule import (STEP_COLUMNS, band_seam_rows, live_from_rows, regular_column_stripes,
                         schedule_general, schedule_rectilinear, seam_rows, segment_cummax, split_columns, step_table,
                         stripe_extents, weight_vectors)
+from ._mask import check_mask, mask_reach, mask_selector
 from ._input import check_context_scale, check_grid_scale, to_output_pixels, with_input_geometry
 from ._traverse import (check_traverse, choose_traverse, to_image_frame, transpose_area, transpose_boxes,
                         transpose_window)
@@ -21,7 +23,7 @@ from ._plan import _INPUT_GEOMS, INPUT_GEOMS_CACHED, MAX_GRID_TILES, MAX_IMAGE_S
 
 def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=None, *, window="pyramid",
                       max_buffer_bytes=None, channels=1, dtype=np.float32, context=0, output_scale=1,
-                      traverse="auto"):
+                      traverse="auto", mask=None):
     """Plan a regular grid of overlapping tiles over an image.
 
     Tiles start every ``tile_size - overlap`` pixels along each axis from 0;
@@ -97,10 +99,28 @@ def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=N
         :func:`~seamless_fast.run_pipeline` plan with ``"rows"``.
         Results of the two orders agree to float rounding (the sums at a
         pixel are added in another order), not bit for bit.
+    mask : array-like of bool, optional, keyword-only
+        A mask over the whole image (in input pixels, like `area`) at any
+        resolution up to the image's, e.g. a tissue mask: mask pixel i of an
+        axis of m pixels covers input pixels ``[i * S / m, (i + 1) * S / m)``
+        of an image side S. Booleans, or integers 0 and 1. Only the cells
+        that overlap (with positive area) the footprint of a True mask pixel
+        are written, and only the tiles they need are requested (see
+        :func:`~seamless_fast.plan._mask.cells_meeting_mask`). As with
+        `area`, the plan is the window of the whole image's grid that those
+        cells need: same tiles, same cells, so the run writes exactly the
+        values of a whole-image run in them. With both `area` and `mask`, a
+        cell is written when it meets both.
 
     Returns
     -------
     plan : Plan
+        The cells it writes are ``plan.cell_boxes[plan.write_cells]`` (with
+        an `area` or a `mask`, part of the image); pixels outside them are
+        never written: :func:`~seamless_fast.blend` leaves them as they are
+        in its `out` (zero when it allocates it), and
+        :class:`~seamless_fast.io.TiffWriter` stores its `fill` (its `nodata`
+        when given) there.
     grid : ndarray of shapely boxes, shape (rows, cols)
         The tiles' boxes in input pixels (output boxes times `output_scale`,
         without the context), as :func:`plan_from_grid` takes them.
@@ -143,7 +163,13 @@ def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=N
     image_size, tile_size, overlap, area = to_output_pixels(image_size, tile_size, overlap, area, scale)
     window = check_window(window)
     max_buffer_bytes, bytes_per_pixel = _budget(max_buffer_bytes, channels, dtype)
-    boxes, spans = _regular_boxes(image_size, tile_size, overlap, area)
+    select, reach = None, None
+    if mask is not None:
+        mask = check_mask(mask, input_size)
+        edges = [np.append(axis_starts(image_size[a], tile_size[a], overlap[a])[0], image_size[a]) for a in (0, 1)]
+        reach = mask_reach(mask, input_size, edges, scale)
+        select = mask_selector(mask, input_size, scale, reach)
+    boxes, spans = _regular_boxes(image_size, tile_size, overlap, area, reach)
     a = 1 if traverse == "rows" else 0  # the axis the buffer spans
     row_bytes = int(boxes[0, 0, 3 - a] - boxes[0, 0, 1 - a]) * bytes_per_pixel
     try:
@@ -152,7 +178,7 @@ def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=N
     except ValueError as error:
         raise _in_image_terms(error, traverse, area) from None
     plan = _compile_along(traverse, boxes, image_size, area, window, max_buffer_bytes, bytes_per_pixel,
-                          column_stripe)
+                          column_stripe, select)
     plan = with_input_geometry(plan, input_size, context, scale)
     grid = boxes_to_geoms(boxes if scale == (1, 1) else boxes * np.array(scale * 2, np.int64))
     if plan.n_loads <= INPUT_GEOMS_CACHED and context == (0, 0):
@@ -182,17 +208,25 @@ def regular_grid(image_size, tile_size, overlap, area=None):
     return boxes_to_geoms(_regular_boxes(image_size, tile_size, overlap, area)[0])
 
 
-def _regular_boxes(image_size, tile_size, overlap, area):
-    """Boxes of the whole-image grid, or of the window of it that `area` needs (refused when too many),
-    and the window's rows and columns ``((i0, i1), (k0, k1))`` on the whole grid."""
+def _regular_boxes(image_size, tile_size, overlap, area, reach=None):
+    """Boxes of the whole-image grid, or of the window of it that `area` and the box `reach` (of the cells a
+    mask selects) need (refused when too many), and the window's rows and columns ``((i0, i1), (k0, k1))`` on
+    the whole grid."""
     spans = []
     for a in (0, 1):
         size, tile, over = image_size[a], tile_size[a], overlap[a]
-        if area is None:
+        if area is None and reach is None:
             spans.append((0, regular_axis(size, tile, over)[0]))
-        else:
-            lo, hi = area.bounds[a], area.bounds[a + 2]
-            spans.append(axis_window(size, tile, over, min(max(lo, 0.0), size), min(max(hi, 0.0), size)))
+            continue
+        lo, hi = 0.0, float(size)
+        if area is not None:
+            lo, hi = min(max(area.bounds[a], 0.0), size), min(max(area.bounds[a + 2], 0.0), size)
+        if reach is not None:
+            lo, hi = max(lo, reach[a]), min(hi, reach[a + 2])
+            if lo >= hi:
+                raise ValueError(f"area with bounds {tuple(area.bounds)} and the mask meet no common output cell: "
+                                 f"the mask selects cells within {tuple(reach)} only")
+        spans.append(axis_window(size, tile, over, lo, hi))
     rows, cols = (k1 - k0 for k0, k1 in spans)
     if rows * cols > MAX_GRID_TILES:
         where = "" if area is None else f" around the area with bounds {tuple(area.bounds)}"
@@ -232,7 +266,7 @@ def _accumulator_dtype(dtype):
 
 
 def plan_from_grid(grid, margin=(0, 0), area=None, traversal_fnc=None, *, window="pyramid", max_buffer_bytes=None,
-                   channels=1, dtype=np.float32, context=0, output_scale=1, traverse="auto"):
+                   channels=1, dtype=np.float32, context=0, output_scale=1, traverse="auto", mask=None):
     """Plan a run over any grid of boxes, regular or not.
 
     Parameters
@@ -268,10 +302,17 @@ def plan_from_grid(grid, margin=(0, 0), area=None, traversal_fnc=None, *, window
         tile and the grid's extent from (0, 0). Walking columns, cells are cut
         where the next tile of the column starts (the grid's cells transposed):
         on an irregular grid they may differ from those of ``"rows"``.
+    mask : array-like of bool, optional, keyword-only
+        As in :func:`plan_regular_grid`, over the image the grid spans (from
+        (0, 0) to its largest bounds, input pixels): only the cells meeting
+        a True mask pixel's footprint are written; with an `area` too, those
+        meeting both.
 
     Returns
     -------
     Plan
+        The cells it writes are ``plan.cell_boxes[plan.write_cells]``; the
+        rest of the image is never written (see :func:`plan_regular_grid`).
 
     Notes
     -----
@@ -305,23 +346,31 @@ def plan_from_grid(grid, margin=(0, 0), area=None, traversal_fnc=None, *, window
     image_size, _, _, area = to_output_pixels(input_size, (0, 0), (0, 0), area, scale)
     window = check_window(window)
     budget = _budget(max_buffer_bytes, channels, dtype)
+    select = None if mask is None else mask_selector(check_mask(mask, input_size), input_size, scale)
     largest = (int((boxes[..., 2] - boxes[..., 0]).max()), int((boxes[..., 3] - boxes[..., 1]).max()))
-    plan = _compile_along(choose_traverse(traverse, image_size, largest), boxes, image_size, area, window, *budget)
+    plan = _compile_along(choose_traverse(traverse, image_size, largest), boxes, image_size, area, window, *budget,
+                          select=select)
     return with_input_geometry(plan, input_size, context, scale)
 
 
 def _compile_along(traverse, boxes, image_size, area, window, max_buffer_bytes=None, bytes_per_pixel=4,
-                   column_stripe=None):
+                   column_stripe=None, select=None):
     """`_compile` for tiles walked along `traverse`: for columns, the plan of the transposed image seen
     from the image (see `seamless_fast._traverse`)."""
     if traverse == "rows":
-        return _compile(boxes, image_size, area, window, max_buffer_bytes, bytes_per_pixel, column_stripe)
+        return _compile(boxes, image_size, area, window, max_buffer_bytes, bytes_per_pixel, column_stripe, select)
+    if select is not None:  # it takes boxes in image coordinates
+        select = functools.partial(_transposed, select)
     try:
         frame = _compile(transpose_boxes(boxes), image_size[::-1], transpose_area(area), transpose_window(window),
-                         max_buffer_bytes, bytes_per_pixel, column_stripe)
+                         max_buffer_bytes, bytes_per_pixel, column_stripe, select)
     except ValueError as error:
         raise _in_image_terms(error, traverse, area) from None
     return to_image_frame(frame, image_size, window)
+
+
+def _transposed(select, cells):
+    return select(cells[:, [1, 0, 3, 2]])
 
 
 def _in_image_terms(error, traverse, area):
@@ -336,9 +385,11 @@ def _in_image_terms(error, traverse, area):
     return ValueError(message)
 
 
-def _compile(boxes, image_size, area, window, max_buffer_bytes=None, bytes_per_pixel=4, column_stripe=None):
+def _compile(boxes, image_size, area, window, max_buffer_bytes=None, bytes_per_pixel=4, column_stripe=None,
+             select=None):
     """The Plan of a grid of integer boxes; `column_stripe` (see `regular_column_stripes`) overrides
-    how a rectilinear grid's columns are cut into stripes."""
+    how a rectilinear grid's columns are cut into stripes; `select` (see `mask_selector`) keeps the cells it
+    gives True for."""
     rows, cols = boxes.shape[:2]
     if not is_separable(window):
         sizes = np.unique(boxes[..., 2:].reshape(-1, 2) - boxes[..., :2].reshape(-1, 2), axis=0)
@@ -352,6 +403,10 @@ def _compile(boxes, image_size, area, window, max_buffer_bytes=None, bytes_per_p
         selected[selected] = cells_meeting(area, flat_cells[selected], np.flatnonzero(selected), cols)
         if not selected.any():
             raise ValueError(f"area with bounds {tuple(area.bounds)} meets no output cell of the grid")
+    if select is not None:
+        selected[selected] = select(flat_cells[selected])
+        if not selected.any():
+            raise ValueError("mask selects no output cell of the grid" + ("" if area is None else " the area meets"))
     rectilinear = is_rectilinear(boxes)
     normalised = rectilinear and is_separable(window)
     if rectilinear:
