@@ -167,8 +167,10 @@ def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=N
     if mask is not None:
         mask = check_mask(mask, input_size)
         edges = [np.append(axis_starts(image_size[a], tile_size[a], overlap[a])[0], image_size[a]) for a in (0, 1)]
+        # The window of the grid the selected cells need: its last cell on an axis, longer than on the whole
+        # grid, lies past every selected cell, where the mask (or the area) is False, so it is never selected.
         reach = mask_reach(mask, input_size, edges, scale)
-        select = mask_selector(mask, input_size, scale, reach)
+        select = mask_selector(mask, input_size, scale)
     boxes, spans = _regular_boxes(image_size, tile_size, overlap, area, reach)
     a = 1 if traverse == "rows" else 0  # the axis the buffer spans
     row_bytes = int(boxes[0, 0, 3 - a] - boxes[0, 0, 1 - a]) * bytes_per_pixel

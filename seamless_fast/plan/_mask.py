@@ -213,24 +213,15 @@ def _to_input(edges, image_size, scale):
     return [np.minimum(np.asarray(e, np.int64) * s, n) for e, s, n in zip(edges, scale, image_size)]
 
 
-def mask_selector(mask, image_size, scale=None, reach=None):
-    """A function of output cells ``(n, 2 N)`` (output pixels) giving whether each meets the mask.
-
-    The cells are clipped to `reach` (a box in output pixels, from
-    :func:`mask_reach`) first, then scaled to the input pixels the mask
-    lies over. Clipping keeps a window of a larger grid true to it: the
-    last cell of a window, longer than on the whole grid, is cut back.
-    """
+def mask_selector(mask, image_size, scale=None):
+    """A function of output cells ``(n, 2 N)`` (output pixels) giving whether each meets the mask (over the
+    input image of `image_size`, `scale` input pixels per output pixel per axis)."""
     ndim = len(image_size)
-    scale = np.ones(ndim, np.int64) if scale is None else np.asarray(scale, np.int64)
-    limit = np.asarray(image_size, np.int64)
+    factor = np.tile(np.ones(ndim, np.int64) if scale is None else np.asarray(scale, np.int64), 2)
+    limit = np.tile(np.asarray(image_size, np.int64), 2)
 
     def select(cells):
-        boxes = np.array(cells, dtype=np.int64).reshape(-1, 2 * ndim)
-        if reach is not None:
-            boxes[:, :ndim] = np.maximum(boxes[:, :ndim], reach[:ndim])
-            boxes[:, ndim:] = np.minimum(boxes[:, ndim:], reach[ndim:])
-        boxes = np.minimum(boxes * np.tile(scale, 2), np.tile(limit, 2))
-        return boxes_meeting_mask(mask, image_size, boxes)
+        boxes = np.asarray(cells, dtype=np.int64).reshape(-1, 2 * ndim)
+        return boxes_meeting_mask(mask, image_size, np.minimum(boxes * factor, limit))
 
     return select
