@@ -287,7 +287,7 @@ def load_mask(path, image_size):
     except MemoryError:
         raise
     except Exception as error:
-        raise UsageError(f"--mask {path!r} cannot be read: {type(error).__name__}: {_one_line(error)}") from None
+        raise UsageError(f"--mask {path!r} cannot be read: {_one_line(error)}") from None
     if values.dtype.kind not in "biuf":
         raise UsageError(f"--mask {path!r} holds {values.dtype} values; expected numbers (nonzero = inside)")
     if values.dtype.kind == "f" and not np.isfinite(values).all():
@@ -315,10 +315,12 @@ def _read_mask(path):
                              "pillow (or give the mask as .npy or .tif)") from None
         with Image.open(path) as image:
             if image.mode not in PNG_MODES:
-                raise UsageError(f"--mask {path!r} is a {image.mode} PNG; expected a single-channel (grayscale or "
-                                 "1-bit) image")
+                raise UsageError(f"--mask {path!r} is a PNG in mode {image.mode}; expected a single-channel "
+                                 "(grayscale or 1-bit) image")
             return np.asarray(image)
-    with open_image(path) as reader:
+    from ..io import ImageReader
+
+    with ImageReader(path) as reader:
         if reader.channels != 1:
             raise UsageError(f"--mask {path!r} has {reader.channels} channels; expected a single-channel image")
         return reader.read((0, 0) + tuple(reader.shape))[..., 0]
