@@ -1,7 +1,6 @@
 """The planners: a regular grid, or any grid of boxes, and optionally an area, compiled into a `Plan`."""
 
 import dataclasses
-import functools
 
 import numpy as np
 import shapely
@@ -9,7 +8,7 @@ import shapely
 from ._schedule import (STEP_COLUMNS, band_seam_rows, live_from_rows, regular_column_stripes,
                         schedule_general, schedule_rectilinear, seam_rows, segment_cummax, split_columns, step_table,
                         stripe_extents, weight_vectors)
-from ._mask import check_mask, mask_reach, mask_selector
+from ._mask import boxes_meeting_mask, cells_meeting_mask, check_mask, mask_reach, scaled_to_input
 from ._input import check_context_scale, check_grid_scale, to_output_pixels, with_input_geometry
 from ._traverse import (check_traverse, choose_traverse, to_image_frame, transpose_area, transpose_boxes,
                         transpose_window)
@@ -163,15 +162,16 @@ def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=N
     image_size, tile_size, overlap, area = to_output_pixels(image_size, tile_size, overlap, area, scale)
     window = check_window(window)
     max_buffer_bytes, bytes_per_pixel = _budget(max_buffer_bytes, channels, dtype)
-    select, reach = None, None
+    hit = reach = None
     if mask is not None:
         mask = check_mask(mask, input_size)
         edges = [np.append(axis_starts(image_size[a], tile_size[a], overlap[a])[0], image_size[a]) for a in (0, 1)]
-        # The window of the grid the selected cells need: its last cell on an axis, longer than on the whole
-        # grid, lies past every selected cell, where the mask (or the area) is False, so it is never selected.
-        reach = mask_reach(mask, input_size, edges, scale)
-        select = mask_selector(mask, input_size, scale)
+        hit = cells_meeting_mask(mask, input_size, [np.minimum(e * s, n) for e, s, n in zip(edges, scale, input_size)])
+        reach = mask_reach(hit, edges)
     boxes, spans = _regular_boxes(image_size, tile_size, overlap, area, reach)
+    # The window's cells are the whole grid's, but for its last on an axis, which is longer: that one lies past
+    # every selected cell (or past the area), so the whole grid's selection holds in the window.
+    cell_filter = None if hit is None else hit[slice(*spans[0]), slice(*spans[1])]
     a = 1 if traverse == "rows" else 0  # the axis the buffer spans
     row_bytes = int(boxes[0, 0, 3 - a] - boxes[0, 0, 1 - a]) * bytes_per_pixel
     try:
@@ -180,7 +180,7 @@ def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=N
     except ValueError as error:
         raise _in_image_terms(error, traverse, area) from None
     plan = _compile_along(traverse, boxes, image_size, area, window, max_buffer_bytes, bytes_per_pixel,
-                          column_stripe, select)
+                          column_stripe, cell_filter)
     plan = with_input_geometry(plan, input_size, context, scale)
     grid = boxes_to_geoms(boxes if scale == (1, 1) else boxes * np.array(scale * 2, np.int64))
     if plan.n_loads <= INPUT_GEOMS_CACHED and context == (0, 0):
@@ -348,31 +348,34 @@ def plan_from_grid(grid, margin=(0, 0), area=None, traversal_fnc=None, *, window
     image_size, _, _, area = to_output_pixels(input_size, (0, 0), (0, 0), area, scale)
     window = check_window(window)
     budget = _budget(max_buffer_bytes, channels, dtype)
-    select = None if mask is None else mask_selector(check_mask(mask, input_size), input_size, scale)
     largest = (int((boxes[..., 2] - boxes[..., 0]).max()), int((boxes[..., 3] - boxes[..., 1]).max()))
-    plan = _compile_along(choose_traverse(traverse, image_size, largest), boxes, image_size, area, window, *budget,
-                          select=select)
+    traverse = choose_traverse(traverse, image_size, largest)
+    cell_filter = None
+    if mask is not None:
+        mask = check_mask(mask, input_size)
+        # the cells of the walk (transposed, an irregular grid's may differ), in image coordinates
+        cells = grid_cells(boxes) if traverse == "rows" else transpose_boxes(grid_cells(transpose_boxes(boxes)))
+        hit = boxes_meeting_mask(mask, input_size, scaled_to_input(cells.reshape(-1, 4), input_size, scale))
+        cell_filter = hit.reshape(boxes.shape[:2])
+    plan = _compile_along(traverse, boxes, image_size, area, window, *budget, cell_filter=cell_filter)
     return with_input_geometry(plan, input_size, context, scale)
 
 
 def _compile_along(traverse, boxes, image_size, area, window, max_buffer_bytes=None, bytes_per_pixel=4,
-                   column_stripe=None, select=None):
+                   column_stripe=None, cell_filter=None):
     """`_compile` for tiles walked along `traverse`: for columns, the plan of the transposed image seen
     from the image (see `seamless_fast._traverse`)."""
     if traverse == "rows":
-        return _compile(boxes, image_size, area, window, max_buffer_bytes, bytes_per_pixel, column_stripe, select)
-    if select is not None:  # it takes boxes in image coordinates
-        select = functools.partial(_transposed, select)
+        return _compile(boxes, image_size, area, window, max_buffer_bytes, bytes_per_pixel, column_stripe,
+                        cell_filter)
+    if cell_filter is not None:
+        cell_filter = np.ascontiguousarray(cell_filter.T)
     try:
         frame = _compile(transpose_boxes(boxes), image_size[::-1], transpose_area(area), transpose_window(window),
-                         max_buffer_bytes, bytes_per_pixel, column_stripe, select)
+                         max_buffer_bytes, bytes_per_pixel, column_stripe, cell_filter)
     except ValueError as error:
         raise _in_image_terms(error, traverse, area) from None
     return to_image_frame(frame, image_size, window)
-
-
-def _transposed(select, cells):
-    return select(cells[:, [1, 0, 3, 2]])
 
 
 def _in_image_terms(error, traverse, area):
@@ -388,10 +391,10 @@ def _in_image_terms(error, traverse, area):
 
 
 def _compile(boxes, image_size, area, window, max_buffer_bytes=None, bytes_per_pixel=4, column_stripe=None,
-             select=None):
+             cell_filter=None):
     """The Plan of a grid of integer boxes; `column_stripe` (see `regular_column_stripes`) overrides
-    how a rectilinear grid's columns are cut into stripes; `select` (see `mask_selector`) keeps the cells it
-    gives True for."""
+    how a rectilinear grid's columns are cut into stripes; `cell_filter` (bool, (rows, cols)) keeps the cells
+    it is True for (those a mask selects)."""
     rows, cols = boxes.shape[:2]
     if not is_separable(window):
         sizes = np.unique(boxes[..., 2:].reshape(-1, 2) - boxes[..., :2].reshape(-1, 2), axis=0)
@@ -405,8 +408,8 @@ def _compile(boxes, image_size, area, window, max_buffer_bytes=None, bytes_per_p
         selected[selected] = cells_meeting(area, flat_cells[selected], np.flatnonzero(selected), cols)
         if not selected.any():
             raise ValueError(f"area with bounds {tuple(area.bounds)} meets no output cell of the grid")
-    if select is not None:
-        selected[selected] = select(flat_cells[selected])
+    if cell_filter is not None:
+        selected &= cell_filter.reshape(-1)
         if not selected.any():
             raise ValueError("mask selects no output cell of the grid" + ("" if area is None else " the area meets"))
     rectilinear = is_rectilinear(boxes)

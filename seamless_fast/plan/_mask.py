@@ -17,7 +17,7 @@ import itertools
 
 import numpy as np
 
-__all__ = ["boxes_meeting_mask", "cells_meeting_mask", "check_mask", "mask_reach", "mask_selector"]
+__all__ = ["boxes_meeting_mask", "cells_meeting_mask", "check_mask", "mask_reach", "scaled_to_input"]
 
 
 def check_mask(mask, image_size):
@@ -182,23 +182,17 @@ def boxes_meeting_mask(mask, image_size, boxes):
     return out
 
 
-def mask_reach(mask, image_size, edges, scale=None):
-    """The box of the cells a mask selects on a grid of output cells: ``(lo_0, ..., hi_{N-1})`` in output pixels.
-
-    `edges` are the whole grid's cell boundaries in output pixels, `scale`
-    the input pixels per output pixel per axis (the mask lies over the input
-    image of `image_size`). Raises a ValueError naming `mask` when it selects
-    no cell.
+def mask_reach(hit, edges):
+    """The box ``(lo_0, ..., hi_{N-1})`` of the selected cells `hit` (from :func:`cells_meeting_mask`) of the grid
+    with boundaries `edges`; a ValueError naming the mask when none is selected.
 
     Examples
     --------
-    >>> mask_reach(np.array([[0, 1], [0, 0]], bool), (100, 80), ([0, 30, 50, 100], [0, 40, 60, 80]))
-    (0, 40, 50, 80)
+    >>> mask_reach(np.array([[False, True, True], [False, False, False]]), ([0, 30, 50], [0, 40, 60, 80]))
+    (0, 40, 30, 80)
     """
-    hit = cells_meeting_mask(mask, image_size, _to_input(edges, image_size, scale))
     if not hit.any():
-        raise ValueError(f"mask (shape {np.shape(mask)}) selects no output cell: it is False everywhere, or True "
-                         "only where no cell is")
+        raise ValueError("mask selects no output cell: it is False everywhere, or True only where no cell is")
     lo, hi = [], []
     for axis, e in enumerate(edges):
         along = np.flatnonzero(hit.any(axis=tuple(a for a in range(hit.ndim) if a != axis)))
@@ -207,21 +201,9 @@ def mask_reach(mask, image_size, edges, scale=None):
     return tuple(lo + hi)
 
 
-def _to_input(edges, image_size, scale):
-    if scale is None:
-        return [np.asarray(e, np.int64) for e in edges]
-    return [np.minimum(np.asarray(e, np.int64) * s, n) for e, s, n in zip(edges, scale, image_size)]
-
-
-def mask_selector(mask, image_size, scale=None):
-    """A function of output cells ``(n, 2 N)`` (output pixels) giving whether each meets the mask (over the
-    input image of `image_size`, `scale` input pixels per output pixel per axis)."""
-    ndim = len(image_size)
-    factor = np.tile(np.ones(ndim, np.int64) if scale is None else np.asarray(scale, np.int64), 2)
+def scaled_to_input(boxes, image_size, scale):
+    """Boxes ``(..., 2 N)`` in output pixels as input pixels: times `scale`, clipped to the input's `image_size`
+    (the last output pixel of an axis may reach past it)."""
+    factor = np.tile(np.asarray(scale, np.int64), 2)
     limit = np.tile(np.asarray(image_size, np.int64), 2)
-
-    def select(cells):
-        boxes = np.asarray(cells, dtype=np.int64).reshape(-1, 2 * ndim)
-        return boxes_meeting_mask(mask, image_size, np.minimum(boxes * factor, limit))
-
-    return select
+    return np.minimum(np.asarray(boxes, np.int64) * factor, limit)
