@@ -295,3 +295,31 @@ def test_masked_plan_of_a_large_image_loads_only_what_the_mask_needs():
     assert (plan.tile_boxes[:, :2] % 192 == 0).all(), "tiles sit where the whole-image grid puts them"
     cells = plan.cell_boxes[plan.write_cells]
     assert cells[:, 0].min() <= 16000 and cells[:, 2].max() >= 16800  # the mask rows [400, 420) of 1000
+
+
+def test_custom_grid_with_an_output_scale_writes_what_the_regular_grid_writes():
+    rng = np.random.default_rng(9)
+    for traverse in ("rows", "columns"):
+        mask = random_mask(rng, 13, 11)
+        regular, _ = sf.plan_regular_grid((200, 170), 32, 8, output_scale=2, mask=mask, traverse=traverse)
+        custom = sf.plan_from_grid(regular_grid((200, 170), 32, 8), output_scale=2, mask=mask, traverse=traverse)
+        assert {tuple(c) for c in regular.cell_boxes[regular.write_cells].tolist()} == \
+            {tuple(c) for c in custom.cell_boxes[custom.write_cells].tolist()}
+        whole, _ = sf.plan_regular_grid((200, 170), 32, 8, output_scale=2, traverse=traverse)
+        _, written = run(custom, 1)
+        np.testing.assert_array_equal(written, expected_written(whole, mask, (200, 170), (2, 2)))
+
+
+def test_the_planning_profile_runs():
+    import os
+    import subprocess
+    import sys
+
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "profiling",
+                          "mask_planning.py")
+    out = subprocess.run([sys.executable, script, "--size", "4000", "--mask", "100", "--rounds", "2"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("image 4000 x 4000") and lines[-2].startswith("masked / whole:")
+    assert "cells selected by cells_meeting_mask" in lines[-1]
