@@ -126,7 +126,7 @@ def test_a_mask_that_selects_nothing_is_refused():
     with pytest.raises(ValueError, match="area with bounds .* and the mask meet no common output cell"):
         sf.plan_regular_grid((100, 100), 16, 4, mask=mask, area=shapely.box(0, 0, 20, 20))
     mask[0, 9] = True  # the box of the mask's cells meets the area's, its cells do not
-    with pytest.raises(ValueError, match="mask selects no output cell of the grid the area meets"):
+    with pytest.raises(ValueError, match="area with bounds .* meets no output cell of the grid the mask selects"):
         sf.plan_regular_grid((100, 100), 16, 4, mask=mask, area=shapely.box(40, 90, 60, 100))
 
 
@@ -323,3 +323,13 @@ def test_the_planning_profile_runs():
     lines = out.stdout.splitlines()
     assert lines[0].startswith("image 4000 x 4000") and lines[-2].startswith("masked / whole:")
     assert "cells selected by cells_meeting_mask" in lines[-1]
+
+
+@pytest.mark.parametrize("traverse", ["rows", "columns"])
+def test_an_area_that_meets_none_of_the_masks_cells_is_named_in_image_terms(traverse):
+    mask = np.zeros((10, 10), bool)
+    mask[0, 9] = mask[9, 9] = True
+    area = shapely.box(40, 90, 60, 100)
+    with pytest.raises(ValueError, match=r"area with bounds \(40.0, 90.0, 60.0, 100.0\) meets no output cell of "
+                                         "the grid the mask selects"):
+        sf.plan_regular_grid((100, 100), 16, 4, mask=mask, area=area, traverse=traverse)

@@ -409,8 +409,9 @@ def parse_nodata(text):
 
 def output_nodata(given, metadata, dtype, *, area, classes, mask=None):
     """The nodata of the output: `given` (``--nodata``; refused if `dtype` cannot hold it); else, with an
-    `area` or a `mask` (outside which nothing is computed), a value no result takes: NaN for floats, the largest value
-    of `dtype` for labels when it is no class; else None (unwritten pixels are 0, no nodata is recorded).
+    `area` or a `mask` (outside which nothing is computed), a value no result takes: NaN for floats, the
+    largest value of `dtype` for labels when it is no class; else None (unwritten pixels are 0, no nodata is
+    recorded).
 
     The input's nodata (popped from `metadata`) is not carried over: it describes the input's values, and
     as the output's it would hide a class or a probability that happens to equal it (class 0, say).

@@ -384,7 +384,7 @@ def _in_image_terms(error, traverse, area):
     if traverse == "rows":
         return error
     if message.startswith("area with bounds"):  # the bounds the caller gave, not the transposed ones
-        message = f"area with bounds {tuple(area.bounds)} meets no output cell of the grid"
+        message = f"area with bounds {tuple(area.bounds)} meets" + message.split(" meets", 1)[1]
     elif message.startswith("max_buffer_bytes="):  # stripes of a column walk are bands of image rows
         message = message.replace("starting at column", "starting at image row").replace("(tile column", "(tile row")
     return ValueError(message)
@@ -404,14 +404,15 @@ def _compile(boxes, image_size, area, window, max_buffer_bytes=None, bytes_per_p
     flat_boxes = boxes.reshape(-1, 4)
     flat_cells = cells.reshape(-1, 4)
     selected = (flat_cells[:, 2] > flat_cells[:, 0]) & (flat_cells[:, 3] > flat_cells[:, 1])
-    if area is not None:
-        selected[selected] = cells_meeting(area, flat_cells[selected], np.flatnonzero(selected), cols)
-        if not selected.any():
-            raise ValueError(f"area with bounds {tuple(area.bounds)} meets no output cell of the grid")
-    if cell_filter is not None:
+    if cell_filter is not None:  # before the area: the mask's selection is cheaper than shapely's
         selected &= cell_filter.reshape(-1)
-        if not selected.any():
-            raise ValueError("mask selects no output cell of the grid" + ("" if area is None else " the area meets"))
+    if area is not None and selected.any():
+        selected[selected] = cells_meeting(area, flat_cells[selected], np.flatnonzero(selected), cols)
+    if (area is not None or cell_filter is not None) and not selected.any():
+        if area is None:
+            raise ValueError("mask selects no output cell of the grid")
+        raise ValueError(f"area with bounds {tuple(area.bounds)} meets no output cell of the grid"
+                         + ("" if cell_filter is None else " the mask selects"))
     rectilinear = is_rectilinear(boxes)
     normalised = rectilinear and is_separable(window)
     if rectilinear:
