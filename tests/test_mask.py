@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 import seamless_fast as sf
 from seamless_fast.plan import boxes_meeting_mask, cells_meeting_mask, regular_grid
 
+from test_area import tile_dependent_model
+
 
 # -- the reference: upsample the mask to the image by the footprint rule, then any() per cell -------------
 
@@ -131,13 +133,6 @@ def test_a_mask_that_selects_nothing_is_refused():
 
 
 # -- masked plans against the whole-image run ----------------------------------------------------------
-
-def tile_dependent_model(box, channels):
-    """Model output that depends on where the tile is, not only on the pixel: seeded by the tile's origin."""
-    ylo, xlo, yhi, xhi = (int(v) for v in box)
-    rng = np.random.default_rng([ylo, xlo])
-    return (rng.random((yhi - ylo, xhi - xlo, channels)) + 0.01 * ylo + 0.003 * xlo).astype(np.float32)
-
 
 def run(plan, channels, labels=False, fill=None, via_run_plan=False):
     """The plan's output into an array prefilled with `fill` (None: blend allocates it), and the written pixels."""
