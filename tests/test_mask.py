@@ -81,6 +81,11 @@ def test_footprints_at_non_integer_boundaries_are_exact():
     big = 2**53 - 1
     assert cells_meeting_mask([True, False], (big,), ([0, big // 2, big // 2 + 1, big],)).tolist() == \
         [True, True, False]
+    # and a * m past int64: mask pixel 2**20 - 1 of 2**20 starts at (2**20 - 1) * big / 2**20
+    start = -(-(2**20 - 1) * big // 2**20)
+    last = np.zeros(2**20, bool)
+    last[-1] = True
+    assert cells_meeting_mask(last, (big,), ([0, start - 1, start, big],)).tolist() == [False, True, True]
 
 
 def test_integer_masks_and_full_resolution():

@@ -48,11 +48,10 @@ def check_mask(mask, image_size):
 
 def _pixel_ranges(edges, size, m):
     """Per cell ``[a, b)`` of an axis, the mask pixels ``[lo, hi)`` it meets (empty for an empty cell)."""
-    a, b = edges[:-1], edges[1:]
-    lo = [x * m // size for x in a]  # Python integers: exact at any size
-    hi = [-(-y * m // size) for y in b]
-    lo, hi = np.array(lo, np.int64), np.array(hi, np.int64)
-    empty = b <= a
+    bounds = edges.tolist()  # Python integers: a * m is exact at any size
+    lo = np.array([a * m // size for a in bounds[:-1]], np.int64)
+    hi = np.array([-(-b * m // size) for b in bounds[1:]], np.int64)
+    empty = edges[1:] <= edges[:-1]
     lo[empty], hi[empty] = 0, 0
     return lo, hi
 
