@@ -148,6 +148,10 @@ def build_parser():
                               "0..255 / 0..65535; values outside [0, 1] are refused)")
     segment.add_argument("--area", help="only segment inside this area: a .geojson file or a WKT string, in "
                                         "pixel coordinates of the level read (x = column, y = row)")
+    segment.add_argument("--mask", metavar="FILE",
+                         help="only segment the cells that meet this mask (a tissue mask, say): a .npy, .png or "
+                              ".tif image over the whole input (the level read) at any lower resolution, nonzero "
+                              "inside; with --area, the cells that meet both. Not with --part")
     layout = segment.add_mutually_exclusive_group()
     layout.add_argument("--channel-first", dest="channel_first", action="store_true", default=True,
                         help="the model takes and returns (B, C, H, W) batches, as PyTorch models do (default)")
@@ -161,9 +165,9 @@ def build_parser():
                          help="also write reduced levels (each half the size; mode for labels, mean for "
                               "probabilities): GeoTIFF overviews for a georeferenced input, else SubIFDs")
     segment.add_argument("--nodata", metavar="V",
-                         help="value recorded as nodata and written where nothing is segmented (outside --area); "
-                              "default: none without --area; with it NaN for float probabilities, the dtype's "
-                              "largest value for labels (none for uint8/uint16 probabilities: 0 is written). "
+                         help="value recorded as nodata and written where nothing is segmented (outside --area "
+                              "or --mask); default: none without them; with one, NaN for float probabilities, the "
+                              "dtype's largest value for labels (none for uint8/uint16 probabilities: 0 is written). "
                               "The input's nodata is not carried over: it could hide a class")
     segment.add_argument("--part", type=_part, metavar="K/N",
                          help="run only part K (0 to N-1) of the image cut into N bands of tile rows, e.g. "

@@ -8,8 +8,8 @@ model, reading, writing) is a failure of the run, not of the arguments.
 The command line (:mod:`seamless_fast.cli`) only parses for these.
 """
 
-from ._options import CLI_EXTRA, UsageError, load_area, load_model, parse_size, plan_figures, plan_grid
+from ._options import CLI_EXTRA, UsageError, load_area, load_mask, load_model, parse_size, plan_figures, plan_grid
 from ._runs import prepare_demo, prepare_merge, prepare_segment
 
-__all__ = ["CLI_EXTRA", "UsageError", "load_area", "load_model", "parse_size", "plan_figures", "plan_grid",
-           "prepare_demo", "prepare_merge", "prepare_segment"]
+__all__ = ["CLI_EXTRA", "UsageError", "load_area", "load_mask", "load_model", "parse_size", "plan_figures",
+           "plan_grid", "prepare_demo", "prepare_merge", "prepare_segment"]

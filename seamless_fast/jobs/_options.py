@@ -13,10 +13,13 @@ import numpy as np
 
 from .._files import check_output_path
 
-__all__ = ["UsageError", "CLI_EXTRA", "plan_figures", "parse_size", "load_model", "load_area", "plan_grid"]
+__all__ = ["UsageError", "CLI_EXTRA", "plan_figures", "parse_size", "load_model", "load_area", "load_mask",
+           "plan_grid"]
 
 CLI_EXTRA = "pip install 'seamless_fast[cli]'"
 TIFF_EXTENSIONS = (".tif", ".tiff")
+MASK_EXTENSIONS = (".npy", ".png") + TIFF_EXTENSIONS
+PNG_MODES = ("1", "L", "I", "I;16", "F")  # Pillow's single-channel modes
 MERGE_EXTENSIONS = (".tif", ".tiff", ".zarr")
 # The demo keeps two label maps in memory (2 * size**2 bytes) to score and picture them.
 DEMO_MAX_SIZE = 32768
@@ -270,6 +273,64 @@ def load_area(text, image_size):
     return shapely.ops.transform(lambda x, y: (y, x), geom)  # to the library's (y, x)
 
 
+def load_mask(path, image_size):
+    """The ``--mask`` file (.npy, .png, .tif/.tiff; nonzero is True) as a boolean array, checked against the
+    image's (height, width): 2-D, no side larger than the image's, some pixel True. A UsageError naming it
+    otherwise."""
+    from ..plan._mask import check_mask
+
+    if path is None:
+        return None
+    check_extension(path, MASK_EXTENSIONS, name="--mask")
+    if not os.path.isfile(path):
+        raise UsageError(f"--mask {path!r} does not exist" if not os.path.exists(path) else
+                         f"--mask {path!r} is a folder; expected a .npy, .png or .tif file")
+    try:
+        values = _read_mask(path)
+    except UsageError:
+        raise
+    except MemoryError:
+        raise
+    except Exception as error:
+        raise UsageError(f"--mask {path!r} cannot be read: {_one_line(error)}") from None
+    if values.dtype.kind not in "biuf":
+        raise UsageError(f"--mask {path!r} holds {values.dtype} values; expected numbers (nonzero = inside)")
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        raise UsageError(f"--mask {path!r} has values that are not finite numbers")
+    mask = values != 0
+    try:
+        check_mask(mask, image_size)
+    except ValueError:
+        raise UsageError(f"--mask {path!r} has shape {values.shape}; expected a 2-D image of at most the input's "
+                         f"{tuple(image_size)} (rows, columns), at any lower resolution") from None
+    if not mask.any():
+        raise UsageError(f"--mask {path!r} has no nonzero pixel: it selects nothing to segment")
+    return mask
+
+
+def _read_mask(path):
+    lower = path.lower()
+    if lower.endswith(".npy"):
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    if lower.endswith(".png"):
+        try:
+            from PIL import Image
+        except ImportError:
+            raise UsageError(f"--mask {path!r}: reading a PNG needs Pillow, which is not installed: pip install "
+                             "pillow (or give the mask as .npy or .tif)") from None
+        with Image.open(path) as image:
+            if image.mode not in PNG_MODES:
+                raise UsageError(f"--mask {path!r} is a PNG in mode {image.mode}; expected a single-channel "
+                                 "(grayscale or 1-bit) image")
+            return np.asarray(image)
+    from ..io import ImageReader
+
+    with ImageReader(path) as reader:
+        if reader.channels != 1:
+            raise UsageError(f"--mask {path!r} has {reader.channels} channels; expected a single-channel image")
+        return reader.read((0, 0) + tuple(reader.shape))[..., 0]
+
+
 def _read_area(text):
     import shapely
 
@@ -351,10 +412,11 @@ def parse_nodata(text):
     return value
 
 
-def output_nodata(given, metadata, dtype, *, area, classes):
+def output_nodata(given, metadata, dtype, *, area, classes, mask=None):
     """The nodata of the output: `given` (``--nodata``; refused if `dtype` cannot hold it); else, with an
-    `area` (outside which nothing is computed), a value no result takes: NaN for floats, the largest value
-    of `dtype` for labels when it is no class; else None (unwritten pixels are 0, no nodata is recorded).
+    `area` or a `mask` (outside which nothing is computed), a value no result takes: NaN for floats, the
+    largest value of `dtype` for labels when it is no class; else None (unwritten pixels are 0, no nodata is
+    recorded).
 
     The input's nodata (popped from `metadata`) is not carried over: it describes the input's values, and
     as the output's it would hide a class or a probability that happens to equal it (class 0, say).
@@ -373,7 +435,7 @@ def output_nodata(given, metadata, dtype, *, area, classes):
 
     metadata.pop("nodata", None)
     if given is None:
-        if area is None:
+        if area is None and mask is None:
             return None
         if dtype.kind == "f":
             return float("nan")

@@ -5,8 +5,8 @@ import time
 
 from ._options import (DEMO_MAX_SIZE, MERGE_EXTENSIONS, TIFF_EXTENSIONS, UsageError, _area_file, _one_line,
                        check_extension, check_output, check_tiling, check_values, compile_notice, load_area,
-                       load_model, open_image, output_nodata, parse_nodata, peak_mib, plan_grid, probe_channels,
-                       require_extras)
+                       load_mask, load_model, open_image, output_nodata, parse_nodata, peak_mib, plan_grid,
+                       probe_channels, require_extras)
 from ._volume import is_volume, one_size, prepare_volume_segment
 
 
@@ -24,7 +24,7 @@ def prepare_segment(args):
     _check_part_options(args)
     if args.part is None:
         check_extension(args.output, TIFF_EXTENSIONS)
-        check_output(args.output, inputs=[args.input, _area_file(args.area)])
+        check_output(args.output, inputs=[args.input, _area_file(args.area), getattr(args, "mask", None)])
     else:
         _check_store(args.store, args.input)
     if args.labels and args.dtype not in (None, "uint8", "uint16", "uint32"):
@@ -35,6 +35,8 @@ def prepare_segment(args):
     for option, given in (("--pyramid", getattr(args, "pyramid", False)), ("--nodata", nodata is not None)):
         if given and args.part is not None:
             raise UsageError(f"{option} goes with a whole run; a --part run writes no output (merge does)")
+    if getattr(args, "mask", None) is not None and args.part is not None:
+        raise UsageError("--mask goes with a whole run; a --part run takes --area only")
     if args.compression == "zstd":
         try:
             import imagecodecs  # noqa: F401
@@ -45,10 +47,11 @@ def prepare_segment(args):
         area = load_area(args.area, reader.shape)
         if args.part is not None:
             return _PartJob(args, reader, load_model(args.model), area)
+        mask = load_mask(getattr(args, "mask", None), reader.shape)
         plan = plan_grid(reader.shape, args.tile, args.overlap, area=area, window=args.window, context=args.context,
-                         output_scale=args.output_scale)
+                         output_scale=args.output_scale, mask=mask)
         model = load_model(args.model)
-        return _SegmentJob(args, reader, plan, model, area=area, nodata=nodata)
+        return _SegmentJob(args, reader, plan, model, area=area, nodata=nodata, mask=mask)
     except BaseException:
         reader.close()
         raise
@@ -87,7 +90,7 @@ def _check_store(store, source):
 
 
 class _SegmentJob:
-    def __init__(self, args, reader, plan, model, area=None, nodata=None):
+    def __init__(self, args, reader, plan, model, area=None, nodata=None, mask=None):
         from ..dtypes import output_dtype
         from ..io import TiffWriter, metadata_for_output
         from ..plan._input import area_to_output
@@ -105,7 +108,7 @@ class _SegmentJob:
         # labels, and the values of a one-channel model, are a 2-D image
         self.planes = None if args.labels or channels == 1 else channels
         metadata = metadata_for_output(reader, output_scale=plan.output_scale)
-        nodata = output_nodata(nodata, metadata, self.dtype, area=area,
+        nodata = output_nodata(nodata, metadata, self.dtype, area=area, mask=mask,
                                classes=channels if args.labels else None)
         pyramid = {}
         if getattr(args, "pyramid", False):

@@ -9,10 +9,11 @@ of :mod:`seamless_fast.engine` walk these arrays.
 
 from ._analyse import analyse_plan, get_plan_input_geoms, get_plan_logit_geoms, row_by_row_traversal
 from ._grid import plan_from_grid, plan_regular_grid, regular_grid, ring_layout
+from ._mask import boxes_meeting_mask, cells_meeting_mask
 from ._plan import MAX_GRID_TILES, Plan, PlanStats
 from ._schedule import MAX_WEIGHTS, STEP_COLUMNS
 from ._volume import VolumePlan
 
 __all__ = ["MAX_GRID_TILES", "MAX_WEIGHTS", "STEP_COLUMNS", "Plan", "VolumePlan", "PlanStats", "analyse_plan", "get_plan_input_geoms",
            "get_plan_logit_geoms", "plan_from_grid", "plan_regular_grid", "regular_grid", "ring_layout",
-           "row_by_row_traversal"]
+           "row_by_row_traversal", "boxes_meeting_mask", "cells_meeting_mask"]

@@ -11,6 +11,7 @@ from ..geometry import (axis_starts, axis_window, boxes_to_geoms, cells_meeting,
 from ..windows import check_window, is_separable, window_2d
 from . import _plan
 from ._input import check_context_scale, check_grid_scale, to_output_pixels, with_input_geometry
+from ._mask import boxes_meeting_mask, cells_meeting_mask, check_mask, mask_reach, scaled_to_input
 from ._plan import MAX_GRID_TILES, MAX_IMAGE_SIDE, Plan, _frozen, _right_buffer
 from ._schedule import (STEP_COLUMNS, band_seam_rows, live_from_rows, regular_column_stripes, schedule_general,
                         schedule_rectilinear, seam_rows, segment_cummax, split_columns, step_table, stripe_extents,
@@ -22,7 +23,7 @@ from ._volume import is_volume_grid, is_volume_size, plan_volume_from_grid, plan
 
 def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=None, *, window="pyramid",
                       max_buffer_bytes=None, channels=1, dtype=np.float32, context=0, output_scale=1,
-                      traverse="auto"):
+                      traverse="auto", mask=None):
     """Plan a regular grid of overlapping tiles over an image.
 
     Tiles start every ``tile_size - overlap`` pixels along each axis from 0;
@@ -99,10 +100,28 @@ def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=N
         :func:`~seamless_fast.run_pipeline` plan with ``"rows"``.
         Results of the two orders agree to float rounding (the sums at a
         pixel are added in another order), not bit for bit.
+    mask : array-like of bool, optional, keyword-only
+        A mask over the whole image (in input pixels, like `area`) at any
+        resolution up to the image's, e.g. a tissue mask: mask pixel i of an
+        axis of m pixels covers input pixels ``[i * S / m, (i + 1) * S / m)``
+        of an image side S. Booleans, or integers 0 and 1. Only the cells
+        that overlap (with positive area) the footprint of a True mask pixel
+        are written, and only the tiles they need are requested (see
+        :func:`~seamless_fast.plan._mask.cells_meeting_mask`). As with
+        `area`, the plan is the window of the whole image's grid that those
+        cells need: same tiles, same cells, so the run writes exactly the
+        values of a whole-image run in them. With both `area` and `mask`, a
+        cell is written when it meets both.
 
     Returns
     -------
     plan : Plan
+        The cells it writes are ``plan.cell_boxes[plan.write_cells]`` (with
+        an `area` or a `mask`, part of the image); pixels outside them are
+        never written: :func:`~seamless_fast.blend` leaves them as they are
+        in its `out` (zero when it allocates it), and
+        :class:`~seamless_fast.io.TiffWriter` stores its `fill` (its `nodata`
+        when given) there.
     grid : ndarray of shapely boxes, shape (rows, cols)
         The tiles' boxes in input pixels (output boxes times `output_scale`,
         without the context), as :func:`plan_from_grid` takes them.
@@ -149,7 +168,16 @@ def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=N
     image_size, tile_size, overlap, area = to_output_pixels(image_size, tile_size, overlap, area, scale)
     window = check_window(window)
     max_buffer_bytes, bytes_per_pixel = _budget(max_buffer_bytes, channels, dtype)
-    boxes, spans = _regular_boxes(image_size, tile_size, overlap, area)
+    hit = reach = None
+    if mask is not None:
+        mask = check_mask(mask, input_size)
+        edges = [np.append(axis_starts(image_size[a], tile_size[a], overlap[a])[0], image_size[a]) for a in (0, 1)]
+        hit = cells_meeting_mask(mask, input_size, [np.minimum(e * s, n) for e, s, n in zip(edges, scale, input_size)])
+        reach = mask_reach(hit, edges)
+    boxes, spans = _regular_boxes(image_size, tile_size, overlap, area, reach)
+    # The window's cells are the whole grid's, but for its last on an axis, which is longer: that one lies past
+    # every selected cell (or past the area), so the whole grid's selection holds in the window.
+    cell_filter = None if hit is None else hit[slice(*spans[0]), slice(*spans[1])]
     a = 1 if traverse == "rows" else 0  # the axis the buffer spans
     row_bytes = int(boxes[0, 0, 3 - a] - boxes[0, 0, 1 - a]) * bytes_per_pixel
     try:
@@ -158,7 +186,7 @@ def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=N
     except ValueError as error:
         raise _in_image_terms(error, traverse, area) from None
     plan = _compile_along(traverse, boxes, image_size, area, window, max_buffer_bytes, bytes_per_pixel,
-                          column_stripe)
+                          column_stripe, cell_filter)
     plan = with_input_geometry(plan, input_size, context, scale)
     grid = boxes_to_geoms(boxes if scale == (1, 1) else boxes * np.array(scale * 2, np.int64))
     if plan.n_loads <= _plan.INPUT_GEOMS_CACHED and context == (0, 0):
@@ -188,17 +216,25 @@ def regular_grid(image_size, tile_size, overlap, area=None):
     return boxes_to_geoms(_regular_boxes(image_size, tile_size, overlap, area)[0])
 
 
-def _regular_boxes(image_size, tile_size, overlap, area):
-    """Boxes of the whole-image grid, or of the window of it that `area` needs (refused when too many),
-    and the window's rows and columns ``((i0, i1), (k0, k1))`` on the whole grid."""
+def _regular_boxes(image_size, tile_size, overlap, area, reach=None):
+    """Boxes of the whole-image grid, or of the window of it that `area` and the box `reach` (of the cells a
+    mask selects) need (refused when too many), and the window's rows and columns ``((i0, i1), (k0, k1))`` on
+    the whole grid."""
     spans = []
     for a in (0, 1):
         size, tile, over = image_size[a], tile_size[a], overlap[a]
-        if area is None:
+        if area is None and reach is None:
             spans.append((0, regular_axis(size, tile, over)[0]))
-        else:
-            lo, hi = area.bounds[a], area.bounds[a + 2]
-            spans.append(axis_window(size, tile, over, min(max(lo, 0.0), size), min(max(hi, 0.0), size)))
+            continue
+        lo, hi = 0.0, float(size)
+        if area is not None:
+            lo, hi = min(max(area.bounds[a], 0.0), size), min(max(area.bounds[a + 2], 0.0), size)
+        if reach is not None:
+            lo, hi = max(lo, reach[a]), min(hi, reach[a + 2])
+            if lo >= hi:
+                raise ValueError(f"area with bounds {tuple(area.bounds)} and the mask meet no common output cell: "
+                                 f"the mask selects cells within {tuple(reach)} only")
+        spans.append(axis_window(size, tile, over, lo, hi))
     rows, cols = (k1 - k0 for k0, k1 in spans)
     if rows * cols > MAX_GRID_TILES:
         where = "" if area is None else f" around the area with bounds {tuple(area.bounds)}"
@@ -238,7 +274,7 @@ def _accumulator_dtype(dtype):
 
 
 def plan_from_grid(grid, margin=(0, 0), area=None, traversal_fnc=None, *, window="pyramid", max_buffer_bytes=None,
-                   channels=1, dtype=np.float32, context=0, output_scale=1, traverse="auto"):
+                   channels=1, dtype=np.float32, context=0, output_scale=1, traverse="auto", mask=None):
     """Plan a run over any grid of boxes, regular or not.
 
     Parameters
@@ -276,10 +312,17 @@ def plan_from_grid(grid, margin=(0, 0), area=None, traversal_fnc=None, *, window
         tile and the grid's extent from (0, 0). Walking columns, cells are cut
         where the next tile of the column starts (the grid's cells transposed):
         on an irregular grid they may differ from those of ``"rows"``.
+    mask : array-like of bool, optional, keyword-only
+        As in :func:`plan_regular_grid`, over the image the grid spans (from
+        (0, 0) to its largest bounds, input pixels): only the cells meeting
+        a True mask pixel's footprint are written; with an `area` too, those
+        meeting both.
 
     Returns
     -------
     Plan
+        The cells it writes are ``plan.cell_boxes[plan.write_cells]``; the
+        rest of the image is never written (see :func:`plan_regular_grid`).
 
     Notes
     -----
@@ -318,19 +361,30 @@ def plan_from_grid(grid, margin=(0, 0), area=None, traversal_fnc=None, *, window
     window = check_window(window)
     budget = _budget(max_buffer_bytes, channels, dtype)
     largest = (int((boxes[..., 2] - boxes[..., 0]).max()), int((boxes[..., 3] - boxes[..., 1]).max()))
-    plan = _compile_along(choose_traverse(traverse, image_size, largest), boxes, image_size, area, window, *budget)
+    traverse = choose_traverse(traverse, image_size, largest)
+    cell_filter = None
+    if mask is not None:
+        mask = check_mask(mask, input_size)
+        # the cells of the walk (transposed, an irregular grid's may differ), in image coordinates
+        cells = grid_cells(boxes) if traverse == "rows" else transpose_boxes(grid_cells(transpose_boxes(boxes)))
+        hit = boxes_meeting_mask(mask, input_size, scaled_to_input(cells.reshape(-1, 4), input_size, scale))
+        cell_filter = hit.reshape(boxes.shape[:2])
+    plan = _compile_along(traverse, boxes, image_size, area, window, *budget, cell_filter=cell_filter)
     return with_input_geometry(plan, input_size, context, scale)
 
 
 def _compile_along(traverse, boxes, image_size, area, window, max_buffer_bytes=None, bytes_per_pixel=4,
-                   column_stripe=None):
+                   column_stripe=None, cell_filter=None):
     """`_compile` for tiles walked along `traverse`: for columns, the plan of the transposed image seen
     from the image (see `seamless_fast._traverse`)."""
     if traverse == "rows":
-        return _compile(boxes, image_size, area, window, max_buffer_bytes, bytes_per_pixel, column_stripe)
+        return _compile(boxes, image_size, area, window, max_buffer_bytes, bytes_per_pixel, column_stripe,
+                        cell_filter)
+    if cell_filter is not None:
+        cell_filter = np.ascontiguousarray(cell_filter.T)
     try:
         frame = _compile(transpose_boxes(boxes), image_size[::-1], transpose_area(area), transpose_window(window),
-                         max_buffer_bytes, bytes_per_pixel, column_stripe)
+                         max_buffer_bytes, bytes_per_pixel, column_stripe, cell_filter)
     except ValueError as error:
         raise _in_image_terms(error, traverse, area) from None
     return to_image_frame(frame, image_size, window)
@@ -342,15 +396,17 @@ def _in_image_terms(error, traverse, area):
     if traverse == "rows":
         return error
     if message.startswith("area with bounds"):  # the bounds the caller gave, not the transposed ones
-        message = f"area with bounds {tuple(area.bounds)} meets no output cell of the grid"
+        message = f"area with bounds {tuple(area.bounds)} meets" + message.split(" meets", 1)[1]
     elif message.startswith("max_buffer_bytes="):  # stripes of a column walk are bands of image rows
         message = message.replace("starting at column", "starting at image row").replace("(tile column", "(tile row")
     return ValueError(message)
 
 
-def _compile(boxes, image_size, area, window, max_buffer_bytes=None, bytes_per_pixel=4, column_stripe=None):
+def _compile(boxes, image_size, area, window, max_buffer_bytes=None, bytes_per_pixel=4, column_stripe=None,
+             cell_filter=None):
     """The Plan of a grid of integer boxes; `column_stripe` (see `regular_column_stripes`) overrides
-    how a rectilinear grid's columns are cut into stripes."""
+    how a rectilinear grid's columns are cut into stripes; `cell_filter` (bool, (rows, cols)) keeps the cells
+    it is True for (those a mask selects)."""
     rows, cols = boxes.shape[:2]
     if not is_separable(window):
         sizes = np.unique(boxes[..., 2:].reshape(-1, 2) - boxes[..., :2].reshape(-1, 2), axis=0)
@@ -360,10 +416,15 @@ def _compile(boxes, image_size, area, window, max_buffer_bytes=None, bytes_per_p
     flat_boxes = boxes.reshape(-1, 4)
     flat_cells = cells.reshape(-1, 4)
     selected = (flat_cells[:, 2] > flat_cells[:, 0]) & (flat_cells[:, 3] > flat_cells[:, 1])
-    if area is not None:
+    if cell_filter is not None:  # before the area: the mask's selection is cheaper than shapely's
+        selected &= cell_filter.reshape(-1)
+    if area is not None and selected.any():
         selected[selected] = cells_meeting(area, flat_cells[selected], np.flatnonzero(selected), cols)
-        if not selected.any():
-            raise ValueError(f"area with bounds {tuple(area.bounds)} meets no output cell of the grid")
+    if (area is not None or cell_filter is not None) and not selected.any():
+        if area is None:
+            raise ValueError("mask selects no output cell of the grid")
+        raise ValueError(f"area with bounds {tuple(area.bounds)} meets no output cell of the grid"
+                         + ("" if cell_filter is None else " the mask selects"))
     rectilinear = is_rectilinear(boxes)
     normalised = rectilinear and is_separable(window)
     if rectilinear:
