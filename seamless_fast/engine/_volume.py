@@ -227,18 +227,7 @@ class VolumeBlender(Blender):
         data = np.empty(shape, self._out_dtype)
         return data, 0, 0, 0, data
 
-    def close(self):
-        """Release the buffers. Raises if tiles are still missing."""
-        if self._closed:
-            return
-        self._closed = True
-        missing = self.plan.n_loads - self.step
-        self._release()
-        if missing:
-            raise ValueError(f"blend closed after {self.step} tiles; the plan expects {self.plan.n_loads} "
-                             f"({missing} missing)")
-
-    def _release(self):
+    def _release(self):  # what Blender.close and a failed push call
         if self._layer is not None:
             self._layer._closed = True  # unfinished: dropped without its missing-tiles error
             self._layer._release()
