@@ -250,7 +250,18 @@ def _check_out(out, size, labels, channel_first):
 
 
 def blend_volume(plan, tiles, *, out=None, **options):
-    """:func:`~seamless_fast.blend` of a volume plan: every tile into one (D, H, W, C) array (or `out`)."""
+    """:func:`~seamless_fast.blend` of a volume plan: every tile into one (D, H, W, C) array (or `out`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from seamless_fast import blend, plan_regular_grid
+    >>> plan, _ = plan_regular_grid((20, 40, 30), 16, 4)
+    >>> tiles = (np.full((*(b[3:] - b[:3]), 2), 0.5) for b in plan.tile_boxes[plan.load_order])
+    >>> volume = blend(plan, tiles)
+    >>> volume.shape, volume.dtype, round(float(volume.max()), 6)
+    ((20, 40, 30, 2), dtype('float64'), 0.5)
+    """
     with VolumeBlender(plan, out=out, **options) as blender:
         check_tile_count(tiles, plan.n_loads)
         try:
