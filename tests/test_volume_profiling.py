@@ -17,5 +17,6 @@ def test_volume_memory_prints_memory_against_depth_and_times():
     rows = [line.split() for line in lines[2:4]]
     assert [row[0] for row in rows] == ["24", "48"] and all(float(row[-1]) >= 0 for row in rows)
     assert lines[4].startswith("time per tile")
-    assert [line.split()[0] for line in lines[5:10]] == ["copyto", "values", "labels", "values_cf", "labels_cf"]
-    assert lines[10].startswith("labels / values")
+    assert [line.split()[0] for line in lines[5:11]] == ["copyto", "values", "labels", "values_cf", "labels_cf",
+                                                    "numpy"]
+    assert lines[11].startswith("labels / values")

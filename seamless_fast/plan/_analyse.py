@@ -71,7 +71,9 @@ def get_plan_input_geoms(plan):
     Each box is the window of the input the tile's model reads (:meth:`Plan.read_boxes`): the tile's box,
     times the plan's `output_scale` and grown by its `context`, in input pixels.
     Row-major for a plan that walks rows, column-major for one that walks
-    columns (see `traverse` in :func:`plan_regular_grid`).
+    columns (see `traverse` in :func:`plan_regular_grid`). For a volume plan,
+    ``[((k, i, j), (zlo, ylo, xlo, zhi, yhi, xhi)), ...]``: boxes instead of
+    geometries, grown by the plan's context.
 
     Examples
     --------
@@ -80,6 +82,8 @@ def get_plan_input_geoms(plan):
     >>> get_plan_input_geoms(plan)[0][0]
     (0, 0)
     """
+    if isinstance(plan, VolumePlan):  # no geometries in 3-D: boxes (zlo, ylo, xlo, zhi, yhi, xhi)
+        return list(zip(map(plan.grid_index, plan.load_order.tolist()), map(tuple, plan.read_boxes().tolist())))
     if not isinstance(plan, Plan):
         raise ValueError(f"plan must be a Plan from plan_regular_grid or plan_from_grid; got {type(plan).__name__}")
     pairs = _plan.INPUT_GEOMS.get(plan)
