@@ -149,3 +149,39 @@ def test_plan_of_a_volume_size_and_file(workdir):
 def test_an_image_takes_one_tile_size(tmp_path):
     run = cli("plan", "4000x3000", "--tile", "256,256")
     assert run.returncode == 2 and "a 2-D image takes one" in run.stderr, run.stderr
+
+
+def test_a_body_mask_segments_only_the_cells_it_meets(workdir):
+    path, volume = workdir
+    zarr.save_array(str(path / "ct.zarr"), volume)
+    mask = np.zeros((5, 6, 7), bool)
+    mask[1:3, 2:5, 3:6] = True  # a "body" at a seventh of the resolution
+    np.save(path / "body.npy", mask)
+    run = cli("segment", "ct.zarr", "labels.zarr", "--model", "toyvolumes:segmenter", "--mask", "body.npy",
+              *tile_args(), cwd=path)
+    assert run.returncode == 0, run.stderr
+    with VolumeReader(path / "labels.zarr") as reader:
+        written = reader.read((0, 0, 0) + SHAPE)[..., 0]
+    masked, _ = sf.plan_regular_grid(SHAPE, TILE, OVERLAP, mask=mask)
+    inside = np.zeros(SHAPE, bool)
+    for c in masked.cell_boxes[masked.write_cells]:
+        inside[c[0]:c[3], c[1]:c[4], c[2]:c[5]] = True
+    assert 0 < inside.sum() < inside.size
+    expected = library_run(volume, toy("segmenter", path), labels=True)
+    np.testing.assert_array_equal(written[inside], expected[inside])
+    assert (written[~inside] == 0).all()
+
+
+@pytest.mark.parametrize("mask, message", [
+    (np.zeros((5, 6, 7), bool), "has no nonzero voxel"),
+    (np.ones((50, 6, 7), bool), "expected a volume of at most the input's"),
+    (np.ones((6, 7), bool), "expected a volume of at most the input's"),
+])
+def test_bad_volume_masks_exit_2(workdir, mask, message):
+    path, volume = workdir
+    zarr.save_array(str(path / "ct.zarr"), volume)
+    np.save(path / "body.npy", mask)
+    run = cli("segment", "ct.zarr", "out.zarr", "--model", "toyvolumes:segmenter", "--mask", "body.npy",
+              *tile_args(), cwd=path)
+    assert run.returncode == 2 and message in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert not os.path.exists(path / "out.zarr")

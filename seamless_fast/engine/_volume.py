@@ -176,6 +176,10 @@ class VolumeBlender(Blender):
         self._wz = self.plan.weight_z.astype(dtype)
         self.channels, self._dtype, self._out_dtype = c, dtype, out_dtype
         self._no_out = np.empty((1, 1, 1) if self.labels else (1, 1, 1, 1), out_dtype)
+        self._dropped = None
+        if self.plan.selected is not None:
+            self._zeros = new_array(np.zeros, (largest * c,), dtype, "the zero tile of a masked plan")
+            self._rank = np.argsort(self.plan.plane_plan.load_order)  # a layer's tile -> its step in the 2-D plan
 
     def _blend(self, arr, k, d, h, w):
         plan, c = self.plan, self.channels
@@ -190,16 +194,44 @@ class VolumeBlender(Blender):
                       casting="unsafe")
         if self._layer is None:
             self._layer = Blender(plan.plane_plan, dtype=self._dtype, parallel=self._parallel)
-        cells = self._layer.push(planes.reshape(h, w, d * c))
-        nz = plan.grid_shape[0]
-        zlo, zhi = int(plan.tile_boxes[flat, 0]), int(plan.tile_boxes[flat, 3])
-        t0 = int(plan.tile_boxes[flat + self._per_layer, 0]) if layer + 1 < nz else zhi
-        held = int(plan.tile_boxes[flat - self._per_layer, 3]) if layer > 0 else zlo
-        wz = self._wz[plan.z_offsets[layer]:plan.z_offsets[layer] + zhi - zlo]
         emitted = []
+        if plan.selected is not None:  # a masked plan: the tiles of the layer it does not load count as zeros
+            self._push_zeros(layer, self._rank[position], d, emitted)
+        self._combine(layer, self._layer.push(planes.reshape(h, w, d * c)), d, emitted)
+        last = k + 1 == plan.n_loads or int(plan.load_order[k + 1]) // self._per_layer != layer
+        if last:
+            if plan.selected is not None:
+                self._push_zeros(layer, self._per_layer, d, emitted)
+            self._layer.close()
+            self._layer = None
+        return emitted
+
+    def _push_zeros(self, layer, until, d, emitted):
+        """Masked plans: push zero tiles into the layer's 2-D blend until its step `until` (tiles no
+        written cell needs: they add nothing, and the layer's 2-D plan expects every one of its tiles)."""
+        plane = self.plan.plane_plan
+        while self._layer.step < until:
+            ylo, xlo, yhi, xhi = plane.tile_boxes[plane.load_order[self._layer.step]].tolist()
+            zeros = self._zeros[:(yhi - ylo) * (xhi - xlo) * d * self.channels]
+            self._combine(layer, self._layer.push(zeros.reshape(yhi - ylo, xhi - xlo, d * self.channels)), d,
+                          emitted)
+
+    def _combine(self, layer, cells, d, emitted):
+        """Weight the layer's 2-D cells by z, add the slab, write the final z-range, keep the tail."""
+        plan, c, nx = self.plan, self.channels, self.plan.grid_shape[2]
+        first = layer * self._per_layer
+        zlo, zhi = int(plan.tile_boxes[first, 0]), int(plan.tile_boxes[first, 3])
+        t0 = int(plan.tile_boxes[first + self._per_layer, 0]) if layer + 1 < plan.grid_shape[0] else zhi
+        held = int(plan.tile_boxes[first - self._per_layer, 3]) if layer > 0 else zlo
+        wz = self._wz[plan.z_offsets[layer]:plan.z_offsets[layer] + zhi - zlo]
         for (i, j), (ylo, xlo, yhi, xhi), data in cells:
-            c0, c1 = (int(v) for v in plan.cell_boxes[layer * self._per_layer + i * plan.grid_shape[2] + j, [0, 3]])
-            target, oz, oy, ox, result = self._target(c0, ylo, xlo, c1, yhi, xhi)
+            index = first + i * nx + j
+            c0, c1 = (int(v) for v in plan.cell_boxes[index, [0, 3]])
+            if plan.selected is None or plan.selected[index]:
+                target, oz, oy, ox, result = self._target(c0, ylo, xlo, c1, yhi, xhi)
+            else:  # computed for the tail it leaves in the slab, then dropped
+                result = None
+                target, oz, oy, ox = self._scratch(c1 - c0, yhi - ylo, xhi - xlo), 0, 0, 0
             cell = data.reshape(yhi - ylo, xhi - xlo, d, c)
             if self.labels:
                 _volume_kernels.combine_labels(cell, wz, self._slab, zlo, c0, c1, t0, zhi, held, ylo, xlo,
@@ -207,12 +239,16 @@ class VolumeBlender(Blender):
             else:
                 _volume_kernels.combine_values(cell, wz, self._slab, zlo, c0, c1, t0, zhi, held, ylo, xlo,
                                                target, oz, oy, ox, self.channel_first)
-            if c1 > c0:
+            if c1 > c0 and result is not None:
                 emitted.append(VolumeCell((layer, i, j), (c0, ylo, xlo, c1, yhi, xhi), result))
-        if position == self._per_layer - 1:
-            self._layer.close()
-            self._layer = None
-        return emitted
+
+    def _scratch(self, d, h, w):
+        """Where the kernels write a cell that is not written out: big enough for any (d, h, w)."""
+        shape = (max(d, 1), h, w) if self.labels else \
+            (self.channels, max(d, 1), h, w) if self.channel_first else (max(d, 1), h, w, self.channels)
+        if self._dropped is None or any(a < b for a, b in zip(self._dropped.shape, shape)):
+            self._dropped = np.empty(shape, self._out_dtype)
+        return self._dropped
 
     def _target(self, zlo, ylo, xlo, zhi, yhi, xhi):
         """(array the kernel writes, its z, y, x offsets for the cell, the cell's data for the caller)."""

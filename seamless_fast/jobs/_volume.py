@@ -12,7 +12,8 @@ VOLUME_OUTPUTS = (".zarr", ".nii", ".nii.gz", ".tif", ".tiff")
 # options of a 2-D run that a volume run does not take, with what was given when they are left at their defaults
 _IMAGE_ONLY = (("area", None, "--area (a 2-D polygon)"), ("mpp", None, "--mpp"), ("output_scale", 1, "--output-scale"),
                ("pyramid", False, "--pyramid"), ("nodata", None, "--nodata"), ("part", None, "--part"),
-               ("store", None, "--store"), ("mask", None, "--mask"))
+               ("store", None, "--store"))
+MASK_FILES = (".npy",) + VOLUME_INPUTS + (".tif", ".tiff")
 
 
 def is_volume(path):
@@ -75,7 +76,8 @@ def prepare_volume_segment(args):
     check_output(args.output, inputs=[args.input], folder_ok=name.endswith(".zarr"))
     reader = _open_volume(args)
     try:
-        plan = _plan(reader.shape, tile, overlap, args)
+        mask = load_volume_mask(getattr(args, "mask", None), reader.shape)
+        plan = _plan(reader.shape, tile, overlap, args, mask=mask)
         model = load_model(args.model)
         return _VolumeJob(args, reader, plan, model)
     except BaseException:
@@ -137,11 +139,49 @@ def _open_volume(args):
         raise UsageError(f"input {args.input!r}: {_one_line(error)}") from None
 
 
-def _plan(shape, tile, overlap, args):
+def load_volume_mask(path, shape):
+    """The ``--mask`` of a volume (.npy, or a volume file; nonzero is inside) as a boolean array at any lower
+    resolution, checked against the volume's (D, H, W); a UsageError naming it otherwise."""
+    from ..io import VolumeReader
+    from ..plan._mask import check_mask
+
+    if path is None:
+        return None
+    name = os.fspath(path).lower().rstrip("/" + os.sep)
+    if not name.endswith(MASK_FILES):
+        raise UsageError(f"--mask {path!r} has an unknown extension for a volume; expected {', '.join(MASK_FILES)}")
+    if not os.path.exists(path):
+        raise UsageError(f"--mask {path!r} does not exist")
+    try:
+        if name.endswith(".npy"):
+            values = np.load(path, allow_pickle=False)
+        else:
+            with VolumeReader(path) as reader:
+                if reader.channels != 1:
+                    raise UsageError(f"--mask {path!r} has {reader.channels} channels; expected one")
+                values = reader.read((0, 0, 0) + tuple(reader.shape))[..., 0]
+    except UsageError:
+        raise
+    except (ValueError, OSError, ImportError) as error:
+        raise UsageError(f"--mask {path!r} cannot be read: {_one_line(error)}") from None
+    if values.dtype.kind not in "biuf":
+        raise UsageError(f"--mask {path!r} holds {values.dtype} values; expected numbers (nonzero = inside)")
+    mask = values != 0
+    try:
+        check_mask(mask, shape)
+    except ValueError:
+        raise UsageError(f"--mask {path!r} has shape {values.shape}; expected a volume of at most the input's "
+                         f"{tuple(shape)} (z, y, x), at any lower resolution") from None
+    if not mask.any():
+        raise UsageError(f"--mask {path!r} has no nonzero voxel: it selects nothing to segment")
+    return mask
+
+
+def _plan(shape, tile, overlap, args, mask=None):
     from ..plan import plan_regular_grid
 
     try:
-        plan, _ = plan_regular_grid(shape, tile, overlap, window=args.window, context=args.context)
+        plan, _ = plan_regular_grid(shape, tile, overlap, window=args.window, context=args.context, mask=mask)
     except (MemoryError, OverflowError):
         raise UsageError(f"volume {shape} with --tile {','.join(map(str, tile))} is too large to plan") from None
     except ValueError as error:
@@ -191,8 +231,10 @@ class _VolumeJob:
         del probe
         self.channels = None if args.labels else channels
         try:
+            # with a mask, the voxels of cells it does not meet are never written: they hold 0
+            fill = {} if plan.selected is None else {"fill": 0}
             self.writer = volume_writer(args.output, plan.image_size, channels=self.channels, dtype=self.dtype,
-                                        source=reader)
+                                        source=reader, **fill)
         except (ValueError, ImportError) as error:
             raise UsageError(f"output {args.output!r}: {_one_line(error)}") from None
 

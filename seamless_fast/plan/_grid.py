@@ -151,7 +151,7 @@ def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=N
     if is_volume_size(image_size):  # (D, H, W): see `seamless_fast.plan._volume`
         return plan_volume_grid(image_size, tile_size, overlap, area=area, traversal_fnc=traversal_fnc, window=window,
                                 max_buffer_bytes=max_buffer_bytes, context=context, output_scale=output_scale,
-                                traverse=traverse)
+                                traverse=traverse, mask=mask)
     image_size = as_pair(image_size, "image_size", minimum=1)
     if max(image_size) > MAX_IMAGE_SIDE:
         raise ValueError(f"image_size={image_size} is too large: each side must be at most {MAX_IMAGE_SIDE} "
@@ -345,7 +345,7 @@ def plan_from_grid(grid, margin=(0, 0), area=None, traversal_fnc=None, *, window
     if is_volume_grid(grid):  # (nz, ny, nx, 6) integer boxes: see `seamless_fast.plan._volume`
         return plan_volume_from_grid(grid, area=area, traversal_fnc=traversal_fnc, window=window,
                                      max_buffer_bytes=max_buffer_bytes, context=context, output_scale=output_scale,
-                                     traverse=traverse)
+                                     traverse=traverse, mask=mask)
     if isinstance(margin, shapely.Geometry):
         raise ValueError(f"margin={margin} is a geometry; the second argument of plan_from_grid is the seed's "
                          "margin: pass the area by keyword, area=...")

@@ -11,6 +11,7 @@ Boxes are ``(zlo, ylo, xlo, zhi, yhi, xhi)`` rows of int64 with exclusive
 upper bounds; tiles arrive z-layer by z-layer, within a layer row by row.
 """
 
+import dataclasses
 import numbers
 from dataclasses import dataclass
 
@@ -60,6 +61,10 @@ class VolumePlan:
         overlap between a layer and the next one's start (at least 1).
     context : tuple of int
         ``(z, y, x)`` voxels the model reads beyond each tile (see :meth:`read_boxes`).
+    selected : ndarray of bool, shape (nz * ny * nx,), or None
+        With a `mask`: the cells it meets, the only ones written (see
+        :func:`~seamless_fast.plan._volume_mask.volume_selection`);
+        `load_order` then holds only the tiles they need. None: every cell.
     """
 
     image_size: tuple
@@ -74,6 +79,7 @@ class VolumePlan:
     z_offsets: np.ndarray
     slab_depth: int
     context: tuple = (0, 0, 0)
+    selected: np.ndarray = None
 
     ndim = 3
 
@@ -194,8 +200,12 @@ def plan_volume_grid(image_size, tile_size, overlap, **options):
         Per axis; a tile larger than the volume along an axis is clamped to it.
     **options
         ``window`` (a name or a callable 1-D taper, separable over the three
-        axes) and ``context`` (int or (z, y, x)); ``channels`` and ``dtype``
-        are accepted and unused. The 2-D options (``area``,
+        axes), ``context`` (int or (z, y, x)) and ``mask`` (a boolean volume at
+        any lower resolution, e.g. a body mask: only the cells that meet a
+        True voxel's footprint are written, and only the tiles they need are
+        loaded; cells equal the whole volume's run bit for bit, the rest of an
+        output is left as it is); ``channels`` and ``dtype`` are accepted and
+        unused. The 2-D options (``area``,
         ``traversal_fnc``, ``max_buffer_bytes``, ``traverse``,
         ``output_scale``) are refused.
 
@@ -237,7 +247,7 @@ def plan_volume_grid(image_size, tile_size, overlap, **options):
     from ._grid import plan_regular_grid
 
     plane, _ = plan_regular_grid(size[1:], tile[1:], over[1:], window=window, traverse="rows")
-    return _compile(boxes, size, window, plane, context), boxes
+    return _masked(_compile(boxes, size, window, plane, context), options.get("mask")), boxes
 
 
 def plan_volume_from_grid(grid, **options):
@@ -294,7 +304,22 @@ def plan_volume_from_grid(grid, **options):
     from ._grid import plan_from_grid
 
     plane = plan_from_grid(boxes_to_geoms(boxes[0][..., [1, 2, 4, 5]]), window=window, traverse="rows")
-    return _compile(boxes, size, window, plane, context)
+    return _masked(_compile(boxes, size, window, plane, context), options.get("mask"))
+
+
+def _masked(plan, mask):
+    """`plan` restricted to the cells `mask` meets and the tiles they need (the plan itself without a mask)."""
+    if mask is None:
+        return plan
+    from ._mask import check_mask
+    from ._volume_mask import volume_selection
+
+    mask = check_mask(mask, plan.image_size)
+    selected, needed = volume_selection(mask, plan.image_size, plan.tile_boxes, plan.cell_boxes, plan.grid_shape)
+    selected, needed = selected.reshape(-1), needed.reshape(-1)
+    return dataclasses.replace(plan, load_order=_frozen(plan.load_order[needed[plan.load_order]]),
+                               write_cells=_frozen(plan.write_cells[selected[plan.write_cells]]),
+                               selected=_frozen(selected))
 
 
 def _compile(boxes, size, window, plane, context):
