@@ -277,7 +277,6 @@ def load_mask(path, image_size):
     """The ``--mask`` file (.npy, .png, .tif/.tiff; nonzero is True) as a boolean array, checked against the
     image's (height, width): 2-D, no side larger than the image's, some pixel True. A UsageError naming it
     otherwise."""
-    from ..plan._mask import check_mask
 
     if path is None:
         return None
@@ -293,19 +292,43 @@ def load_mask(path, image_size):
         raise
     except Exception as error:
         raise UsageError(f"--mask {path!r} cannot be read: {_one_line(error)}") from None
+    return mask_from_values(values, path, image_size)
+
+
+def mask_from_values(values, path, size):
+    """The values read from the ``--mask`` file `path` as a boolean mask (nonzero is inside), checked against
+    the input's `size` (an image's (rows, columns) or a volume's (z, y, x)); a UsageError naming it otherwise."""
+    from ..plan._mask import check_mask
+
+    kind = "a 2-D image" if len(size) == 2 else "a volume"
     if values.dtype.kind not in "biuf":
         raise UsageError(f"--mask {path!r} holds {values.dtype} values; expected numbers (nonzero = inside)")
     if values.dtype.kind == "f" and not np.isfinite(values).all():
         raise UsageError(f"--mask {path!r} has values that are not finite numbers")
     mask = values != 0
     try:
-        check_mask(mask, image_size)
+        check_mask(mask, size)
     except ValueError:
-        raise UsageError(f"--mask {path!r} has shape {values.shape}; expected a 2-D image of at most the input's "
-                         f"{tuple(image_size)} (rows, columns), at any lower resolution") from None
+        axes = "(rows, columns)" if len(size) == 2 else "(z, y, x)"
+        raise UsageError(f"--mask {path!r} has shape {values.shape}; expected {kind} of at most the input's "
+                         f"{tuple(size)} {axes}, at any lower resolution") from None
     if not mask.any():
-        raise UsageError(f"--mask {path!r} has no nonzero pixel: it selects nothing to segment")
+        raise UsageError(f"--mask {path!r} has no nonzero {'pixel' if len(size) == 2 else 'voxel'}: it selects "
+                         "nothing to segment")
     return mask
+
+
+def checked_output_dtype(args, channels, probe):
+    """The output dtype of ``--dtype`` for `channels` classes; the probe tile's values checked against it."""
+    from ..dtypes import output_dtype
+
+    try:
+        dtype = output_dtype(args.dtype, labels=args.labels, classes=channels)
+    except ValueError as error:
+        raise UsageError(f"--dtype: {error}") from None
+    if not args.labels:
+        check_values(probe, dtype)
+    return dtype
 
 
 def _read_mask(path):

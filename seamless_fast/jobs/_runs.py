@@ -4,7 +4,7 @@ import os
 import time
 
 from ._options import (DEMO_MAX_SIZE, MERGE_EXTENSIONS, TIFF_EXTENSIONS, UsageError, _area_file, _one_line,
-                       check_extension, check_output, check_tiling, check_values, compile_notice, load_area,
+                       check_extension, check_output, check_tiling, checked_output_dtype, compile_notice, load_area,
                        load_mask, load_model, open_image, output_nodata, parse_nodata, peak_mib, plan_grid,
                        probe_channels, require_extras)
 from ._volume import is_volume, one_size, prepare_volume_segment
@@ -91,19 +91,13 @@ def _check_store(store, source):
 
 class _SegmentJob:
     def __init__(self, args, reader, plan, model, area=None, nodata=None, mask=None):
-        from ..dtypes import output_dtype
         from ..io import TiffWriter, metadata_for_output
         from ..plan._input import area_to_output
 
         self.args, self.reader, self.plan, self.model = args, reader, plan, model
         self.start = time.perf_counter()
         channels, probe = probe_channels(model, reader, plan, args.channel_first, args.input)
-        try:
-            self.dtype = output_dtype(args.dtype, labels=args.labels, classes=channels)
-        except ValueError as error:
-            raise UsageError(f"--dtype: {error}") from None
-        if not args.labels:
-            check_values(probe, self.dtype)
+        self.dtype = checked_output_dtype(args, channels, probe)
         del probe
         # labels, and the values of a one-channel model, are a 2-D image
         self.planes = None if args.labels or channels == 1 else channels

@@ -5,7 +5,8 @@ import time
 
 import numpy as np
 
-from ._options import UsageError, _one_line, check_output, check_values, compile_notice, load_model, peak_mib
+from ._options import (UsageError, _one_line, check_output, checked_output_dtype, compile_notice, load_model,
+                       mask_from_values, peak_mib)
 
 VOLUME_INPUTS = (".zarr", ".nii", ".nii.gz")
 VOLUME_OUTPUTS = (".zarr", ".nii", ".nii.gz", ".tif", ".tiff")
@@ -143,7 +144,6 @@ def load_volume_mask(path, shape):
     """The ``--mask`` of a volume (.npy, or a volume file; nonzero is inside) as a boolean array at any lower
     resolution, checked against the volume's (D, H, W); a UsageError naming it otherwise."""
     from ..io import VolumeReader
-    from ..plan._mask import check_mask
 
     if path is None:
         return None
@@ -164,17 +164,7 @@ def load_volume_mask(path, shape):
         raise
     except (ValueError, OSError, ImportError) as error:
         raise UsageError(f"--mask {path!r} cannot be read: {_one_line(error)}") from None
-    if values.dtype.kind not in "biuf":
-        raise UsageError(f"--mask {path!r} holds {values.dtype} values; expected numbers (nonzero = inside)")
-    mask = values != 0
-    try:
-        check_mask(mask, shape)
-    except ValueError:
-        raise UsageError(f"--mask {path!r} has shape {values.shape}; expected a volume of at most the input's "
-                         f"{tuple(shape)} (z, y, x), at any lower resolution") from None
-    if not mask.any():
-        raise UsageError(f"--mask {path!r} has no nonzero voxel: it selects nothing to segment")
-    return mask
+    return mask_from_values(values, path, shape)
 
 
 def _plan(shape, tile, overlap, args, mask=None):
@@ -216,18 +206,12 @@ def probe_volume(model, reader, plan, channel_first, name):
 
 class _VolumeJob:
     def __init__(self, args, reader, plan, model):
-        from ..dtypes import output_dtype
         from ..io import volume_writer
 
         self.args, self.reader, self.plan, self.model = args, reader, plan, model
         self.start = time.perf_counter()
         channels, probe = probe_volume(model, reader, plan, args.channel_first, args.input)
-        try:
-            self.dtype = output_dtype(args.dtype, labels=args.labels, classes=channels)
-        except ValueError as error:
-            raise UsageError(f"--dtype: {error}") from None
-        if not args.labels:
-            check_values(probe, self.dtype)
+        self.dtype = checked_output_dtype(args, channels, probe)
         del probe
         self.channels = None if args.labels else channels
         try:
