@@ -383,7 +383,9 @@ def compile_notice():
 # -- segment --------------------------------------------------------------
 
 def probe_channels(model, reader, plan, channel_first, name="input"):
-    """Run the model once on the first tile; return the number of channels it gives (its classes) and its output."""
+    """Run the model once on the first tile; return the number of channels it gives (its classes) and its output.
+
+    For an image's plan or a volume's: the tile's axes are (H, W) or (D, H, W)."""
     box = tuple(plan.read_boxes()[0].tolist())  # the tile's box, scaled and grown by the context
     tile = plan.tile_boxes[plan.load_order[0]].tolist()
     try:
@@ -394,18 +396,21 @@ def probe_channels(model, reader, plan, channel_first, name="input"):
         raise UsageError(f"input {name!r}: the first tile {box} cannot be read: {type(error).__name__}: "
                          f"{_one_line(error)}") from None
     if channel_first:
-        batch = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+        batch = np.ascontiguousarray(np.moveaxis(batch, -1, 1))
     from ..engine.pipeline import _to_numpy
 
     out = _to_numpy(model(batch))
-    spatial = (out.shape[2:] if channel_first else out.shape[1:3]) if out.ndim == 4 else None
-    want = (tile[2] - tile[0], tile[3] - tile[1])
-    if out.ndim != 4 or out.shape[0] != 1 or spatial != want:
-        layout = "(1, C, H, W)" if channel_first else "(1, H, W, C)"
-        scaled = "" if plan.output_scale == (1, 1) and plan.context == (0, 0) else \
+    n = len(tile) // 2
+    spatial = (out.shape[2:] if channel_first else out.shape[1:-1]) if out.ndim == n + 2 else None
+    want = tuple(hi - lo for lo, hi in zip(tile[:n], tile[n:]))
+    if out.ndim != n + 2 or out.shape[0] != 1 or spatial != want:
+        axes = "HW" if n == 2 else "DHW"
+        layout = f"(1, C, {', '.join(axes)})" if channel_first else f"(1, {', '.join(axes)}, C)"
+        scaled = "" if n == 3 or plan.output_scale == (1, 1) and plan.context == (0, 0) else \
             ", its input less twice --context, divided by --output-scale"
         raise UsageError(f"--model returned shape {out.shape} for a batch of shape {batch.shape}; expected {layout} "
-                         f"with the tile's H and W {want}{scaled} (see --channel-first / --channel-last)")
+                         f"with the tile's {' and '.join(axes) if n == 2 else 'D, H and W'} {want}{scaled} "
+                         "(see --channel-first / --channel-last)")
     return int(out.shape[1] if channel_first else out.shape[-1]), out
 
 

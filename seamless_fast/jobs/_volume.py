@@ -6,7 +6,7 @@ import time
 import numpy as np
 
 from ._options import (UsageError, _one_line, check_output, checked_output_dtype, compile_notice, load_model,
-                       mask_from_values, peak_mib)
+                       mask_from_values, peak_mib, probe_channels)
 
 VOLUME_INPUTS = (".zarr", ".nii", ".nii.gz")
 VOLUME_OUTPUTS = (".zarr", ".nii", ".nii.gz", ".tif", ".tiff")
@@ -179,38 +179,13 @@ def _plan(shape, tile, overlap, args, mask=None):
     return plan
 
 
-def probe_volume(model, reader, plan, channel_first, name):
-    """Run the model once on the first tile; return its channel count and its output (as `probe_channels`)."""
-    from ..engine.pipeline import _to_numpy
-
-    box = tuple(plan.read_boxes()[0].tolist())
-    tile = plan.tile_boxes[plan.load_order[0]].tolist()
-    try:
-        batch = reader.read(box)[None]
-    except (MemoryError, KeyboardInterrupt):
-        raise
-    except Exception as error:  # a truncated or corrupt file whose header read well
-        raise UsageError(f"input {name!r}: the first tile {box} cannot be read: {type(error).__name__}: "
-                         f"{_one_line(error)}") from None
-    if channel_first:
-        batch = np.ascontiguousarray(np.moveaxis(batch, -1, 1))
-    out = _to_numpy(model(batch))
-    want = (tile[3] - tile[0], tile[4] - tile[1], tile[5] - tile[2])
-    spatial = (out.shape[2:] if channel_first else out.shape[1:4]) if out.ndim == 5 else None
-    if out.ndim != 5 or out.shape[0] != 1 or spatial != want:
-        layout = "(1, C, D, H, W)" if channel_first else "(1, D, H, W, C)"
-        raise UsageError(f"--model returned shape {out.shape} for a batch of shape {batch.shape}; expected {layout} "
-                         f"with the tile's D, H and W {want} (see --channel-first / --channel-last)")
-    return int(out.shape[1] if channel_first else out.shape[-1]), out
-
-
 class _VolumeJob:
     def __init__(self, args, reader, plan, model):
         from ..io import volume_writer
 
         self.args, self.reader, self.plan, self.model = args, reader, plan, model
         self.start = time.perf_counter()
-        channels, probe = probe_volume(model, reader, plan, args.channel_first, args.input)
+        channels, probe = probe_channels(model, reader, plan, args.channel_first, args.input)
         self.dtype = checked_output_dtype(args, channels, probe)
         del probe
         self.channels = None if args.labels else channels
