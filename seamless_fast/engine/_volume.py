@@ -97,12 +97,6 @@ class VolumeBlender(Blender):
 
     # -- introspection ---------------------------------------------------
     @property
-    def next_index(self):
-        """Grid index (k, i, j) of the tile the next :meth:`push` expects."""
-        self._check_not_done()
-        return self.plan.grid_index(self.plan.load_order[self.step])
-
-    @property
     def next_tile_shape(self):
         """(depth, height, width) of the tile the next :meth:`push` expects."""
         self._check_not_done()
