@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import seamless_fast as sf
-from seamless_fast.pipeline import run_pipeline
+from seamless_fast.engine.pipeline import run_pipeline
 
 IMAGE_SIZE, TILE, OVERLAP, CHANNELS, BATCH_SIZE = (4096, 4096), 256, 64, 3, 16
 MODEL_SECONDS_PER_BATCH = 0.02

@@ -5,7 +5,7 @@
 
 For each image size one plan is made and run two ways, ``band`` (the plan as
 made: an overlap-high band and the right-overlap buffer, see
-`seamless_fast._band_kernels`) and ``ring`` (the same plan on the ring buffer
+`seamless_fast.engine._band_kernels`) and ``ring`` (the same plan on the ring buffer
 one tile high, `seamless_fast.plan.ring_layout`), with one reused tile (the
 "model" costs nothing) and cells dropped, serial unless --parallel. Each
 round times, in turn (reversed every other round): both layouts, and

@@ -24,7 +24,7 @@ import time
 import numpy as np
 
 import seamless_fast as sf
-from seamless_fast.blend import Blender
+from seamless_fast.engine.blender import Blender
 
 
 def pool_of_batches(plan, batch, tile, channels, pool_bytes):

@@ -8,7 +8,7 @@ filled (warm: compiled code is loaded from disk).
 
 "first run": what a user meets, the default Blender (values, then labels)
 on float32 tiles of a small image. The parallel kernels are then compiled
-in a background process (`seamless_fast._background`) while the tiles run
+in a background process (`seamless_fast.engine._background`) while the tiles run
 serially, so this times the serial kernels, numba's start and the import;
 "exit" is the time from the last blend to the end of the process.
 
@@ -35,8 +35,8 @@ import json, sys, time
 t0, c0 = time.perf_counter(), time.process_time()
 import numpy as np
 import seamless_fast as sf
-from seamless_fast import _background
-from seamless_fast.blend import Blender
+from seamless_fast.engine import _background
+from seamless_fast.engine.blender import Blender
 family, size = sys.argv[1], int(sys.argv[2])
 times = {"import": (time.perf_counter() - t0, time.process_time() - c0)}
 plan, _ = sf.plan_regular_grid((size, size), 256, 64)

@@ -13,7 +13,7 @@ Conditions (the neighbours run for the whole condition and are stopped after it)
   layer) as fast as it can.
 
 Policies: ``default`` (what ``Blender(plan)`` does: serial or split over numba's threads, tile by
-tile, whichever its timings find faster, see `seamless_fast._adaptive`), ``serial``
+tile, whichever its timings find faster, see `seamless_fast.engine._adaptive`), ``serial``
 (``parallel=False``) and ``numba`` (numba's parallel kernels for every large tile, the default
 before; set through the private `Blender._policy`). The default's choosers are shared by the
 Blenders of a process, so in each condition the default starts from what it learned before.

@@ -54,7 +54,7 @@ def main():
     import tifffile
 
     from seamless_fast.demo import SyntheticScene
-    from seamless_fast.distributed import run_dask
+    from seamless_fast.scale.distributed import run_dask
 
     folder = tempfile.mkdtemp(prefix="seamless_fast_dask_")
     scene = SyntheticScene(args.size).read((0, 0, args.size, args.size))

@@ -32,7 +32,7 @@ CHILD = r"""
 import json, os, resource, sys, time
 import numpy as np
 import seamless_fast as sf
-import seamless_fast.blend  # numba and the kernel modules (the package imports them on first use)
+import seamless_fast.engine.blender  # numba and the kernel modules (the package imports them on first use)
 size, tile_size, overlap, channels, sink, path, labels, parallel = json.loads(sys.argv[1])
 tile = np.random.default_rng(0).random((tile_size, tile_size, channels)).astype(np.float32)
 imported = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

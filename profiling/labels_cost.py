@@ -21,7 +21,7 @@ import numba
 import numpy as np
 
 import seamless_fast as sf
-from seamless_fast import _band_kernels, _kernels
+from seamless_fast.engine import _band_kernels, _kernels
 from seamless_fast.plan import STEP_COLUMNS
 
 

@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 import seamless_fast as sf
-from seamless_fast import _band_kernels, _kernels
+from seamless_fast.engine import _band_kernels, _kernels
 
 KERNELS = [(_kernels, name) for name in ("blend_values", "blend_values_parallel", "blend_labels",
                                          "blend_labels_parallel", "blend_weighted", "emit_weighted",

@@ -125,7 +125,7 @@ def run_demo(size, tile, overlap, out, *, progress=True):
     import time
 
     from .io import TiffWriter
-    from .pipeline import run_pipeline
+    from .engine.pipeline import run_pipeline
     from .plan import plan_regular_grid
 
     if not tile < size:

@@ -45,3 +45,27 @@ def reference_labels_agree(labels, values, tolerance=1e-5):
     top = values.max(axis=-1)
     picked = np.take_along_axis(values, labels[..., None].astype(np.int64), axis=-1)[..., 0]
     return bool(np.all(picked >= top - tolerance))
+
+
+def reference_blend_nd(boxes, tiles, windows, size):
+    """`reference_blend` in any number of dimensions: boxes (lo_0, ..., lo_{N-1}, hi_0, ..., hi_{N-1}),
+    tiles (*spatial, C), windows of the tiles' spatial shapes. Returns (values, covered)."""
+    n = len(size)
+    numerator = np.zeros((*size, tiles[0].shape[-1]), np.float64)
+    denominator = np.zeros(size, np.float64)
+    for box, tile, weight in zip(boxes, tiles, windows):
+        where = tuple(slice(box[a], box[a + n]) for a in range(n))
+        numerator[where] += weight[..., None] * tile.astype(np.float64)
+        denominator[where] += weight
+    covered = denominator > 0
+    values = np.full_like(numerator, np.nan)
+    values[covered] = numerator[covered] / denominator[covered][:, None]
+    return values, covered
+
+
+def separable_window(taper, shape):
+    """The N-D window of a 1-D taper function `taper(n)`: the outer product over the axes."""
+    weight = np.ones(())
+    for n in shape:
+        weight = np.multiply.outer(weight, np.asarray(taper(n), np.float64))
+    return weight

@@ -197,7 +197,7 @@ def test_bad_areas_are_refused_naming_area(make_area, message, planner):
     elif planner == "from_grid":
         call = lambda: sf.plan_from_grid(regular_grid((100, 100), 32, 8), area=area)  # noqa: E731
     else:
-        from seamless_fast.store import Job
+        from seamless_fast.scale.store import Job
         call = lambda: Job.from_options((100, 100), 32, 8, parts=2, area=area)  # noqa: E731
     with pytest.raises(ValueError, match=message):
         call()

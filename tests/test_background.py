@@ -1,4 +1,4 @@
-"""Kernels compiled in a background process (`seamless_fast._background`): a run does without them until they
+"""Kernels compiled in a background process (`seamless_fast.engine._background`): a run does without them until they
 are ready and gives the same result, a failed compile is reported, nothing is left running at exit."""
 
 import importlib
@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 import seamless_fast as sf
-from seamless_fast import _adaptive, _background, _kernels
+from seamless_fast.engine import _adaptive, _background, _kernels
 
-blend_module = importlib.import_module("seamless_fast.blend")
+blend_module = importlib.import_module("seamless_fast.engine.blender")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -59,7 +59,7 @@ def test_a_ticket_for_a_compiled_kernel_is_ready_at_once():
 BACKGROUND_SCRIPT = textwrap.dedent("""
     import os, sys, time
     import numpy as np
-    from seamless_fast import _background, _kernels
+    from seamless_fast.engine import _background, _kernels
 
     bits, out = np.arange(8, dtype=np.uint16), np.empty(8, np.float32)
     ticket = _background.compile_in_background(_kernels.half_to_float, (bits, out))

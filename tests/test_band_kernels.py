@@ -11,7 +11,7 @@ import pytest
 import shapely
 
 import seamless_fast as sf
-from seamless_fast import _band_kernels, _kernels
+from seamless_fast.engine import _band_kernels, _kernels
 from seamless_fast.plan import ring_layout
 from seamless_fast.windows import window_2d
 

@@ -1,4 +1,4 @@
-"""Tests of seamless_fast.batching: batched and threaded tile fetching."""
+"""Tests of seamless_fast.engine.batching: batched and threaded tile fetching."""
 
 import math
 import threading
@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from seamless_fast import get_plan_input_geoms, plan_regular_grid
-from seamless_fast.batching import THREAD_NAME, batched_tile_get, threaded_batched_tile_get
+from seamless_fast.engine.batching import THREAD_NAME, batched_tile_get, threaded_batched_tile_get
 
 JOIN_TIMEOUT_S = 10
 

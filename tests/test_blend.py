@@ -14,7 +14,7 @@ from seamless_fast.windows import window_2d
 from cases import check_against_reference, random_tiles, run_cells
 from reference import reference_blend
 
-blend_module = importlib.import_module("seamless_fast.blend")  # the package exports the function blend
+blend_module = importlib.import_module("seamless_fast.engine.blender")  # the package exports the function blend
 
 DTYPES = [np.float16, np.float32, np.float64, np.uint8, np.int16, np.int32, np.bool_]
 
@@ -312,9 +312,10 @@ def test_random_jittered_grids(seed, rows, cols, tile, stride, jitter):
 def test_float16_tiles_blend_the_same_by_either_conversion(monkeypatch, in_hardware):
     """The float16 tiles go through the software conversion or the F16C one (where numba's code has it):
     the same blend either way, equal to the blend of the same values given as float32."""
-    if in_hardware and not blend_module.HALF_IN_HARDWARE:
+    tile_input = importlib.import_module("seamless_fast.engine._tile_input")
+    if in_hardware and not tile_input.HALF_IN_HARDWARE:
         pytest.skip("no F16C conversion in numba's code on this machine")
-    monkeypatch.setattr(blend_module, "HALF_IN_HARDWARE", in_hardware)
+    monkeypatch.setattr(tile_input, "HALF_IN_HARDWARE", in_hardware)
     plan, _ = sf.plan_regular_grid((70, 90), 32, 10)
     tiles = random_tiles(plan, np.random.default_rng(9), 3, np.float16)
     tiles[0].flat[:4] = [np.inf, -np.inf, np.nan, np.float16(2**-24)]

@@ -12,10 +12,11 @@ import pytest
 import shapely
 
 import seamless_fast as sf
+from seamless_fast.engine._arrays import accumulator_dtype
 
 from cases import random_tiles
 
-blend_module = importlib.import_module("seamless_fast.blend")  # the package exports the function blend
+blend_module = importlib.import_module("seamless_fast.engine.blender")  # the package exports the function blend
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -196,4 +197,4 @@ def test_tiles_wider_than_float64_are_refused_not_rounded():
                                              "float of at most 64 bits \\(blending would round it to float64\\)$"):
             sf.blend(plan, [tile] * plan.n_loads, dtype=dtype)
     with pytest.raises(ValueError, match="tile dtype float\\d+ is not supported"):
-        blend_module.accumulator_dtype(np.longdouble)
+        accumulator_dtype(np.longdouble)

@@ -10,7 +10,7 @@ import shapely
 
 import seamless_fast as sf
 from seamless_fast import geometry, plan as plan_module
-from seamless_fast.run import cell_geom_blocks
+from seamless_fast.engine.run import cell_geom_blocks
 
 PLANS = {
     "regular": lambda: sf.plan_regular_grid((300, 260), 64, 16)[0],
@@ -35,7 +35,7 @@ def test_run_plan_yields_the_shapely_box_of_each_cell(name, monkeypatch):
 
     def not_in_order(box):
         raise AssertionError(f"cell {box} came out of the plan's write order")
-    monkeypatch.setattr("seamless_fast.run.box_to_geom", not_in_order)  # every geometry from a block
+    monkeypatch.setattr("seamless_fast.engine.run.box_to_geom", not_in_order)  # every geometry from a block
     cells = list(sf.Blender(plan).push_batch(_tiles(plan)))
     seen = 0
     for (index, out_geom, out_tile), cell in zip(sf.run_plan(plan, _tiles(plan)), cells, strict=True):

@@ -54,8 +54,9 @@ def test_package_import_is_lazy_and_complete():
         import sys
         import seamless_fast as seamless_seg
         assert "numba" not in sys.modules and "numpy" not in sys.modules
-        import seamless_fast.pipeline  # binds the submodule seamless_fast.blend first
-        assert callable(seamless_seg.blend) and seamless_seg.blend.__module__ == "seamless_fast.blend"
+        import seamless_fast.engine.pipeline  # binds the subpackage seamless_fast.engine first
+        assert callable(seamless_seg.blend) and seamless_seg.blend.__module__ == "seamless_fast.engine.run"
+        assert seamless_seg.plan.__name__ == "seamless_fast.plan" and callable(seamless_seg.plan_regular_grid)
         names = {}
         exec("from seamless_fast import *", names)
         missing = set(seamless_seg.__all__) - set(names)

@@ -212,8 +212,8 @@ def test_output_resolution_is_divided_by_the_scale(tmp_path):
 @given(cases(), st.integers(1, 4), st.permutations(range(4)))
 def test_partitioned_runs_equal_the_single_run(case, parts, order):
     zarr = pytest.importorskip("zarr")
-    from seamless_fast.partition import partition_plan
-    from seamless_fast.store import Job, PartStore
+    from seamless_fast.scale.partition import partition_plan
+    from seamless_fast.scale.store import Job, PartStore
 
     size, tile, overlap, area, scale, context, options, labels, _ = case
     # the job's plan: parts are bands of tile rows, and walking columns would add in another order
@@ -244,7 +244,7 @@ def test_partitioned_runs_equal_the_single_run(case, parts, order):
 
 def test_the_store_records_context_and_scale(tmp_path):
     pytest.importorskip("zarr")
-    from seamless_fast.store import Job, PartStore
+    from seamless_fast.scale.store import Job, PartStore
 
     plain = Job.from_options((100, 90), 32, 8, parts=2)
     assert "context" not in plain.to_json() and "output_scale" not in plain.to_json()  # older stores still open

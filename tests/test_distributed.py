@@ -13,7 +13,7 @@ zarr = pytest.importorskip("zarr")
 tifffile = pytest.importorskip("tifffile")
 
 import seamless_fast as sf  # noqa: E402
-from seamless_fast.distributed import run_dask  # noqa: E402
+from seamless_fast.scale.distributed import run_dask  # noqa: E402
 from seamless_fast.io import ImageReader  # noqa: E402
 
 SIZE, TILE, OVERLAP = (300, 260), 64, 16
@@ -145,7 +145,7 @@ def test_run_dask_refuses_a_bad_output_before_any_part_runs(tmp_path, output, op
     tifffile.imwrite(tmp_path / "in.tif", np.zeros((64, 64, 3), np.float32), photometric="rgb")
     (tmp_path / "plain.zarr").mkdir()
     if output.startswith("s.zarr"):  # an existing store of another run
-        from seamless_fast.store import Job, PartStore
+        from seamless_fast.scale.store import Job, PartStore
 
         PartStore(tmp_path / "s.zarr", Job.from_options((64, 64), 32, 8, parts=1))
     before = sorted(os.listdir(tmp_path))

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from seamless_fast import _kernels, _simd
+from seamless_fast.engine import _kernels, _simd
 
 
 CONVERTERS = [_kernels.half_to_float,

@@ -1,4 +1,4 @@
-"""Serial or split over numba's threads, tile by tile (`seamless_fast._adaptive`): bit for bit the serial
+"""Serial or split over numba's threads, tile by tile (`seamless_fast.engine._adaptive`): bit for bit the serial
 blend whatever the mix, shared choosers that follow the timings, several threads at once, no leaks."""
 
 import contextlib
@@ -17,9 +17,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import seamless_fast as sf
-from seamless_fast import _adaptive, _background
+from seamless_fast.engine import _adaptive, _background
 
-blend_module = importlib.import_module("seamless_fast.blend")
+blend_module = importlib.import_module("seamless_fast.engine.blender")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -271,7 +271,7 @@ def test_the_contention_script_measures_every_policy_in_every_condition():
 def test_a_chooser_shared_by_threads_never_fails():
     import random
 
-    from seamless_fast._adaptive import Chooser
+    from seamless_fast.engine._adaptive import Chooser
 
     chooser = Chooser(2)
     errors = []

@@ -10,11 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import seamless_fast as sf
-from seamless_fast.partition import PartBlender, merge_lead_rows, partition_plan
+from seamless_fast.scale.partition import PartBlender, merge_lead_rows, partition_plan
 
 zarr = pytest.importorskip("zarr")
 
-from seamless_fast.store import Job, PartStore  # noqa: E402
+from seamless_fast.scale.store import Job, PartStore  # noqa: E402
 
 
 def toy_model(channels_out, dtype):

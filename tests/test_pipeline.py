@@ -1,4 +1,4 @@
-"""Tests of seamless_fast.pipeline.run_pipeline: a threaded read -> model -> blend -> write run."""
+"""Tests of seamless_fast.engine.pipeline.run_pipeline: a threaded read -> model -> blend -> write run."""
 
 import math
 import signal
@@ -11,7 +11,7 @@ import pytest
 import shapely
 
 import seamless_fast as sf
-from seamless_fast.pipeline import THREAD_PREFIX, PipelineResult, StageTimes, run_pipeline
+from seamless_fast.engine.pipeline import THREAD_PREFIX, PipelineResult, StageTimes, run_pipeline
 
 C_IN = 3
 

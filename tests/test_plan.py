@@ -309,7 +309,7 @@ def test_an_area_window_far_from_the_origin_normalises_like_the_whole_image():
 def test_stripes_of_a_regular_axis_are_cut_as_on_the_whole_grid(size, tile, height, data):
     # An area plan cuts its columns into stripes where the whole image's grid is cut (so its additions happen
     # in the same order): the closed form must equal the greedy cut of the whole grid, errors included.
-    from seamless_fast._schedule import regular_column_stripes, split_columns
+    from seamless_fast.plan._schedule import regular_column_stripes, split_columns
 
     overlap = data.draw(st.integers(0, tile - 1))
     whole, _ = sf.plan_regular_grid((height, size), (height, tile), (0, overlap))
@@ -335,7 +335,7 @@ def test_stripes_of_a_regular_axis_are_cut_as_on_the_whole_grid(size, tile, heig
 def test_rectilinear_schedule_equals_the_general_one(height, width, tile, data):
     """The rectilinear schedule (searched per grid row and column, every tile needed when every cell is
     written) gives what the STRtree schedule for any grid gives."""
-    from seamless_fast._schedule import schedule_general, schedule_rectilinear
+    from seamless_fast.plan._schedule import schedule_general, schedule_rectilinear
     from seamless_fast.geometry import grid_cells
 
     overlap = data.draw(st.integers(0, tile - 1))

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import seamless_fast as sf
-from seamless_fast import _seams
+from seamless_fast.engine import _seams
 from seamless_fast.plan import STEP_COLUMNS
 
 from cases import check_against_reference, random_tiles, to_layout

@@ -16,7 +16,7 @@ import seamless_fast as sf
 zarr = pytest.importorskip("zarr")
 tifffile = pytest.importorskip("tifffile")
 
-from seamless_fast.store import Job, PartStore  # noqa: E402
+from seamless_fast.scale.store import Job, PartStore  # noqa: E402
 
 IMAGE = np.random.default_rng(7).random((230, 190, 3), np.float32)
 JOB = Job.from_options(IMAGE.shape[:2], 48, 16, parts=3, labels=False, chunk=64)
@@ -83,7 +83,7 @@ def test_a_failing_merge_leaves_no_output(tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr("seamless_fast.store.merge_lead_rows", fail)
+    monkeypatch.setattr("seamless_fast.scale.store.merge_lead_rows", fail)
     for name in ("out.zarr", "out.tif"):
         with pytest.raises(RuntimeError, match="disk full"):
             store.merge(tmp_path / name)
@@ -116,7 +116,7 @@ KILLED_PART = textwrap.dedent('''
     import numpy as np
     sys.path.insert(0, {tests!r})
     from test_store import JOB, model, read_tile
-    from seamless_fast.store import PartStore
+    from seamless_fast.scale.store import PartStore
 
     calls = []
     def slow(batch):

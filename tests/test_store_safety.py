@@ -16,7 +16,7 @@ zarr = pytest.importorskip("zarr")
 tifffile = pytest.importorskip("tifffile")
 
 from seamless_fast import _files  # noqa: E402
-from seamless_fast.store import Job, PartStore  # noqa: E402
+from seamless_fast.scale.store import Job, PartStore  # noqa: E402
 
 IMAGE = np.random.default_rng(3).random((200, 170, 3), np.float32)
 JOB = Job.from_options(IMAGE.shape[:2], 48, 16, parts=3, chunk=32)
@@ -92,7 +92,7 @@ KILLED = textwrap.dedent('''
     import sys, time
     sys.path.insert(0, {tests!r})
     from test_store_safety import JOB, model, read_tile
-    from seamless_fast.store import PartStore
+    from seamless_fast.scale.store import PartStore
 
     store = PartStore({store!r}, JOB)
     store.run_part(0, read_tile, model)  # warm: kernels compiled or loaded
@@ -241,7 +241,7 @@ def test_zarr_output_and_store_take_their_permissions_from_the_umask(tmp_path):
 
 FULL_DISK = textwrap.dedent('''
     import resource, signal, sys
-    from seamless_fast.store import PartStore
+    from seamless_fast.scale.store import PartStore
 
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG, as on a full disk
     resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))

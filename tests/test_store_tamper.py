@@ -10,7 +10,7 @@ import pytest
 
 zarr = pytest.importorskip("zarr")
 
-from seamless_fast.store import Job, PartStore  # noqa: E402
+from seamless_fast.scale.store import Job, PartStore  # noqa: E402
 
 IMAGE = np.random.default_rng(11).random((150, 120, 3), np.float32)
 JOB = Job.from_options(IMAGE.shape[:2], 48, 16, parts=3, chunk=32)
@@ -175,7 +175,7 @@ def test_edited_shapes_and_attributes_are_refused_before_anything_is_allocated(c
 
 def test_a_record_rewritten_to_match_an_edited_shape_is_still_refused_by_the_partition(complete_store, tmp_path):
     """Even a record whose checksum was recomputed cannot make the merge read or allocate another shape."""
-    from seamless_fast import _manifest
+    from seamless_fast.scale import _manifest
 
     path = copy_of(complete_store, tmp_path)
     meta_path = path / "part0" / "zarr.json"

@@ -5,7 +5,7 @@ import pytest
 import shapely
 
 import seamless_fast as sf
-from seamless_fast.partition import PartBlender, merge_lead_rows, partition_plan
+from seamless_fast.scale.partition import PartBlender, merge_lead_rows, partition_plan
 
 from cases import check_against_reference, random_tiles, to_layout
 

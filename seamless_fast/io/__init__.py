@@ -19,7 +19,6 @@ from ._geo import GeoReference
 from ._levels import Level, level_for_mpp
 from ._tiff import _tiff_metadata  # noqa: F401 -- importable here as before the split
 from .reader import ImageReader, metadata_for_output
-from .writer import (BIGTIFF_THRESHOLD, COMPRESSIONS, RESOLUTION_UNITS, WRITER_DTYPES, TiffWriter,
-                     to_output_dtype)
+from .writer import BIGTIFF_THRESHOLD, COMPRESSIONS, RESOLUTION_UNITS, WRITER_DTYPES, TiffWriter, to_output_dtype
 
 __all__ = ["GeoReference", "ImageReader", "Level", "TiffWriter", "level_for_mpp", "metadata_for_output"]

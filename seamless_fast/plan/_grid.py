@@ -1,233 +1,23 @@
-"""Planning: turn a grid of tiles into a `Plan` of flat integer arrays.
-
-Shapely is used while planning only (here, in :mod:`seamless_fast.geometry`
-and :mod:`seamless_fast._schedule`). Everything a run needs afterwards (order
-of arrival, output cells, when each cell is final, how many buffer rows are
-live, the weights) is precomputed once as numpy arrays, so running a plan
-never touches a geometry.
-"""
+"""The planners: a regular grid, or any grid of boxes, and optionally an area, compiled into a `Plan`."""
 
 import dataclasses
-import weakref
-from dataclasses import dataclass
 
 import numpy as np
 import shapely
 
-from ._schedule import (MAX_WEIGHTS, STEP_COLUMNS, band_seam_rows, live_from_rows, regular_column_stripes,
+from ._schedule import (STEP_COLUMNS, band_seam_rows, live_from_rows, regular_column_stripes,
                         schedule_general, schedule_rectilinear, seam_rows, segment_cummax, split_columns, step_table,
                         stripe_extents, weight_vectors)
-from ._input import check_context_scale, check_grid_scale, read_windows, to_output_pixels, with_input_geometry
-from ._traverse import check_traverse, choose_traverse, to_image_frame, transpose_area, transpose_boxes, transpose_window
-from ._validate import as_pair, check_area
-from .geometry import (MAX_COORDINATE, axis_starts, axis_window, boxes_to_geoms, cells_meeting, geoms_to_boxes,
-                       grid_boxes, grid_cells, is_rectilinear, regular_axis)
-from .windows import check_window, is_separable, window_2d
+from ._input import check_context_scale, check_grid_scale, to_output_pixels, with_input_geometry
+from ._traverse import (check_traverse, choose_traverse, to_image_frame, transpose_area, transpose_boxes,
+                        transpose_window)
+from .._validate import as_pair, check_area
+from ..geometry import (axis_starts, axis_window, boxes_to_geoms, cells_meeting, geoms_to_boxes,
+                        grid_boxes, grid_cells, is_rectilinear, regular_axis)
+from ..windows import check_window, is_separable, window_2d
 
-__all__ = ["STEP_COLUMNS", "MAX_GRID_TILES", "MAX_WEIGHTS", "Plan", "PlanStats", "plan_regular_grid", "plan_from_grid",
-           "regular_grid", "analyse_plan", "get_plan_input_geoms", "get_plan_logit_geoms", "row_by_row_traversal"]
-
-MAX_GRID_TILES = 2**22
-"""Most tiles a regular grid (or the window of it an area needs) may have: planning takes about 1 KiB
-of memory and 3 microseconds per tile, so this bounds a plan at a few GiB and seconds."""
-
-MAX_IMAGE_SIDE = MAX_COORDINATE
-
-
-def _frozen(array):
-    array.flags.writeable = False
-    return array
-
-
-@dataclass(frozen=True, eq=False, repr=False)
-class Plan:
-    """A compiled tiling plan: everything a run needs, as flat arrays.
-
-    Tiles and cells are addressed by their flat grid index ``t = i * cols + j``.
-    Boxes are ``(ylo, xlo, yhi, xhi)`` rows of int64 with exclusive upper bounds.
-
-    Attributes
-    ----------
-    image_size : tuple of int
-        ``(height, width)`` of the image the plan covers.
-    grid_shape : tuple of int
-        ``(rows, cols)`` of the tile grid.
-    tile_boxes : ndarray, shape (rows * cols, 4)
-        The box of every grid tile.
-    cell_boxes : ndarray, shape (rows * cols, 4)
-        The output cell of every grid tile: disjoint boxes, each inside its
-        tile; empty where a tile has no cell of its own.
-    load_order : ndarray, shape (n_loads,)
-        Flat indices of the tiles the run needs, in the order they must arrive.
-    write_cells : ndarray, shape (n_writes,)
-        Flat indices of the cells the run writes, in the order they are emitted.
-    emit_after : ndarray, shape (n_writes,)
-        For each written cell, the arrival step (position in `load_order`)
-        after which no later tile touches it; non-decreasing.
-    live_from : ndarray, shape (n_loads,)
-        At arrival step k, the first image row any unemitted cell still needs;
-        rows above it are released from the buffer. Non-decreasing.
-    buffer_rows : int
-        Rows of the blend buffer. With the ``"band"`` layout: the largest
-        overlap between consecutive tile rows (`overlap`, more next to a
-        flush row; at least 1); with ``"ring"``: the most rows live at once
-        (about one tile height).
-    buffer_cols : tuple of int
-        ``(x0, x1)``: the columns the buffer spans.
-    normalised : bool
-        True when the weights below are already divided by the weight sum
-        (rectilinear grid and separable window): the buffer then holds final
-        values and no weight sum is accumulated.
-    weights : ndarray of float64
-        Flat storage of 1-D weight vectors.
-    weight_y, weight_x : ndarray, shape (rows * cols,)
-        Offset into `weights` of each tile's y and x vector (-1 with a 2-D window).
-    window : str, callable or ndarray
-        The window the plan blends with.
-    steps : ndarray of int64, shape (n_loads, len(STEP_COLUMNS))
-        What the kernels need at each arrival step, one row per tile, columns
-        named in :data:`STEP_COLUMNS`: the tile's box relative to the buffer,
-        the first row still needed, the first-touch rectangle (tile-relative
-        rows >= ``fy`` and columns >= ``fx``, where no earlier tile reached),
-        the tile-relative box of the cell it finishes (all zero and
-        ``cell = -1`` for none), weight offsets, flat cell and tile indices,
-        the stripe, the image rows that enter the buffer before the tile (and
-        take the left seam's partial sums) and those that leave it after the
-        tile (and give the right seam's partial sums; with the band layout,
-        rows of the first and last tiles of a tile row in a stripe, see
-        `seamless_fast._schedule.band_seam_rows`). ``x0`` is relative to the
-        stripe's first buffer column.
-    stripes : ndarray, shape (n_stripes, 2)
-        Image columns ``[x0, x1)`` each stripe's buffer spans; one stripe
-        unless the plan was made with a `max_buffer_bytes` that one band of the
-        output exceeds. Stripes are run one after the other.
-    seams : ndarray, shape (n_stripes - 1, 2)
-        Image columns ``[lo, hi)`` where stripe s and s + 1 overlap: their
-        partial sums are handed from one stripe to the next (empty if equal).
-    layout : str
-        How the blend keeps partial sums. ``"band"`` (normalised plans: in
-        one stripe, or in stripes when every grid tile is loaded and the band
-        fits `max_buffer_bytes`): only what later tiles need, an overlap-high
-        band across the widest stripe (`buffer_rows` rows) for the tiles'
-        bottom overlaps and a small buffer, two tile heights by the widest
-        right overlap (`right_buffer`), for the last tile's right overlap (see
-        `seamless_fast._band_kernels`); ``by`` and ``bx`` in `steps` are where
-        a tile's bottom and right overlaps start. ``"ring"`` (the other plans
-        in stripes, and grids that accumulate the weight sum): a ring buffer
-        of `buffer_rows` rows, about one tile high, across the widest stripe.
-    input_size : tuple of int
-        ``(height, width)`` of the input image in input pixels (for
-        :func:`plan_from_grid`, the grid's largest bounds); `image_size` when
-        `output_scale` is 1.
-    context : tuple of int
-        ``(y, x)`` input pixels the model reads beyond each tile on every side.
-    output_scale : tuple of int
-        ``(y, x)`` input pixels per output pixel: everything above is in
-        output pixels, and the model reads input windows `output_scale` times
-        larger (see :meth:`read_boxes` and :mod:`seamless_fast._input`).
-    traverse : str
-        ``"rows"``: tiles arrive row by row and the buffer spans the planned
-        width. ``"columns"``: they arrive column by column and the buffer
-        spans the planned height. Boxes, grid indices, `load_order`,
-        `write_cells`, `weight_y` and `weight_x` are always in image
-        coordinates; `steps` (but for its ``cell`` and ``tile`` columns),
-        `live_from`, `buffer_rows`, `buffer_cols`, `stripes` and `seams` are in
-        the traversal frame: with ``"columns"`` that is the transposed image,
-        whose rows are image columns (so stripes are bands of image rows).
-    """
-
-    image_size: tuple
-    grid_shape: tuple
-    tile_boxes: np.ndarray
-    cell_boxes: np.ndarray
-    load_order: np.ndarray
-    write_cells: np.ndarray
-    emit_after: np.ndarray
-    live_from: np.ndarray
-    buffer_rows: int
-    buffer_cols: tuple
-    normalised: bool
-    weights: np.ndarray
-    weight_y: np.ndarray
-    weight_x: np.ndarray
-    window: object
-    steps: np.ndarray
-    stripes: np.ndarray
-    seams: np.ndarray
-    layout: str
-    input_size: tuple = None
-    context: tuple = (0, 0)
-    output_scale: tuple = (1, 1)
-    traverse: str = "rows"
-
-    def __post_init__(self):
-        if self.input_size is None:
-            object.__setattr__(self, "input_size", tuple(self.image_size))
-
-    def read_boxes(self):
-        """The input window each tile's model reads, in load order: int64 ``(n_loads, 4)``, input pixels.
-
-        A tile's box times `output_scale`, grown by `context` on every side;
-        it may reach past the image border, where the reader pads. The tile
-        boxes themselves without a context or an output scale.
-
-        Examples
-        --------
-        >>> plan, _ = plan_regular_grid((100, 100), 64, 16, context=8, output_scale=2)
-        >>> plan.tile_boxes[plan.load_order[0]].tolist(), plan.read_boxes()[0].tolist()
-        ([0, 0, 32, 32], [-8, -8, 72, 72])
-        """
-        return read_windows(self.tile_boxes[self.load_order], self.output_scale, self.context)
-
-    @property
-    def right_buffer(self):
-        """``(rows, columns)`` of one half of the right-overlap buffer of the band layout ((0, 0) for ``"ring"``):
-        the tallest tile, and the widest right overlap (at least 1)."""
-        return _right_buffer(self.steps) if self.layout == "band" else (0, 0)
-
-    @property
-    def n_loads(self):
-        """Number of tiles the run consumes."""
-        return len(self.load_order)
-
-    @property
-    def n_writes(self):
-        """Number of output cells the run emits."""
-        return len(self.write_cells)
-
-    def grid_index(self, flat):
-        """The (row, col) grid index of a flat tile or cell index."""
-        i, j = divmod(int(flat), self.grid_shape[1])
-        return i, j
-
-    def __repr__(self):
-        return (f"Plan(image_size={self.image_size}, grid_shape={self.grid_shape}, "
-                f"n_loads={self.n_loads}, n_writes={self.n_writes}, buffer_rows={self.buffer_rows}, "
-                f"buffer_cols={self.buffer_cols}, normalised={self.normalised}, layout={self.layout!r}, "
-                f"traverse={self.traverse!r}"
-                + (f", input_size={self.input_size}, context={self.context}, output_scale={self.output_scale}"
-                   if self.context != (0, 0) or self.output_scale != (1, 1) else "") + ")")
-
-
-class PlanStats(tuple):
-    """What :func:`analyse_plan` returns: a 3-tuple like the seed's, plus named fields.
-
-    Unpacks as ``(max_tiles_held, tiles_loaded, cells_written)``;
-    ``buffer_bytes`` is the size of the blend buffer.
-    """
-
-    def __new__(cls, max_tiles_held, tiles_loaded, cells_written, buffer_bytes):
-        self = super().__new__(cls, (max_tiles_held, tiles_loaded, cells_written))
-        self.buffer_bytes = buffer_bytes
-        return self
-
-    max_tiles_held = property(lambda self: self[0], doc="Blend buffer size in tile-equivalents (pixels).")
-    tiles_loaded = property(lambda self: self[1], doc="Tiles the run consumes, each once.")
-    cells_written = property(lambda self: self[2], doc="Output cells the run emits.")
-
-    def __repr__(self):
-        return (f"PlanStats(max_tiles_held={self[0]}, tiles_loaded={self[1]}, cells_written={self[2]}, "
-                f"buffer_bytes={self.buffer_bytes})")
+from ._plan import _INPUT_GEOMS, INPUT_GEOMS_CACHED, MAX_GRID_TILES, MAX_IMAGE_SIDE, Plan, _frozen, _right_buffer
+from ._volume import is_volume_grid, is_volume_size, plan_volume_from_grid, plan_volume_grid
 
 
 def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=None, *, window="pyramid",
@@ -338,6 +128,10 @@ def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=N
     >>> plan_regular_grid((1024, 40960), 256, 64, traverse="rows")[0].buffer_cols
     (0, 40960)
     """
+    if is_volume_size(image_size):  # (D, H, W): see `seamless_fast.plan._volume`
+        return plan_volume_grid(image_size, tile_size, overlap, area=area, traversal_fnc=traversal_fnc, window=window,
+                                max_buffer_bytes=max_buffer_bytes, context=context, output_scale=output_scale,
+                                traverse=traverse)
     image_size = as_pair(image_size, "image_size", minimum=1)
     if max(image_size) > MAX_IMAGE_SIDE:
         raise ValueError(f"image_size={image_size} is too large: each side must be at most {MAX_IMAGE_SIDE} "
@@ -422,7 +216,7 @@ def _check_traversal(traversal_fnc):
 
 def _budget(max_buffer_bytes, channels, dtype):
     """(max_buffer_bytes, bytes per buffer pixel), validated."""
-    from ._validate import as_positive_int
+    from .._validate import as_positive_int
 
     channels = as_positive_int(channels, "channels")
     dtype = _accumulator_dtype(dtype)
@@ -502,6 +296,10 @@ def plan_from_grid(grid, margin=(0, 0), area=None, traversal_fnc=None, *, window
     >>> plan_from_grid(grid, context=4, output_scale=2).read_boxes().tolist()
     [[-4, -4, 64, 54], [-4, 26, 64, 94]]
     """
+    if is_volume_grid(grid):  # (nz, ny, nx, 6) integer boxes: see `seamless_fast.plan._volume`
+        return plan_volume_from_grid(grid, area=area, traversal_fnc=traversal_fnc, window=window,
+                                     max_buffer_bytes=max_buffer_bytes, context=context, output_scale=output_scale,
+                                     traverse=traverse)
     if isinstance(margin, shapely.Geometry):
         raise ValueError(f"margin={margin} is a geometry; the second argument of plan_from_grid is the seed's "
                          "margin: pass the area by keyword, area=...")
@@ -624,12 +422,6 @@ def _compile(boxes, image_size, area, window, max_buffer_bytes=None, bytes_per_p
     )
 
 
-def _right_buffer(steps):
-    """(rows, columns) of one half of the right-overlap buffer: the tallest tile, the widest right overlap."""
-    col = {name: n for n, name in enumerate(STEP_COLUMNS)}
-    return int(steps[:, col["h"]].max()), int(max(1, (steps[:, col["w"]] - steps[:, col["bx"]]).max()))
-
-
 def _ring_rows(top, live_from):
     """Rows of the ring buffer: the most rows live at once (`top`: the lowest row reached so far)."""
     return int(max(1, (top - np.minimum(live_from, top)).max()))
@@ -660,124 +452,3 @@ def _sorted_by(major, minor):
     step, tie = np.diff(major), np.diff(minor)
     return bool(((step > 0) | ((step == 0) & (tie > 0))).all())
 
-
-def analyse_plan(plan, *, channels=1, dtype=np.float32):
-    """Memory and work of a plan, before running it.
-
-    Parameters
-    ----------
-    plan : Plan
-    channels : int, keyword-only
-        Channels of the model output, for `buffer_bytes`.
-    dtype : numpy dtype, keyword-only
-        Accumulator dtype (float32 for float16/float32 tiles, float64 for float64).
-
-    Returns
-    -------
-    PlanStats
-        Unpacks like the seed's ``(max_tiles_held, tiles_loaded, cells_written)``.
-        No raw tile is ever held; ``max_tiles_held`` is the blend buffer's size
-        in tile-equivalents (its pixels over one largest tile's pixels,
-        rounded up), and ``buffer_bytes`` its size in bytes, in the frame of
-        the plan's traversal (`Plan.traverse`: rows across the planned width
-        walking rows, columns across the planned height walking columns).
-        With the ``"band"`` layout (see `Plan.layout`) that is the band,
-        ``buffer_rows`` (the overlap) x planned width, plus the right-overlap
-        buffer, 2 x ``right_buffer`` pixels; with ``"ring"``,
-        ``buffer_rows`` (about a tile height) x the widest stripe, with a
-        weight-sum plane on grids that need one.
-
-    Examples
-    --------
-    >>> plan, _ = plan_regular_grid((4096, 4096), 256, 64)
-    >>> stats = analyse_plan(plan, channels=3)
-    >>> stats.tiles_loaded, stats.cells_written
-    (441, 441)
-    """
-    from ._validate import as_positive_int
-
-    if not isinstance(plan, Plan):
-        raise ValueError(f"plan must be a Plan from plan_regular_grid or plan_from_grid; got {type(plan).__name__}")
-    channels = as_positive_int(channels, "channels")
-    itemsize = _accumulator_dtype(dtype).itemsize
-    pixels = plan.buffer_rows * int((plan.stripes[:, 1] - plan.stripes[:, 0]).max())
-    pixels += 2 * plan.right_buffer[0] * plan.right_buffer[1]
-    planes = channels if plan.normalised else channels + 1
-    boxes = plan.tile_boxes[plan.load_order]
-    tile_pixels = int(((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).max())
-    held = -(-pixels // tile_pixels)
-    return PlanStats(int(held), plan.n_loads, plan.n_writes, int(pixels * planes * itemsize))
-
-
-def get_plan_input_geoms(plan):
-    """``[(grid_index, shapely box), ...]`` of the tiles to compute, in the order the run needs them.
-
-    Each box is the window of the input the tile's model reads (:meth:`Plan.read_boxes`): the tile's box,
-    times the plan's `output_scale` and grown by its `context`, in input pixels.
-    Row-major for a plan that walks rows, column-major for one that walks
-    columns (see `traverse` in :func:`plan_regular_grid`).
-
-    Examples
-    --------
-    >>> plan, _ = plan_regular_grid((300, 300), 128, 32)
-    >>> get_plan_input_geoms(plan)[0][0]
-    (0, 0)
-    """
-    if not isinstance(plan, Plan):
-        raise ValueError(f"plan must be a Plan from plan_regular_grid or plan_from_grid; got {type(plan).__name__}")
-    pairs = _INPUT_GEOMS.get(plan)
-    if type(pairs) is tuple:
-        return list(pairs)
-    geoms = pairs if pairs is not None else np.atleast_1d(boxes_to_geoms(plan.read_boxes()))
-    i, j = np.divmod(plan.load_order, plan.grid_shape[1])
-    pairs = tuple(zip(zip(i.tolist(), j.tolist()), geoms.tolist()))
-    if plan.n_loads <= INPUT_GEOMS_CACHED:
-        _INPUT_GEOMS[plan] = pairs
-    return list(pairs)
-
-
-# What `get_plan_input_geoms` returns for each plan of at most INPUT_GEOMS_CACHED tiles, kept while the plan
-# lives: the tiles' geometries in load order (an object array), as `plan_regular_grid` leaves them, then the
-# (grid index, geometry) pairs themselves once asked for. Making 40000 pairs of a shapely geometry (which the
-# garbage collector tracks) sets off a full collection, more than half the time of the first call; later
-# calls copy the list. Shapely geometries are immutable, so the lists returned, and the grid
-# `plan_regular_grid` returns, may share them; each geometry takes a few hundred bytes.
-_INPUT_GEOMS = weakref.WeakKeyDictionary()
-INPUT_GEOMS_CACHED = 1 << 16
-
-
-def get_plan_logit_geoms(plan):
-    """The newer seed's name for :func:`get_plan_input_geoms`: the tiles to compute, in order.
-
-    Examples
-    --------
-    >>> plan, _ = plan_regular_grid((300, 300), 128, 32)
-    >>> get_plan_logit_geoms(plan) == get_plan_input_geoms(plan)
-    True
-    """
-    return get_plan_input_geoms(plan)
-
-
-def row_by_row_traversal(grid, add_load, add_unload, add_write):
-    """The seed's default `traversal_fnc`, for code that passes it by name; the order of ``traverse="rows"``.
-
-    Calls ``add_load(i, j)``, ``add_write(i, j)`` and ``add_unload(i, j)``
-    for every grid index in row-major order: each tile's cell is final, and
-    the tile no longer needed, the moment it arrives. Plans never call a
-    traversal function; this one only documents the order of a plan made
-    with ``traverse="rows"`` (``"columns"`` walks column-major).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> calls = []
-    >>> row_by_row_traversal(np.empty((1, 2)), *(lambda i, j, a=a: calls.append((a, i, j)) for a in "luw"))
-    >>> calls
-    [('l', 0, 0), ('w', 0, 0), ('u', 0, 0), ('l', 0, 1), ('w', 0, 1), ('u', 0, 1)]
-    """
-    rows, cols = np.shape(grid)[:2]
-    for i in range(rows):
-        for j in range(cols):
-            add_load(i, j)
-            add_write(i, j)
-            add_unload(i, j)

@@ -10,7 +10,7 @@ import queue
 import sys
 import threading
 
-from ._validate import as_positive_int, check_callable
+from .._validate import as_positive_int, check_callable
 
 __all__ = ["batched_tile_get", "threaded_batched_tile_get"]
 

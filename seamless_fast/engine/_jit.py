@@ -26,7 +26,7 @@ def njit(function=None, *, parallel=False, inline="never"):
 
 @functools.cache
 def parallel_is_safe():
-    """Whether the blend may split tiles over numba's threads by default (see `seamless_fast._adaptive`).
+    """Whether the blend may split tiles over numba's threads by default (see `seamless_fast.engine._adaptive`).
 
     True when numba has more than one thread and its threading layer is one
     that several Python threads may call at once (tbb or omp); numba's

@@ -3,7 +3,7 @@
 Rows here are those of the plan's traversal frame: for a plan that walks
 tile columns (``traverse="columns"``) they are image columns, parts are bands
 of tile columns, and crops, lead rows and what :func:`merge_lead_rows`
-returns are transposed (see :mod:`seamless_fast._traverse`).
+returns are transposed (see :mod:`seamless_fast.plan._traverse`).
 
 A part computes every tile of its band once and sorts the image rows it
 reaches into three kinds:
@@ -27,11 +27,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _kernels
-from ._validate import as_positive_int
-from ._transpose import frame_tile
-from .blend import Blender
-from .plan import STEP_COLUMNS, Plan
+from ..engine import _kernels
+from .._validate import as_positive_int
+from ..engine._transpose import frame_tile
+from ..engine.blender import Blender
+from ..plan import STEP_COLUMNS, Plan
 
 __all__ = ["Partition", "partition_plan", "part_plan", "PartBlender", "merge_lead_rows"]
 

@@ -7,8 +7,8 @@ into a :class:`~seamless_fast.plan.Plan`.
 import numpy as np
 import shapely
 
-from .geometry import boxes_overlap, boxes_to_geoms, regular_axis
-from .windows import is_separable, window_1d
+from ..geometry import boxes_overlap, boxes_to_geoms, regular_axis
+from ..windows import is_separable, window_1d
 
 STEP_COLUMNS = ("y0", "x0", "h", "w", "first", "fy", "fx", "cy0", "cy1", "cx0", "cx1", "wy", "wx", "cell", "tile",
                 "stripe", "enter_lo", "enter_hi", "leave_lo", "leave_hi", "by", "bx")

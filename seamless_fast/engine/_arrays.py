@@ -2,14 +2,14 @@
 
 Allocation failures surface as a ValueError naming what was too large and how
 many bytes, not numpy's MemoryError; see the dtype policy in
-:mod:`seamless_fast.blend`.
+:mod:`seamless_fast.engine.blender`.
 """
 
 import math
 
 import numpy as np
 
-from .dtypes import label_dtype
+from ..dtypes import label_dtype
 
 __all__ = ["accumulator_dtype", "label_dtype", "check_accumulator", "allocate_output", "check_out", "output_planes",
            "new_array", "too_large"]

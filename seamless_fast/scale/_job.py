@@ -2,11 +2,11 @@
 
 from dataclasses import asdict, dataclass, fields
 
-from ._input import check_context_scale
-from ._validate import as_pair, as_positive_int, check_area, check_bool
+from ..plan._input import check_context_scale
+from .._validate import as_pair, as_positive_int, check_area, check_bool
 from .partition import partition_plan
-from .plan import plan_regular_grid
-from .windows import WINDOWS
+from ..plan import plan_regular_grid
+from ..windows import WINDOWS
 
 __all__ = ["Job"]
 

@@ -1,4 +1,4 @@
-"""The arrays a part writes into its store, and the outputs a merge writes (see :mod:`seamless_fast.store`)."""
+"""The arrays a part writes into its store, and the outputs a merge writes (see :mod:`seamless_fast.scale.store`)."""
 
 import os
 import shutil
@@ -6,8 +6,8 @@ import shutil
 import numpy as np
 
 from . import _manifest
-from ._files import make_partial
-from .dtypes import label_dtype, to_output_dtype
+from .._files import make_partial
+from ..dtypes import label_dtype, to_output_dtype
 
 
 def _from_planes(values, channels, group, labels):
@@ -124,7 +124,7 @@ def _output_writer(path, image_size, channels, dtype, compression, chunk):
     """A TiffWriter for .tif/.tiff, a :class:`_ZarrOutput` for .zarr."""
     lower = path.lower()
     if lower.endswith((".tif", ".tiff")):
-        from .io import TiffWriter
+        from ..io import TiffWriter
 
         return TiffWriter(path, image_size, channels=channels, dtype=dtype, compression=compression)
     if lower.endswith(".zarr"):

@@ -19,10 +19,7 @@ naming it instead (costs one extra pass over each tile).
 """
 
 import functools
-import itertools
-import math
 import os
-import tempfile
 import time
 import weakref
 from typing import NamedTuple
@@ -30,32 +27,26 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-from . import _band_kernels, _kernels
-from ._arrays import (accumulator_dtype, allocate_output, check_accumulator, check_out, label_dtype, new_array,
-                      output_planes, too_large)
+from . import _kernels
+from ._arrays import (check_accumulator, check_out)
 from ._adaptive import chooser_for
 from ._background import compile_in_background
+from ._buffers import Buffers
 from ._jit import parallel_is_safe, parallel_lock
-from ._seams import SeamFiles, owned_cleanup, remove_files, reserve
-from ._simd import HALF_IN_HARDWARE
-from ._tiles import check_tile_count, iterate_tiles
-from ._transpose import cell_to_image, frame_tile
-from ._traverse import transpose_window
-from ._validate import check_bool
-from .geometry import box_to_geom
-from .plan import STEP_COLUMNS, Plan
-from .windows import window_2d
+from ._records import RECORDS_AT_ONCE, _step_records
+from ._seams import owned_cleanup, remove_files
+from ._tile_input import TileInput
+from ._transpose import frame_tile
+from ..plan._traverse import transpose_window
+from .._validate import check_bool
+from ..geometry import box_to_geom
+from ..plan import Plan, VolumePlan
+from ..windows import window_2d
 
-__all__ = ["Blender", "OutputCell", "blend", "accumulator_dtype", "label_dtype"]
+__all__ = ["Blender", "OutputCell"]
 
 # Below this many elements per tile, splitting rows over threads costs more than it saves.
 PARALLEL_MIN_ELEMENTS = 1 << 15
-# Bytes of scratch rows a labels kernel's thread works through, to stay in the L1 cache.
-SCRATCH_BYTES = 1 << 15
-# Steps whose Python records (see `_step_records`) are made at once: few enough for flat memory in any plan.
-RECORDS_AT_ONCE = 256
-
-_COL = {name: n for n, name in enumerate(STEP_COLUMNS)}
 
 
 class OutputCell(NamedTuple):
@@ -76,13 +67,11 @@ class OutputCell(NamedTuple):
         return slice(self.box[0], self.box[2]), slice(self.box[1], self.box[3])
 
 
-_END = object()  # what next() gives for an exhausted iterator of tiles
-
 # OutputCell((index, box, data)) without the Python-level __new__ of a named tuple, for the push path
 _new_cell = functools.partial(tuple.__new__, OutputCell)
 
 
-class Blender:
+class Blender(TileInput, Buffers):
     """Push-style streaming blend of one plan.
 
     Hand tiles over in ``plan.load_order`` with :meth:`push` (or several with
@@ -113,7 +102,7 @@ class Blender:
         Whether large tiles (32768 elements or more) may have their rows
         split over numba's threads. By default (and with True) each tile runs
         serially or split, whichever is faster at the moment: the blend times
-        its tiles and tries the other way now and then (`seamless_fast._adaptive`).
+        its tiles and tries the other way now and then (`seamless_fast.engine._adaptive`).
         Split, a canonical tile takes about 0.6 x the serial time on idle
         cores, but 2 to 50 x beside a CPU-bound model in a thread or another
         busy process, since numba's threads spin while they wait; so the
@@ -122,7 +111,7 @@ class Blender:
         thread. By default the split is on only where numba's threading layer
         is tbb or omp; True allows it under "workqueue" too (a tile is split
         only while no other thread of the process is in a split kernel, see
-        `seamless_fast._jit.parallel_lock`). Every setting gives the same
+        `seamless_fast.engine._jit.parallel_lock`). Every setting gives the same
         result, bit for bit, and several threads may blend at once.
     out : ndarray, optional, keyword-only
         A full-size output, (H, W, C), (C, H, W) with `channel_first`, or
@@ -143,6 +132,12 @@ class Blender:
     >>> bool(np.allclose(out, 1.0))
     True
     """
+
+    def __new__(cls, plan=None, *args, **kwargs):
+        if cls is Blender and isinstance(plan, VolumePlan):  # a volume: see `seamless_fast.engine._volume`
+            from ._volume import VolumeBlender
+            cls = VolumeBlender
+        return super().__new__(cls)
 
     def __init__(self, plan, *, labels=False, channel_first=False, dtype=None, check_finite=False,
                  cache_dir=None, buffer_on_disk=False, parallel=None, out=None):
@@ -182,7 +177,7 @@ class Blender:
         self._emit_bounds = np.searchsorted(plan.emit_after, np.arange(plan.n_loads + 1), side="left")
         # plain Python copies of what every push reads, to keep its overhead low
         self._n_loads, self._normalised = plan.n_loads, plan.normalised
-        # walking columns, the kernels see every tile and cell transposed (see `seamless_fast._traverse`)
+        # walking columns, the kernels see every tile and cell transposed (see `seamless_fast.plan._traverse`)
         self._columns = plan.traverse == "columns"
         self._window = transpose_window(plan.window) if self._columns else plan.window
         self._records, self._records_from = [], 0
@@ -376,207 +371,6 @@ class Blender:
         if self.step >= self.plan.n_loads:
             raise ValueError(f"received more tiles than the {self.plan.n_loads} the plan expects")
 
-    def _describe(self):
-        return f"tile {self.step} (grid index {self.next_index})"
-
-    def _checked_tile(self, tile, h, w):
-        """The tile as contiguous planes (P, h, L) in the accumulator dtype, after every check."""
-        arr = tile if type(tile) is np.ndarray else self._as_array(tile)
-        if arr.dtype.kind not in "fiub":
-            raise ValueError(f"{self._describe()} has dtype {arr.dtype}; expected a real float, integer or bool dtype")
-        if arr.dtype.kind == "f" and arr.dtype.itemsize > 8:
-            raise ValueError(f"{self._describe()} has dtype {arr.dtype}; expected a real float of at most 64 bits "
-                             "(blending would round it to float64)")
-        if self._ndim is not None and arr.ndim != self._ndim:
-            raise ValueError(f"{self._describe()} has {arr.ndim} dimensions; earlier tiles had {self._ndim}")
-        if arr.ndim == 2:
-            spatial, channels = arr.shape, 1
-        elif arr.ndim == 3:
-            spatial, channels = (arr.shape[1:], arr.shape[0]) if self.channel_first else (arr.shape[:2], arr.shape[2])
-        else:
-            raise ValueError(f"{self._describe()} has shape {arr.shape}; expected "
-                             f"{'(C, H, W)' if self.channel_first else '(H, W, C)'} or (H, W)")
-        if spatial != (h, w) or (self.channels is not None and channels != self.channels):
-            c = self.channels or "C"
-            expect = (h, w) if arr.ndim == 2 else (c, h, w) if self.channel_first else (h, w, c)
-            raise ValueError(f"{self._describe()} has shape {arr.shape}; expected {expect}"
-                             + ("" if arr.ndim == 2 else f" (channel_first={self.channel_first})"))
-        if channels == 0:
-            raise ValueError(f"{self._describe()} has no channels")
-        dtype = self.dtype or (self._acc.dtype if self._acc is not None else accumulator_dtype(arr.dtype))
-        plane_shape = (-1, h, w) if arr.ndim == 2 or self.channel_first else (1, h, w * channels)
-        try:
-            if arr.dtype == np.float16 and dtype == np.float32:
-                planes = self._from_half(arr).reshape(plane_shape)
-            else:
-                planes = np.ascontiguousarray(arr.reshape(plane_shape), dtype=dtype)
-        except MemoryError as exc:
-            raise too_large(f"the {dtype} copy of {self._describe()}", arr.shape, dtype,
-                             "pass C-contiguous tiles of the accumulator dtype, or smaller tiles") from exc
-        if self.check_finite and not np.isfinite(planes).all():
-            raise ValueError(f"{self._describe()} contains NaN or inf (check_finite=True)")
-        return planes, arr.ndim, channels
-
-    def _expected(self, h, w):
-        """The shape the next tile, of size (h, w), must have, in words."""
-        c = self.channels or "C"
-        three = f"({c}, {h}, {w})" if self.channel_first else f"({h}, {w}, {c})"
-        if self._ndim == 2:
-            return f"({h}, {w})"
-        if self._ndim == 3:
-            return f"{three} (channel_first={self.channel_first})"
-        return f"{three} (channel_first={self.channel_first}) or ({h}, {w})"
-
-    def _from_half(self, arr):
-        """float16 to float32 in a reused buffer (numpy's own conversion is several times slower)."""
-        if getattr(self, "_half", None) is None or self._half.size < arr.size:
-            self._half = np.empty(arr.size, np.float32)
-        out = self._half[:arr.size]
-        convert = _kernels.half_to_float_f16c if HALF_IN_HARDWARE else _kernels.half_to_float
-        convert(np.ascontiguousarray(arr).reshape(-1).view(np.uint16), out)
-        return out
-
-    def _as_array(self, tile):
-        try:
-            return np.asarray(tile)
-        except Exception as exc:
-            h, w = self.next_tile_shape
-            raise ValueError(f"{self._describe()} could not be converted to an array of shape "
-                             f"{self._expected(h, w)}: {exc}") from exc
-
-    # -- buffers -----------------------------------------------------------
-    def _start(self, planes, ndim, channels, k):
-        """Allocate the buffers for tiles like `planes`; on any error, free what was made and stop."""
-        try:
-            self._allocate(planes, ndim, channels)
-            planar = planes.shape[0] > 1  # the arg-max the labels kernels compile (see `_kernels.argmax_way`)
-            self._way = _kernels.argmax_way(planes.shape[0] if planar else self._group, planar)
-        except BaseException as exc:
-            self._fail(k, exc)
-            raise
-
-    def _allocate(self, planes, ndim, channels):
-        plan = self.plan
-        self._ndim = ndim
-        self._chw = self.channel_first and ndim == 3
-        self.channels = c = int(channels)
-        self._group = 1 if self.channel_first or ndim == 2 else c  # elements per pixel in a plane row
-        if ndim == 2:
-            self._tile_shape = lambda h, w: (h, w)
-        elif self.channel_first:
-            self._tile_shape = lambda h, w: (c, h, w)
-        else:
-            self._tile_shape = lambda h, w: (h, w, c)
-        dtype = self._dtype = planes.dtype
-        self._labels_dtype = label_dtype(c)
-        if self.out is not None:  # checked before anything is allocated or reserved
-            self._out_planes = output_planes(self.out, ndim, self.labels, self.channel_first, c, dtype,
-                                              self._labels_dtype)
-        width = int((plan.stripes[:, 1] - plan.stripes[:, 0]).max())
-        self._acc = self._buffer((planes.shape[0], plan.buffer_rows, width * self._group), dtype, "buffer")
-        self._band = plan.layout == "band"
-        if self._band:  # the last tile's right overlap, in two halves (see `_band_kernels`)
-            rows, cols = plan.right_buffer
-            self._right = new_array(np.zeros, (2, planes.shape[0], rows, cols * self._group), dtype,
-                                    "the right-overlap buffer of the blend")
-            self._bufs = (self._acc, self._right)
-        else:
-            self._bufs = (self._acc,)
-        # the kernels of the fast path: (serial, parallel, batch) x (values, labels)
-        module, prefix = (_band_kernels, "band") if self._band else (_kernels, "blend")
-        kind = "labels" if self.labels else "values"
-        self._serial_kernel, self._parallel_kernel, self._batch_kernel = (
-            getattr(module, f"{prefix}_{kind}{suffix}") for suffix in ("", "_parallel", "_batch"))
-        if len(plan.stripes) > 1:
-            self._seams = SeamFiles(plan, planes.shape[0], self._group, dtype, self.cache_dir)
-        if not plan.normalised:
-            self._wsum = self._buffer((1, plan.buffer_rows, width), dtype, "weight-sum buffer")
-        self._wy = plan.weights.astype(dtype)
-        self._wx = np.repeat(self._wy, self._group)  # x weights per element of a plane row
-        cells = plan.cell_boxes[plan.write_cells]
-        a = 0 if self._columns else 1  # the image axis of the buffer's rows
-        cell_width = int((cells[:, a + 2] - cells[:, a]).max(initial=1))
-        # Labels go through scratch rows, a block that fits in the L1 cache for each of the parallel
-        # kernels' chunks (one a thread).
-        self._choosers = {}  # per size class of tile (see `_chooser`)
-        self._chunks = numba.get_num_threads() if self._policy != "serial" else 1
-        row_bytes = planes.shape[0] * cell_width * self._group * dtype.itemsize
-        rows = self._chunks * max(1, SCRATCH_BYTES // row_bytes)
-        self._scratch = new_array(np.empty, (planes.shape[0], rows, cell_width * self._group), dtype,
-                                   "the scratch rows of the blend")
-        self._label = new_array(np.empty, (rows, cell_width), dtype, "the label rows of the blend")
-        if self._columns:
-            self._allocate_frame(planes, cells, cell_width, dtype)
-        # where a step that finishes no cell "writes" (nothing): of the cells' type, so no kernel is compiled for it
-        if self._columns:
-            self._no_cell = self._cell_frame
-        elif self.out is not None:
-            self._no_cell = self._out_planes
-        elif self.labels:
-            self._no_cell = np.empty((1, 1), self._labels_dtype)
-        else:
-            self._no_cell = np.empty((planes.shape[0], 1, 1), dtype)
-
-    def _allocate_frame(self, planes, cells, cell_width, dtype):
-        """Walking columns: where each tile is transposed for the kernels and where they write each cell."""
-        boxes = self.plan.tile_boxes[self.plan.load_order]
-        largest = int(((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).max())
-        self._tile_frame = new_array(np.empty, (largest * planes.shape[0] * self._group,), dtype,
-                                     "the transposed tile")
-        cell_rows = int((cells[:, 3] - cells[:, 1]).max(initial=1))  # image columns are the kernels' rows
-        if self.labels:
-            self._cell_frame = new_array(np.empty, (cell_rows, cell_width), self._labels_dtype, "the transposed cell")
-        else:
-            self._cell_frame = new_array(np.empty, (planes.shape[0], cell_rows, cell_width * self._group), dtype,
-                                         "the transposed cell")
-
-    def _cell_from_frame(self, box, source=None, fresh_shape=None):
-        """The image-frame array of the cell in `box`, copied from `source`, where the kernels wrote it
-        transposed (labels (w, h) or planes (P, w, h * group); by default the start of the transposed cell)."""
-        ylo, xlo, yhi, xhi = box
-        h, w = yhi - ylo, xhi - xlo
-        if source is None:
-            source = self._cell_frame[:w, :h] if self.labels else self._cell_frame[:, :w, :h * self._group]
-        if self.out is not None:
-            data = self._cell_output(box)[0]
-        elif self.labels:
-            data = np.empty((h, w), self._labels_dtype)
-        else:
-            data = np.empty(fresh_shape or self._tile_shape(h, w), self._dtype)
-        cell_to_image(source, data, self._group, self._chw)
-        return data
-
-    def _buffer(self, shape, dtype, what):
-        if not self.buffer_on_disk:
-            return new_array(np.zeros, shape, dtype, f"the blend {what}")
-        fd, path = tempfile.mkstemp(prefix="seamless_fast_", suffix=".buf", dir=self.cache_dir)
-        self._files.append(path)
-        try:  # blocks reserved now: a disk filling up later would kill the process (SIGBUS) at a page write
-            reserve(fd, path, math.prod(shape) * dtype.itemsize)
-        finally:
-            os.close(fd)
-        try:
-            return np.memmap(path, dtype=dtype, mode="r+", shape=shape)
-        except (MemoryError, OSError, ValueError, OverflowError) as exc:
-            raise too_large(f"the blend {what} (memory-mapped from {path})", shape, dtype) from exc
-
-    def _cell_output(self, box):
-        """Where the values of the cell in `box` go: (the array the caller gets, the array the kernels
-        write, row and element there of the cell's first value). The kernels get the whole output, not a
-        view of the cell: numba vectorises writes to a C-contiguous array only."""
-        ylo, xlo, yhi, xhi = box
-        if self.out is not None:
-            if self.labels:
-                return self.out[ylo:yhi, xlo:xhi], self.out, ylo, xlo
-            data = self.out[:, ylo:yhi, xlo:xhi] if self._chw else self.out[ylo:yhi, xlo:xhi]
-            return data, self._out_planes, ylo, xlo * self._group
-        h, w = yhi - ylo, xhi - xlo
-        if self.labels:
-            data = np.empty((h, w), self._labels_dtype)
-            return data, data, 0, 0
-        data = np.empty(self._tile_shape(h, w), self._dtype)
-        return data, data.reshape((-1, h, w * self._group)), 0, 0
-
     # -- the two paths -------------------------------------------------------
     def _push_fast(self, planes, k, record):
         _, _, cell, index, box, _, shape, plane_shape = record
@@ -630,7 +424,7 @@ class Blender:
 
     def _blend_parallel(self, args, target, oy, ox):
         """numba's parallel kernels; False, having done nothing, when another thread is in one, or when the
-        kernel is still being compiled in the background (`seamless_fast._background`)."""
+        kernel is still being compiled in the background (`seamless_fast.engine._background`)."""
         kernel = self._parallel_kernel
         if self.labels:
             args = (self._way, *args, self._scratch, self._label, target, oy, ox, self._chunks)
@@ -654,48 +448,6 @@ class Blender:
             ticket = self._parallel_ticket = compile_in_background(kernel, args)
         self._parallel_ready = ticket.ready(wait=True if self._policy == "numba" else None)
         return self._parallel_ready
-
-    def _load_seam(self, k):
-        """Before step k: the partial sums of the rows entering the buffer, from the seam on the stripe's left."""
-        stripe, lo, hi = self.plan.steps[k, [_COL["stripe"], _COL["enter_lo"], _COL["enter_hi"]]].tolist()
-        if self._band:
-            if stripe > 0 and hi > 0:
-                self._load_left_overlap(k, stripe, lo, hi)
-        elif stripe > 0 and hi > lo:
-            self._seams.load(stripe - 1, self._acc, lo, hi)
-
-    def _spill_seam(self, k):
-        """After step k: the partial sums of the rows leaving the buffer, to the seam on the stripe's right."""
-        stripe, lo, hi = self.plan.steps[k, [_COL["stripe"], _COL["leave_lo"], _COL["leave_hi"]]].tolist()
-        if self._band:
-            if stripe < len(self.plan.seams) and hi > 0:
-                self._spill_right_overlap(k, stripe, lo, hi)
-        elif stripe < len(self.plan.seams) and hi > lo:
-            self._seams.spill(stripe, self._acc, lo, hi)
-
-    def _load_left_overlap(self, k, stripe, lo, hi):
-        """Band layout, before the first tile of a tile row in stripe s > 0: the right-overlap buffer the
-        tile reads (its left overlap, the seam's columns), from the band where earlier tile rows of the
-        stripe reached, from the seam's file in image rows [lo, hi) below."""
-        y0, x0, first, ty, rx = self.plan.steps[k, [_COL[name] for name in ("y0", "x0", "first", "fy", "fx")]].tolist()
-        g, cap = self._group, self._acc.shape[1]
-        left = self._right[k & 1]
-        top = lo - y0  # max(first, ty)
-        left[:, first:top, :rx * g] = self._acc[:, np.arange(y0 + first, lo) % cap, x0 * g:(x0 + rx) * g]
-        block = np.empty((left.shape[0], hi - lo, rx * g), left.dtype)
-        self._seams.read_rows(stripe - 1, block, lo)
-        left[:, top:hi - y0, :rx * g] = block
-
-    def _spill_right_overlap(self, k, stripe, lo, hi):
-        """Band layout, after the last tile of a tile row with a seam on its right: the rows of its right
-        overlap that the next tile row does not reach, [lo, hi), to the seam's file; the rows below it
-        reaches into the band, where its tiles in this stripe read them."""
-        y0, x0, h, w, bx = self.plan.steps[k, [_COL[name] for name in ("y0", "x0", "h", "w", "bx")]].tolist()
-        g, cap = self._group, self._acc.shape[1]
-        right = self._right[(k + 1) & 1][:, :, :(w - bx) * g]
-        self._seams.write_rows(stripe, right[:, lo - y0:hi - y0], lo)
-        below = hi - y0  # max(first, by)
-        self._acc[:, np.arange(y0 + below, y0 + h) % cap, (x0 + bx) * g:(x0 + w) * g] = right[:, below:h]
 
     def _push_general(self, planes, k):
         plan = self.plan
@@ -737,96 +489,3 @@ class Blender:
         if self._columns:
             data = self._cell_from_frame(box, frame)
         return OutputCell(plan.grid_index(c), box, data)
-
-
-def _step_records(plan, k, n, layout=None):
-    """What a push reads for steps [k, k + n), as Python tuples made with numpy for many steps at once.
-
-    Each is ``(h, w, cell, cell's grid index, cell's image box, tile shape, cell shape, cell planes)``.
-    The last three are None unless `layout`, ``(ndim, channels first, channels, group, fresh)``, is
-    given: then the tile shape a push expects, and, when `fresh` (cells are new arrays of values), the
-    shape of the cell's array and of its planes ``(P, h, w * group)`` for the kernels (None where the
-    two are the same).
-    """
-    steps = plan.steps[k:k + n]
-    ylo = steps[:, _COL["y0"]] + steps[:, _COL["cy0"]]
-    xlo = steps[:, _COL["x0"]] + plan.stripes[steps[:, _COL["stripe"]], 0] + steps[:, _COL["cx0"]]
-    cell_h = steps[:, _COL["cy1"]] - steps[:, _COL["cy0"]]
-    cell_w = steps[:, _COL["cx1"]] - steps[:, _COL["cx0"]]
-    h, w = steps[:, _COL["h"]], steps[:, _COL["w"]]
-    if plan.traverse == "columns":  # the steps are in the transposed frame: back to image coordinates
-        ylo, xlo, cell_h, cell_w, h, w = xlo, ylo, cell_w, cell_h, w, h
-    cell = steps[:, _COL["cell"]]
-    i, j = np.divmod(cell, plan.grid_shape[1])
-    h, w = h.tolist(), w.tolist()
-    boxes = zip(ylo.tolist(), xlo.tolist(), (ylo + cell_h).tolist(), (xlo + cell_w).tolist())
-    tile_shape = cell_shape = plane_shape = itertools.repeat(None)
-    if layout is not None:
-        ndim, chw, c, group, fresh = layout
-        tile_shape = _shapes(h, w, ndim, chw, c)
-        if fresh:
-            ch, cw = cell_h.tolist(), cell_w.tolist()
-            cell_shape = _shapes(ch, cw, ndim, chw, c)
-            if not chw and plan.traverse == "rows":
-                plane_shape = zip(itertools.repeat(1), ch, (cell_w * group).tolist())
-    return list(zip(h, w, cell.tolist(), zip(i.tolist(), j.tolist()), boxes, tile_shape, cell_shape, plane_shape))
-
-
-def _shapes(h, w, ndim, chw, c):
-    """Array shapes of the given heights and widths: (h, w), (c, h, w) or (h, w, c)."""
-    if ndim == 2:
-        return zip(h, w)
-    return zip(itertools.repeat(c), h, w) if chw else zip(h, w, itertools.repeat(c))
-
-
-def blend(plan, tiles, *, out=None, labels=False, channel_first=False, dtype=None, check_finite=False,
-          cache_dir=None, parallel=None):
-    """Blend all tiles of a plan into one full-size array.
-
-    For images that fit in memory, or with ``out`` a ``numpy.memmap`` for
-    those that do not. Cells are written straight into `out`; pixels outside
-    the written cells are left as they are (zero when `out` is allocated here).
-
-    Parameters
-    ----------
-    plan : Plan
-    tiles : iterable of array-like
-        Model outputs in ``plan.load_order``.
-    out : ndarray, optional, keyword-only
-        Where to write: shape ``(H, W, C)`` (``(C, H, W)`` with
-        ``channel_first``, ``(H, W)`` for labels or 2-D tiles).
-    labels, channel_first, dtype, check_finite, cache_dir, parallel
-        As for :class:`Blender`.
-
-    Returns
-    -------
-    ndarray
-        `out`, or the array allocated for it.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from seamless_fast import get_plan_input_geoms, plan_regular_grid
-    >>> plan, _ = plan_regular_grid((90, 70), 32, 8)
-    >>> tiles = (np.full((32, 32, 1), 0.5) for _ in get_plan_input_geoms(plan))
-    >>> result = blend(plan, tiles)
-    >>> result.shape, round(float(result.max()), 6)
-    ((90, 70, 1), 0.5)
-    """
-    # every option is checked before a tile is read or the output allocated
-    with Blender(plan, labels=labels, channel_first=channel_first, dtype=dtype, check_finite=check_finite,
-                 cache_dir=cache_dir, parallel=parallel, out=out) as blender:
-        check_tile_count(tiles, plan.n_loads)
-        try:
-            tiles = iter(tiles)
-        except TypeError:
-            raise ValueError(f"tiles must be an iterable of arrays; got {type(tiles).__name__}") from None
-        if out is None:
-            first = next(tiles, _END)
-            if first is not _END:
-                out = blender.out = allocate_output(plan, first, blender.labels, blender.channel_first,
-                                                     blender.dtype)
-                tiles = itertools.chain([first], tiles)
-        for _ in iterate_tiles(blender, tiles):
-            pass
-    return out

@@ -5,9 +5,9 @@ x swapped: boxes, area, a 2-D window) seen from the image: its boxes, grid
 indices, load and write order are the image's, while the arrays the kernels
 read (``steps`` but for its ``cell`` and ``tile`` columns, ``live_from``,
 the buffer and the stripes) stay in the transposed frame, where the buffer
-rows are image columns. The :class:`~seamless_fast.blend.Blender` hands the
+rows are image columns. The :class:`~seamless_fast.engine.blender.Blender` hands the
 kernels each tile transposed and transposes each finished cell back
-(:mod:`seamless_fast._transpose`), so the kernels are the same for both
+(:mod:`seamless_fast.engine._transpose`), so the kernels are the same for both
 traversals. Planning imports no numba: this module has no kernel.
 """
 
@@ -15,6 +15,8 @@ import dataclasses
 
 import numpy as np
 import shapely
+
+from ._schedule import STEP_COLUMNS
 
 __all__ = ["TRAVERSALS", "AUTO_GAIN", "check_traverse", "choose_traverse", "transpose_boxes", "transpose_area",
            "transpose_window", "to_image_frame"]
@@ -75,8 +77,6 @@ def to_image_frame(frame, image_size, window):
     boxes and the per-tile weight offsets swap axes. ``steps`` keeps the
     transposed frame, except for its ``cell`` and ``tile`` columns.
     """
-    from .plan import STEP_COLUMNS
-
     cols, rows = frame.grid_shape
     to_image = np.arange(rows * cols, dtype=np.int64)
     to_image = (to_image % rows) * cols + to_image // rows

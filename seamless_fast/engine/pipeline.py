@@ -20,11 +20,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._validate import as_positive_int, check_callable
+from .._validate import as_positive_int, check_callable
 from .batching import put_unless_stopped
-from .blend import Blender
-from .plan import Plan
-from ._progress import COMPILE_NOTICE, bar_callback, tqdm_class, watch_compiles
+from .blender import Blender
+from ..plan import Plan
+from .._progress import COMPILE_NOTICE, bar_callback, tqdm_class, watch_compiles
 
 __all__ = ["run_pipeline", "PipelineResult", "StageTimes", "THREAD_PREFIX"]
 

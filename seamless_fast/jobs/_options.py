@@ -1,12 +1,4 @@
-"""The jobs behind the command line: every input checked before any work, then the work.
-
-Each job is split in two: ``prepare_*`` checks every argument (files, sizes,
-the model's import, the output path and dtype) and raises :class:`UsageError`
-(one line naming the argument) before the model runs on more than one probe
-tile; the prepared job's ``run`` does the work, and whatever fails there (the
-model, reading, writing) is a failure of the run, not of the arguments.
-The command line (:mod:`seamless_fast.cli`) only parses for these.
-"""
+"""The checks and parsers behind the command line: one line naming the argument for every bad input."""
 
 import importlib
 import json
@@ -19,10 +11,9 @@ import warnings
 
 import numpy as np
 
-from ._files import check_output_path
+from .._files import check_output_path
 
-__all__ = ["UsageError", "CLI_EXTRA", "plan_figures", "parse_size", "load_model", "load_area",
-           "prepare_segment", "prepare_merge", "prepare_demo"]
+__all__ = ["UsageError", "CLI_EXTRA", "plan_figures", "parse_size", "load_model", "load_area", "plan_grid"]
 
 CLI_EXTRA = "pip install 'seamless_fast[cli]'"
 TIFF_EXTENSIONS = (".tif", ".tiff")
@@ -79,8 +70,8 @@ def check_output(path, *, inputs, name="output", folder_ok=False):
 
 def open_image(path, **options):
     """An :class:`~seamless_fast.io.ImageReader` of `path`, or a UsageError naming it (or ``--level``/``--mpp``)."""
-    from .io import ImageReader
-    from .io._levels import _LevelChoice
+    from ..io import ImageReader
+    from ..io._levels import _LevelChoice
 
     if not os.path.exists(path):
         raise UsageError(f"input {path!r} does not exist")
@@ -106,7 +97,7 @@ def _physical_memory():
 
 def plan_grid(image_size, tile, overlap, **options):
     """:func:`~seamless_fast.plan_regular_grid`, with sizes too large to plan refused as a UsageError."""
-    from .plan import plan_regular_grid
+    from ..plan import plan_regular_grid
 
     check_tiling(tile, overlap, options.get("context", 0), options.get("output_scale", 1))
     step = tile - overlap
@@ -176,7 +167,7 @@ def plan_figures(image, *, tile, overlap, channels, max_memory=None, context=0, 
     >>> figures["read_window"], figures["output_tile"], figures["output_size"]
     ([320, 320], [64, 64], [1000, 750])
     """
-    from .plan import analyse_plan
+    from ..plan import analyse_plan
 
     levels = None
     if os.path.exists(image):
@@ -295,84 +286,12 @@ def peak_mib():
 
 def compile_notice():
     """A context manager that prints the compile notice on stderr (for runs without a progress bar)."""
-    from ._progress import COMPILE_NOTICE, watch_compiles
+    from .._progress import COMPILE_NOTICE, watch_compiles
 
     return watch_compiles(lambda: print(COMPILE_NOTICE, file=sys.stderr, flush=True))
 
 
 # -- segment --------------------------------------------------------------
-
-def _compression(name):
-    return None if name in (None, "none") else name
-
-
-def prepare_segment(args):
-    """Check every option of ``seamless-fast segment``; return the job to run (`args` from the parser)."""
-    require_extras("seamless-fast segment", progress=args.progress)
-    check_tiling(args.tile, args.overlap, args.context, args.output_scale)
-    _check_part_options(args)
-    if args.part is None:
-        check_extension(args.output, TIFF_EXTENSIONS)
-        check_output(args.output, inputs=[args.input, _area_file(args.area)])
-    else:
-        _check_store(args.store, args.input)
-    if args.labels and args.dtype not in (None, "uint8", "uint16", "uint32"):
-        raise UsageError(f"--dtype {args.dtype} does not hold labels; use uint8, uint16 or uint32, or --probabilities")
-    if not args.labels and args.dtype == "uint32":
-        raise UsageError("--dtype uint32 holds labels only; probabilities take float32, float16, uint16 or uint8")
-    nodata = parse_nodata(getattr(args, "nodata", None))
-    for option, given in (("--pyramid", getattr(args, "pyramid", False)), ("--nodata", nodata is not None)):
-        if given and args.part is not None:
-            raise UsageError(f"{option} goes with a whole run; a --part run writes no output (merge does)")
-    if args.compression == "zstd":
-        try:
-            import imagecodecs  # noqa: F401
-        except ImportError:
-            raise UsageError("--compression zstd needs imagecodecs: pip install imagecodecs") from None
-    reader = open_image(args.input, pad=args.pad, level=args.level, mpp=args.mpp)
-    try:
-        area = load_area(args.area, reader.shape)
-        if args.part is not None:
-            return _PartJob(args, reader, load_model(args.model), area)
-        plan = plan_grid(reader.shape, args.tile, args.overlap, area=area, window=args.window, context=args.context,
-                         output_scale=args.output_scale)
-        model = load_model(args.model)
-        return _SegmentJob(args, reader, plan, model, area=area, nodata=nodata)
-    except BaseException:
-        reader.close()
-        raise
-
-
-def _check_part_options(args):
-    if args.part is None:
-        if args.store is not None:
-            raise UsageError("--store goes with --part K/N")
-        if args.output is None:
-            raise UsageError("the output TIFF is missing (or run one part with --part K/N --store DIR)")
-        return
-    if args.store is None:
-        raise UsageError("--part needs --store DIR, the folder the parts go to")
-    if args.output is not None:
-        raise UsageError(f"a --part run writes to --store; give the output {args.output!r} to "
-                         "`seamless-fast merge --store DIR OUTPUT` instead")
-    if args.dtype is not None:
-        raise UsageError("--dtype is chosen at `seamless-fast merge` for a --part run")
-
-
-def _check_store(store, source):
-    """The parts store may exist (other parts made it) but must not be, or lie inside, the input."""
-    from ._files import check_not_an_input
-
-    try:
-        check_not_an_input(store, [source], name="--store")
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-    if os.path.exists(store) and not os.path.isdir(store):
-        raise UsageError(f"--store {store!r} is a file; expected a folder (new, or of earlier parts)")
-    parent = os.path.dirname(os.path.abspath(store))
-    if not os.path.isdir(parent):
-        raise UsageError(f"--store {store!r}: folder {parent!r} does not exist")
-
 
 def probe_channels(model, reader, plan, channel_first, name="input"):
     """Run the model once on the first tile; return the number of channels it gives (its classes) and its output."""
@@ -387,7 +306,7 @@ def probe_channels(model, reader, plan, channel_first, name="input"):
                          f"{_one_line(error)}") from None
     if channel_first:
         batch = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
-    from .pipeline import _to_numpy
+    from ..engine.pipeline import _to_numpy
 
     out = _to_numpy(model(batch))
     spatial = (out.shape[2:] if channel_first else out.shape[1:3]) if out.ndim == 4 else None
@@ -403,7 +322,7 @@ def probe_channels(model, reader, plan, channel_first, name="input"):
 
 def check_values(values, dtype):
     """Refuse a values dtype that cannot store the model's output on the probe tile (logits as uint8, say)."""
-    from .dtypes import to_output_dtype
+    from ..dtypes import to_output_dtype
 
     try:
         to_output_dtype(np.asarray(values, np.float32), dtype, name="the model's output on the first tile")
@@ -419,7 +338,7 @@ def parse_nodata(text):
     >>> parse_nodata("255"), parse_nodata("-1.5"), parse_nodata("nan")
     (255, -1.5, nan)
     """
-    from .io._geo import parse_nodata as as_number
+    from ..io._geo import parse_nodata as as_number
 
     value = as_number(text)
     if value is None and text is not None:
@@ -445,7 +364,7 @@ def output_nodata(given, metadata, dtype, *, area, classes):
     >>> output_nodata(None, {}, np.dtype(np.float32), area="an area", classes=4)
     nan
     """
-    from .io._common import _check_fill
+    from ..io._common import _check_fill
 
     metadata.pop("nodata", None)
     if given is None:
@@ -460,187 +379,3 @@ def output_nodata(given, metadata, dtype, *, area, classes):
     except ValueError:
         raise UsageError(f"--nodata {given!r} cannot be stored in the output dtype {dtype.name}") from None
     return given
-
-
-class _SegmentJob:
-    def __init__(self, args, reader, plan, model, area=None, nodata=None):
-        from ._input import area_to_output
-        from .dtypes import output_dtype
-        from .io import TiffWriter, metadata_for_output
-
-        self.args, self.reader, self.plan, self.model = args, reader, plan, model
-        self.start = time.perf_counter()
-        channels, probe = probe_channels(model, reader, plan, args.channel_first, args.input)
-        try:
-            self.dtype = output_dtype(args.dtype, labels=args.labels, classes=channels)
-        except ValueError as error:
-            raise UsageError(f"--dtype: {error}") from None
-        if not args.labels:
-            check_values(probe, self.dtype)
-        del probe
-        # labels, and the values of a one-channel model, are a 2-D image
-        self.planes = None if args.labels or channels == 1 else channels
-        metadata = metadata_for_output(reader, output_scale=plan.output_scale)
-        nodata = output_nodata(nodata, metadata, self.dtype, area=area,
-                               classes=channels if args.labels else None)
-        pyramid = {}
-        if getattr(args, "pyramid", False):
-            pyramid = {"pyramid": True, "resampling": "mode" if args.labels else "mean"}
-        try:
-            self.writer = TiffWriter(args.output, plan.image_size, channels=self.planes,
-                                     dtype=self.dtype, compression=_compression(args.compression),
-                                     nodata=nodata, area=area_to_output(area, plan.output_scale), **pyramid,
-                                     **metadata)
-        except ValueError as error:
-            raise UsageError(f"output {args.output!r}: {_one_line(error)}") from None
-
-    def run(self):
-        from .pipeline import run_pipeline
-
-        args = self.args
-        try:
-            with self.writer, (_nothing() if args.progress else compile_notice()):
-                run_pipeline(self.plan, self.reader.read, self.model,
-                             _writer_sink(self.writer, args.channel_first, self.dtype, self.planes is None),
-                             batch_size=args.batch_size, channel_first=args.channel_first, labels=args.labels,
-                             progress=True if args.progress else None)
-        finally:
-            self.reader.close()
-        return (f"wrote {args.output} ({self.dtype.name}): {self.plan.n_loads} tiles in "
-                f"{time.perf_counter() - self.start:.1f} s, peak memory {peak_mib():.0f} MiB")
-
-
-class _nothing:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc_info):
-        return False
-
-
-def _writer_sink(writer, channel_first, dtype, flat):
-    """write_cells for run_pipeline: each cell, checked into the stored dtype, into the TIFF (channel-last;
-    `flat`: a 2-D TIFF, so a single channel loses its axis)."""
-    from .dtypes import to_output_dtype
-
-    def write_cells(cells):
-        for cell in cells:
-            data = cell.data
-            if data.ndim == 3:
-                data = data.transpose(1, 2, 0) if channel_first else data
-                data = data[..., 0] if flat else data
-            writer.write(cell.box, to_output_dtype(data, dtype, name=f"output cell {cell.index}"))
-    return write_cells
-
-
-class _PartJob:
-    def __init__(self, args, reader, model, area):
-        from .store import Job, PartStore
-
-        self.args, self.reader, self.model = args, reader, model
-        self.part, parts = args.part
-        try:
-            job = Job.from_options(reader.shape, args.tile, args.overlap, parts=parts, area=area,
-                                   window=args.window, labels=args.labels, channel_first=args.channel_first,
-                                   context=args.context, output_scale=args.output_scale)
-            self.store = PartStore(args.store, job)
-        except (ValueError, ImportError) as error:
-            raise UsageError(_one_line(error)) from None
-
-    def run(self):
-        args, part, store = self.args, self.part, self.store
-        parts = store.job.parts
-        try:
-            if store.result(part) is not None and _verifies(store, part):
-                return f"part {part}/{parts} is already complete in {args.store}; nothing to do"
-            with _nothing() if args.progress else compile_notice():
-                result = store.run_part(part, self.reader.read, self.model, batch_size=args.batch_size,
-                                        progress=True if args.progress else None)
-        finally:
-            self.reader.close()
-        return (f"part {part}/{parts}: {result.tiles} tiles in {result.seconds:.1f} s, "
-                f"{result.row_bytes / 2**20:.1f} MiB of rows, {result.seam_bytes / 2**20:.1f} MiB at seams, peak "
-                f"memory {peak_mib():.0f} MiB; missing parts: {store.missing_parts() or 'none'}")
-
-
-def _verifies(store, part):
-    """Whether a complete part still holds what its record says (a damaged one is run again)."""
-    try:
-        store.verify([part])
-    except ValueError:
-        return False
-    return True
-
-
-# -- merge ----------------------------------------------------------------
-
-def prepare_merge(args):
-    """Check every option of ``seamless-fast merge``; return the job to run."""
-    from .dtypes import output_dtype
-
-    check_extension(args.output, MERGE_EXTENSIONS)
-    zarr_output = args.output.lower().endswith(".zarr")
-    if not zarr_output:
-        require_extras("seamless-fast merge to a TIFF", progress=False)
-    check_output(args.output, inputs=[args.store], folder_ok=zarr_output)
-    if not os.path.exists(args.store):
-        raise UsageError(f"--store {args.store!r} does not exist")
-    if not os.path.isdir(args.store):
-        raise UsageError(f"--store {args.store!r} is not a folder")
-    try:
-        from .store import PartStore
-
-        store = PartStore(args.store)
-        store.check_complete()
-        results = [store.result(q) for q in range(store.job.parts)]
-        dtype = output_dtype(args.dtype, labels=store.job.labels, classes=max(r.channels for r in results))
-    except (ValueError, ImportError) as error:
-        raise UsageError(_one_line(error)) from None
-    return _MergeJob(args, store, dtype)
-
-
-class _MergeJob:
-    def __init__(self, args, store, dtype):
-        self.args, self.store, self.dtype = args, store, dtype
-
-    def run(self):
-        start = time.perf_counter()
-        try:
-            self.store.merge(self.args.output, dtype=self.dtype, compression=_compression(self.args.compression))
-        except ValueError as error:  # the store's own checks (output, dtype, a tampered part)
-            raise UsageError(_one_line(error)) from None
-        return (f"wrote {self.args.output} ({self.dtype.name}) from {self.store.job.parts} parts in "
-                f"{time.perf_counter() - start:.1f} s")
-
-
-# -- demo -----------------------------------------------------------------
-
-def prepare_demo(args):
-    """Check the options of ``seamless-fast demo``; return the job to run."""
-    require_extras("seamless-fast demo", progress=args.progress)
-    check_tiling(args.tile, args.overlap)
-    if not args.tile < args.size <= DEMO_MAX_SIZE:
-        raise UsageError(f"--size {args.size} must be larger than --tile {args.tile} (so that there are seams to "
-                         f"show) and at most {DEMO_MAX_SIZE}")
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise UsageError(f"--out {args.out!r} is a file; expected a folder (new or existing)")
-    parent = os.path.dirname(os.path.abspath(args.out))
-    if not os.path.isdir(parent):
-        raise UsageError(f"--out {args.out!r}: folder {parent!r} does not exist")
-    if os.path.isdir(args.out):
-        for name in ("naive.tif", "seamless.tif", "naive_vs_seamless.png"):
-            check_output(os.path.join(args.out, name), inputs=[], name="--out")
-    return _DemoJob(args)
-
-
-class _DemoJob:
-    def __init__(self, args):
-        self.args = args
-
-    def run(self):
-        from .demo import run_demo
-
-        os.makedirs(self.args.out, exist_ok=True)
-        with _nothing() if self.args.progress else compile_notice():
-            return run_demo(self.args.size, self.args.tile, self.args.overlap, self.args.out,
-                            progress=self.args.progress)

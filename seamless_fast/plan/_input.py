@@ -21,7 +21,7 @@ import dataclasses
 
 import numpy as np
 
-from ._validate import as_pair
+from .._validate import as_pair
 
 __all__ = ["check_context_scale", "check_grid_scale", "to_output_pixels", "area_to_output", "read_windows",
            "with_input_geometry"]

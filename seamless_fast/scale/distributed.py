@@ -1,8 +1,8 @@
 """Run a partitioned job on a ``dask.distributed`` cluster.
 
-Each part of the plan (a band of tile rows, see :mod:`seamless_fast.partition`)
+Each part of the plan (a band of tile rows, see :mod:`seamless_fast.scale.partition`)
 is one Dask task that reads its tiles, runs the model and writes its rows and
-seams into a :class:`~seamless_fast.store.PartStore`; one last task merges
+seams into a :class:`~seamless_fast.scale.store.PartStore`; one last task merges
 the seams and writes the output. Every tile is computed once across the
 cluster, and the output equals a single-process run bit for bit. A task whose
 worker dies is run again by Dask from its first tile; parts already complete
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validate import as_positive_int, check_callable
-from .dtypes import label_dtype
+from .._validate import as_positive_int, check_callable
+from ..dtypes import label_dtype
 
 __all__ = ["run_dask", "DaskResult"]
 
@@ -92,7 +92,7 @@ def run_dask(source, model_factory, store, *, tile_size=256, overlap=64, parts=N
     output : str or os.PathLike, optional
         Merge into this ``.tif``/``.tiff``/``.zarr`` once every part is done.
     output_dtype, compression
-        As for :meth:`~seamless_fast.store.PartStore.merge`.
+        As for :meth:`~seamless_fast.scale.store.PartStore.merge`.
     client : distributed.Client, optional
         The cluster to use; by default a LocalCluster of `n_workers`
         processes (one thread each) is started and closed again.
@@ -108,7 +108,7 @@ def run_dask(source, model_factory, store, *, tile_size=256, overlap=64, parts=N
     DaskResult
     """
     distributed = _import_distributed()
-    from .io import ImageReader
+    from ..io import ImageReader
     from .store import Job, PartStore
 
     check_callable(model_factory, "model_factory")
@@ -158,8 +158,8 @@ def run_dask(source, model_factory, store, *, tile_size=256, overlap=64, parts=N
 
 def _check_output(output, source, store, labels, dtype, compression):
     """Refuse a bad output before any part runs: its name, its place (not the source or store), dtype, compression."""
-    from ._files import check_output_path
-    from .dtypes import output_dtype
+    from .._files import check_output_path
+    from ..dtypes import output_dtype
 
     output = os.fspath(output)
     lower = output.lower()
@@ -192,7 +192,7 @@ def _run_part_task(store_path, part, source, model_factory, token, pad, batch_si
     """One part, on a worker."""
     import dask
 
-    from .io import ImageReader
+    from ..io import ImageReader
     from .store import PartStore
 
     if token not in _MODELS:

@@ -1,4 +1,4 @@
-"""Transposing tiles and cells for plans that walk tile columns (see :mod:`seamless_fast._traverse`)."""
+"""Transposing tiles and cells for plans that walk tile columns (see :mod:`seamless_fast.plan._traverse`)."""
 
 import numpy as np
 

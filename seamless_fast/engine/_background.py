@@ -176,7 +176,7 @@ def compile_in_background(kernel, args):
     Examples
     --------
     >>> import numpy as np
-    >>> from seamless_fast import _kernels
+    >>> from seamless_fast.engine import _kernels
     >>> bits, out = np.zeros(4, np.uint16), np.empty(4, np.float32)
     >>> compile_in_background(_kernels.half_to_float, (bits, out)).ready(wait=True)
     True

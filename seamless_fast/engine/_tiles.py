@@ -1,6 +1,6 @@
 """Taking a plan's tiles from an iterable: exactly as many as the plan needs, never one more.
 
-Shared by :func:`~seamless_fast.run_plan` and :func:`~seamless_fast.blend`.
+Shared by :func:`~seamless_fast.run_plan` and :func:`~seamless_fast.engine.blender`.
 """
 
 import collections.abc

@@ -1,17 +1,20 @@
-"""Pull-style running: the seed's ``run_plan`` generator on top of :class:`Blender`."""
+"""Driving a :class:`Blender` over all tiles: the seed's ``run_plan`` generator, and ``blend`` into one array."""
 
 import itertools
 import os
 
 import numpy as np
 
-from ._tiles import check_tile_count
-from ._validate import as_positive_int, check_callable
-from .blend import Blender
-from .geometry import box_to_geom, boxes_to_geoms, register_boxes, unregister_boxes
-from .plan import Plan, analyse_plan
+from ._arrays import allocate_output
+from ._tiles import check_tile_count, iterate_tiles
+from .._validate import as_positive_int, check_callable
+from .blender import Blender
+from ..geometry import box_to_geom, boxes_to_geoms, register_boxes, unregister_boxes
+from ..plan import Plan, VolumePlan, analyse_plan
 
-__all__ = ["run_plan", "cell_geom_blocks"]
+__all__ = ["blend", "run_plan", "cell_geom_blocks"]
+
+_END = object()  # what next() gives for an exhausted iterator of tiles
 
 CELLS_AT_ONCE = 256  # cell geometries made in one vectorised call
 
@@ -70,6 +73,11 @@ def run_plan(plan, tiles, max_tiles=None, disk_cache_dir=None, on_load=None, on_
     >>> bool(np.allclose(image, 1.0))
     True
     """
+    if isinstance(plan, VolumePlan):  # yields (index, slices, data): see `seamless_fast.engine._volume.run_volume`
+        from ._volume import run_volume
+        return run_volume(plan, tiles, max_tiles, disk_cache_dir, on_load, on_unload, on_step, on_disk_evict,
+                          on_disk_restore, labels=labels, channel_first=channel_first, dtype=dtype,
+                          check_finite=check_finite, parallel=parallel)
     if not isinstance(plan, Plan):
         raise ValueError(f"plan must be a Plan from plan_regular_grid or plan_from_grid; got {type(plan).__name__}")
     callbacks = {"on_load": on_load, "on_unload": on_unload, "on_step": on_step,
@@ -163,3 +171,60 @@ def _announce(plan, tiles, on_load):
         if step < plan.n_loads:
             on_load(plan.grid_index(plan.load_order[step]))
         yield tile
+
+
+def blend(plan, tiles, *, out=None, labels=False, channel_first=False, dtype=None, check_finite=False,
+          cache_dir=None, parallel=None):
+    """Blend all tiles of a plan into one full-size array.
+
+    For images that fit in memory, or with ``out`` a ``numpy.memmap`` for
+    those that do not. Cells are written straight into `out`; pixels outside
+    the written cells are left as they are (zero when `out` is allocated here).
+
+    Parameters
+    ----------
+    plan : Plan
+    tiles : iterable of array-like
+        Model outputs in ``plan.load_order``.
+    out : ndarray, optional, keyword-only
+        Where to write: shape ``(H, W, C)`` (``(C, H, W)`` with
+        ``channel_first``, ``(H, W)`` for labels or 2-D tiles).
+    labels, channel_first, dtype, check_finite, cache_dir, parallel
+        As for :class:`Blender`.
+
+    Returns
+    -------
+    ndarray
+        `out`, or the array allocated for it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from seamless_fast import get_plan_input_geoms, plan_regular_grid
+    >>> plan, _ = plan_regular_grid((90, 70), 32, 8)
+    >>> tiles = (np.full((32, 32, 1), 0.5) for _ in get_plan_input_geoms(plan))
+    >>> result = blend(plan, tiles)
+    >>> result.shape, round(float(result.max()), 6)
+    ((90, 70, 1), 0.5)
+    """
+    if isinstance(plan, VolumePlan):  # (D, H, W, C): see `seamless_fast.engine._volume`
+        from ._volume import blend_volume
+        return blend_volume(plan, tiles, out=out, labels=labels, channel_first=channel_first, dtype=dtype,
+                            check_finite=check_finite, cache_dir=cache_dir, parallel=parallel)
+    # every option is checked before a tile is read or the output allocated
+    with Blender(plan, labels=labels, channel_first=channel_first, dtype=dtype, check_finite=check_finite,
+                 cache_dir=cache_dir, parallel=parallel, out=out) as blender:
+        check_tile_count(tiles, plan.n_loads)
+        try:
+            tiles = iter(tiles)
+        except TypeError:
+            raise ValueError(f"tiles must be an iterable of arrays; got {type(tiles).__name__}") from None
+        if out is None:
+            first = next(tiles, _END)
+            if first is not _END:
+                out = blender.out = allocate_output(plan, first, blender.labels, blender.channel_first,
+                                                     blender.dtype)
+                tiles = itertools.chain([first], tiles)
+        for _ in iterate_tiles(blender, tiles):
+            pass
+    return out

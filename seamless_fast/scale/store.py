@@ -28,11 +28,11 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from . import _manifest
-from ._files import check_output_path, make_partial
+from .._files import check_output_path, make_partial
 from ._job import Job
 from ._store_io import _CropReader, _from_planes, _output_writer, _RowsWriter, _SeamWriter
-from ._validate import as_int
-from .dtypes import output_dtype, to_output_dtype
+from .._validate import as_int
+from ..dtypes import output_dtype, to_output_dtype
 from .partition import PartBlender, merge_lead_rows
 
 __all__ = ["Job", "PartStore", "PartResult", "import_zarr"]
@@ -312,7 +312,7 @@ class PartStore:
         PartResult
             The part's figures; those of the earlier run when it was already complete.
         """
-        from .pipeline import run_blender
+        from ..engine.pipeline import run_blender
 
         part = self._check_part(part)
         done = self.result(part)

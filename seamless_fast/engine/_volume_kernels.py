@@ -1,0 +1,126 @@
+"""Kernels of the volume blend: one z-layer's 2-D cell combined with the slab of earlier layers.
+
+A 2-D cell of layer k, ``cell`` (ch, cw, d, C), holds the layer's sums over y
+and x (already normalised on those axes) for its whole depth d, from image
+z ``z0``. With ``wz`` the layer's normalised z taper, the layer adds
+``wz[z - z0] * cell[.., z - z0, ..]`` at every z it covers. Its own z-cells
+``[c0, c1)`` are then final (no later layer starts before ``c1``): they are
+written out, plus what earlier layers left in the slab for z < ``held``.
+The tail ``[t0, t1)``, which later layers still reach, goes into the slab:
+added where earlier layers left sums (z < ``held``), set elsewhere.
+
+The slab is a ring (H, W, R, C) over z (index z % R), so a pixel's depth is
+contiguous, as in the cell. The final slots of the whole cell are read before
+the tail's are written, so a slot freed by the final part can take a tail
+value (R is at least the deepest tail).
+"""
+
+import numpy as np
+
+from ._jit import njit
+from ._kernels import _takes
+
+__all__ = ["combine_values", "combine_labels"]
+
+
+@njit(inline="always")
+def _tail(cell, wz, slab, yy, xx, y, x, z0, t0, t1, held):
+    ring, channels = slab.shape[2], slab.shape[3]
+    for z in range(t0, t1):
+        i, s = z - z0, z % ring
+        w = wz[i]
+        if z < held:
+            for c in range(channels):
+                slab[y, x, s, c] += w * cell[yy, xx, i, c]
+        else:
+            for c in range(channels):
+                slab[y, x, s, c] = w * cell[yy, xx, i, c]
+
+
+@njit(inline="always")
+def _tails(cell, wz, slab, y0, x0, z0, t0, t1, held):
+    for yy in range(cell.shape[0]):
+        for xx in range(cell.shape[1]):
+            _tail(cell, wz, slab, yy, xx, y0 + yy, x0 + xx, z0, t0, t1, held)
+
+
+@njit
+def combine_values(cell, wz, slab, z0, c0, c1, t0, t1, held, y0, x0, out, oz, oy, ox, channel_first):
+    """Values of the final z-cells into `out` (D', H', W', C), or (C, D', H', W') with `channel_first`,
+    at ``out[oz + z - c0, oy + yy, ox + xx]``; then the tail into the slab. z outermost: the output is
+    written in order (measured faster than pixel by pixel, which reads the cell in order)."""
+    ch, cw, channels = cell.shape[0], cell.shape[1], cell.shape[3]
+    ring = slab.shape[2]
+    for z in range(c0, c1):
+        i, s, o = z - z0, z % ring, oz + z - c0
+        w = wz[i]
+        from_slab = z < held
+        if channel_first:
+            for c in range(channels):
+                for yy in range(ch):
+                    for xx in range(cw):
+                        v = w * cell[yy, xx, i, c]
+                        if from_slab:
+                            v += slab[y0 + yy, x0 + xx, s, c]
+                        out[c, o, oy + yy, ox + xx] = v
+        elif from_slab:
+            for yy in range(ch):
+                for xx in range(cw):
+                    for c in range(channels):
+                        out[o, oy + yy, ox + xx, c] = w * cell[yy, xx, i, c] + slab[y0 + yy, x0 + xx, s, c]
+        else:
+            for yy in range(ch):
+                for xx in range(cw):
+                    for c in range(channels):
+                        out[o, oy + yy, ox + xx, c] = w * cell[yy, xx, i, c]
+    _tails(cell, wz, slab, y0, x0, z0, t0, t1, held)
+
+
+@njit
+def combine_labels(cell, wz, slab, z0, c0, c1, t0, t1, held, y0, x0, out, oz, oy, ox):
+    """As `combine_values`, writing the arg-max over channels to `out` (D', H', W') (ties and NaN as the 2-D
+    kernels: the first largest, or the first NaN)."""
+    ch, cw, channels = cell.shape[0], cell.shape[1], cell.shape[3]
+    ring = slab.shape[2]
+    values = np.empty(channels, cell.dtype)
+    for z in range(c0, c1):
+        i, s, o = z - z0, z % ring, oz + z - c0
+        w = wz[i]
+        from_slab = z < held
+        for yy in range(ch):
+            for xx in range(cw):
+                for c in range(channels):
+                    v = w * cell[yy, xx, i, c]
+                    if from_slab:
+                        v += slab[y0 + yy, x0 + xx, s, c]
+                    values[c] = v
+                b = values[0]
+                best = 0
+                for c in range(1, channels):
+                    take = _takes(values[c], b)
+                    b = values[c] if take else b
+                    best = c if take else best
+                out[o, oy + yy, ox + xx] = best
+    _tails(cell, wz, slab, y0, x0, z0, t0, t1, held)
+
+
+@njit
+def to_layer_planes(tile, out):
+    """A tile (d, h, w, C) copied to `out` (h, w, d, C): the layer's 2-D tile of d * C channels per pixel."""
+    d, h, w, channels = tile.shape
+    for y in range(h):  # writes in order; the d lines a pixel reads serve the next pixels too
+        for x in range(w):
+            for z in range(d):
+                for c in range(channels):
+                    out[y, x, z, c] = tile[z, y, x, c]
+
+
+@njit
+def to_layer_planes_first(tile, out):
+    """A tile (C, d, h, w) copied to `out` (h, w, d, C)."""
+    channels, d, h, w = tile.shape
+    for y in range(h):  # rows of the tile read in order, out[y] (w, d, C) stays in the cache
+        for z in range(d):
+            for c in range(channels):
+                for x in range(w):
+                    out[y, x, z, c] = tile[c, z, y, x]
