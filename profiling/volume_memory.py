@@ -9,7 +9,9 @@ writer streaming to disk would). Peak RSS is reported over the RSS after the
 imports, the kernels (a small volume blended first) and the plan. Time: in this process, alternating rounds of a whole
 run (values, labels; channel last, then first: the ``_cf`` rows) and of
 ``np.copyto`` of the same tile bytes once a tile; medians per tile and their
-ratios. The machine may be shared: the ratios are what to compare.
+ratios; ``numpy``: the definition in plain numpy over full-size arrays (as
+MONAI's sliding window, gaussian window), the final division included. The
+machine may be shared: the ratios are what to compare.
 """
 
 import argparse
@@ -67,6 +69,23 @@ def timings(size, tile, overlap, channels, rounds):
                 blender.push(t)
         return (time.perf_counter() - start) / plan.n_loads
 
+    window = sf.windows.window_1d
+    weights = [np.multiply.outer(np.multiply.outer(window("gaussian", d), window("gaussian", h)),
+                                 window("gaussian", w)).astype(np.float32) for d, h, w in shapes]
+    boxes = plan.tile_boxes[plan.load_order]
+
+    def numpy_formula():
+        """The definition in plain numpy, as MONAI's sliding window does: full-size sums, then divide."""
+        start = time.perf_counter()
+        total = np.zeros((*plan.image_size, channels), np.float32)
+        weight = np.zeros(plan.image_size, np.float32)
+        for box, t, wt in zip(boxes, tiles, weights):
+            where = tuple(slice(lo, hi) for lo, hi in zip(box[:3], box[3:]))
+            total[where] += wt[..., None] * t
+            weight[where] += wt
+        total /= weight[..., None]
+        return (time.perf_counter() - start) / plan.n_loads
+
     def copy():
         start = time.perf_counter()
         for _ in range(plan.n_loads):
@@ -74,8 +93,9 @@ def timings(size, tile, overlap, channels, rounds):
         return (time.perf_counter() - start) / plan.n_loads
 
     run(False), run(True), run(False, True), run(True, True)  # compile
-    times = {"values": [], "labels": [], "copyto": [], "values_cf": [], "labels_cf": []}
+    times = {"values": [], "labels": [], "copyto": [], "values_cf": [], "labels_cf": [], "numpy": []}
     for _ in range(rounds):
+        times["numpy"].append(numpy_formula())
         times["copyto"].append(copy())
         times["values"].append(run(False))
         times["labels"].append(run(True))
@@ -103,7 +123,7 @@ def main():
               f"{r['base_mib']:>13.1f} {r['peak_mib']:>12.1f} {r['peak_mib'] - r['base_mib']:>11.1f}")
     medians, n = timings(args.size, args.tile, args.overlap, args.channels, args.rounds)
     print(f"time per tile, {n} tiles a run, medians of {args.rounds} alternating rounds:")
-    for name in ("copyto", "values", "labels", "values_cf", "labels_cf"):
+    for name in ("copyto", "values", "labels", "values_cf", "labels_cf", "numpy"):
         print(f"{name:>9} {medians[name] * 1e6:10.0f} us  {medians[name] / medians['copyto']:6.2f} x copyto")
     print(f"labels / values {medians['labels'] / medians['values']:.2f}  (channel first: "
           f"{medians['labels_cf'] / medians['values_cf']:.2f})")

@@ -178,7 +178,7 @@ def test_plan_arrays_are_read_only():
     (dict(image_size=(-5, 10)), "image_size"),
     (dict(image_size=(10.5, 10)), r"image_size=10.5 is not an integer"),
     (dict(image_size="big"), "image_size"),
-    (dict(image_size=(1, 2, 3)), r"has 3 items; expected a \(y, x\) pair"),
+    (dict(image_size=(1, 2, 3, 4)), r"has 4 items; expected a \(y, x\) pair"),  # (D, H, W) plans a volume
     (dict(image_size=(True, 10)), "not an integer"),
     (dict(tile_size=0), "tile_size=0: every entry must be positive"),
     (dict(tile_size=(64, None)), "tile_size"),

@@ -200,10 +200,24 @@ def test_analyse_plan_and_memory_do_not_grow_with_depth():
     assert sizes[0] == (16 * 256 * 256 * 4 + 64 ** 3 * 4) * 4 + band
 
 
-def test_context_grows_read_boxes():
+def test_context_grows_read_boxes_and_input_boxes():
     plan, _ = sf.plan_regular_grid((40, 100, 100), 32, 8, context=(2, 4, 4))
     assert plan.read_boxes()[0].tolist() == [-2, -4, -4, 34, 36, 36]
     assert plan.context == (2, 4, 4)
+    pairs = sf.get_plan_input_geoms(plan)
+    assert len(pairs) == plan.n_loads and pairs[0] == ((0, 0, 0), (-2, -4, -4, 34, 36, 36))
+    assert [index for index, _ in pairs] == [plan.grid_index(t) for t in plan.load_order]
+
+
+def test_accumulator_override_bool_tiles_and_parallel():
+    plan, _ = sf.plan_regular_grid((19, 23, 17), (8, 9, 7), (3, 2, 2))
+    rng = np.random.default_rng(11)
+    tiles = [rng.random((*(b[3:] - b[:3]).tolist(), 2)) < 0.5 for b in plan.tile_boxes]
+    expected, _ = reference(plan, tiles)
+    for options in ({}, {"dtype": np.float64}, {"parallel": False}, {"parallel": True}):
+        out = sf.blend(plan, in_order(plan, tiles), **options)
+        assert out.dtype == options.get("dtype", np.float32)
+        np.testing.assert_allclose(out, expected, atol=2e-5)
 
 
 @pytest.mark.parametrize("call, message", [

@@ -227,18 +227,7 @@ class VolumeBlender(Blender):
         data = np.empty(shape, self._out_dtype)
         return data, 0, 0, 0, data
 
-    def close(self):
-        """Release the buffers. Raises if tiles are still missing."""
-        if self._closed:
-            return
-        self._closed = True
-        missing = self.plan.n_loads - self.step
-        self._release()
-        if missing:
-            raise ValueError(f"blend closed after {self.step} tiles; the plan expects {self.plan.n_loads} "
-                             f"({missing} missing)")
-
-    def _release(self):
+    def _release(self):  # what Blender.close and a failed push call
         if self._layer is not None:
             self._layer._closed = True  # unfinished: dropped without its missing-tiles error
             self._layer._release()
@@ -261,7 +250,18 @@ def _check_out(out, size, labels, channel_first):
 
 
 def blend_volume(plan, tiles, *, out=None, **options):
-    """:func:`~seamless_fast.blend` of a volume plan: every tile into one (D, H, W, C) array (or `out`)."""
+    """:func:`~seamless_fast.blend` of a volume plan: every tile into one (D, H, W, C) array (or `out`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from seamless_fast import blend, plan_regular_grid
+    >>> plan, _ = plan_regular_grid((20, 40, 30), 16, 4)
+    >>> tiles = (np.full((*(b[3:] - b[:3]), 2), 0.5) for b in plan.tile_boxes[plan.load_order])
+    >>> volume = blend(plan, tiles)
+    >>> volume.shape, volume.dtype, round(float(volume.max()), 6)
+    ((20, 40, 30, 2), dtype('float64'), 0.5)
+    """
     with VolumeBlender(plan, out=out, **options) as blender:
         check_tile_count(tiles, plan.n_loads)
         try:

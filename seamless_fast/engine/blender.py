@@ -81,6 +81,8 @@ class Blender(TileInput, Buffers):
     Parameters
     ----------
     plan : Plan
+        A :class:`~seamless_fast.plan.VolumePlan` gives a
+        :class:`~seamless_fast.engine._volume.VolumeBlender` (a subclass) for (d, h, w, C) tiles.
     labels : bool, keyword-only
         Emit the arg-max over channels as integer labels instead of values.
     channel_first : bool, keyword-only

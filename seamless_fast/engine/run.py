@@ -52,6 +52,10 @@ def run_plan(plan, tiles, max_tiles=None, disk_cache_dir=None, on_load=None, on_
     labels, channel_first, dtype, check_finite, parallel : keyword-only
         As for :class:`Blender`.
 
+    A :class:`~seamless_fast.plan.VolumePlan` yields ``(index, slices,
+    data)`` instead, three slices (z, y, x) in place of the geometry (see
+    :func:`seamless_fast.engine._volume.run_volume`).
+
     Returns
     -------
     generator of (index, out_geom, out_tile)
@@ -188,7 +192,8 @@ def blend(plan, tiles, *, out=None, labels=False, channel_first=False, dtype=Non
         Model outputs in ``plan.load_order``.
     out : ndarray, optional, keyword-only
         Where to write: shape ``(H, W, C)`` (``(C, H, W)`` with
-        ``channel_first``, ``(H, W)`` for labels or 2-D tiles).
+        ``channel_first``, ``(H, W)`` for labels or 2-D tiles); for a
+        volume plan ``(D, H, W, C)``, ``(C, D, H, W)`` or labels ``(D, H, W)``.
     labels, channel_first, dtype, check_finite, cache_dir, parallel
         As for :class:`Blender`.
 

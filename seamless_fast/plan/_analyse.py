@@ -15,7 +15,10 @@ def analyse_plan(plan, *, channels=1, dtype=np.float32):
 
     Parameters
     ----------
-    plan : Plan
+    plan : Plan or VolumePlan
+        For a volume, ``buffer_bytes`` is the slab (``slab_depth`` x H x W
+        x C), one layer's 2-D band and one tile's copy
+        (`seamless_fast.engine._volume`), whatever the depth.
     channels : int, keyword-only
         Channels of the model output, for `buffer_bytes`.
     dtype : numpy dtype, keyword-only
@@ -67,7 +70,9 @@ def get_plan_input_geoms(plan):
     Each box is the window of the input the tile's model reads (:meth:`Plan.read_boxes`): the tile's box,
     times the plan's `output_scale` and grown by its `context`, in input pixels.
     Row-major for a plan that walks rows, column-major for one that walks
-    columns (see `traverse` in :func:`plan_regular_grid`).
+    columns (see `traverse` in :func:`plan_regular_grid`). For a volume plan,
+    ``[((k, i, j), (zlo, ylo, xlo, zhi, yhi, xhi)), ...]``: boxes instead of
+    geometries, grown by the plan's context.
 
     Examples
     --------
@@ -75,6 +80,8 @@ def get_plan_input_geoms(plan):
     >>> get_plan_input_geoms(plan)[0][0]
     (0, 0)
     """
+    if isinstance(plan, VolumePlan):  # no geometries in 3-D: boxes (zlo, ylo, xlo, zhi, yhi, xhi)
+        return list(zip(map(plan.grid_index, plan.load_order.tolist()), map(tuple, plan.read_boxes().tolist())))
     if not isinstance(plan, Plan):
         raise ValueError(f"plan must be a Plan from plan_regular_grid or plan_from_grid; got {type(plan).__name__}")
     pairs = _INPUT_GEOMS.get(plan)

@@ -33,7 +33,8 @@ def plan_regular_grid(image_size, tile_size, overlap, area=None, traversal_fnc=N
     Parameters
     ----------
     image_size : (int, int)
-        ``(height, width)`` in pixels.
+        ``(height, width)`` in pixels; ``(D, H, W)`` plans a volume (see
+        :func:`seamless_fast.plan._volume.plan_volume_grid`).
     tile_size : int or (int, int)
         Tile ``(height, width)`` the model takes.
     overlap : int or (int, int)
@@ -246,6 +247,8 @@ def plan_from_grid(grid, margin=(0, 0), area=None, traversal_fnc=None, *, window
         Axis-aligned boxes with integer bounds in (y, x) order; y bounds must
         not decrease down a column, x bounds not along a row. Tiles may have
         different sizes and overlaps, and rows need not share y-extents.
+        An integer array (nz, ny, nx, 6) of 3-D boxes plans a volume (see
+        :func:`seamless_fast.plan._volume.plan_volume_from_grid`).
     margin : int or (int, int), optional
         Accepted for the seed's signature and without effect. The seed cut
         `margin` pixels off each side of a tile's output that had a

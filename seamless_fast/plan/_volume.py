@@ -115,7 +115,11 @@ class VolumePlan:
 
 
 def is_volume_size(image_size):
-    """Whether `image_size` names a volume: a sequence of three sizes."""
+    """Whether `image_size` names a volume: a sequence of three sizes.
+
+    >>> is_volume_size((64, 512, 512)), is_volume_size((512, 512)), is_volume_size(512)
+    (True, False, False)
+    """
     if isinstance(image_size, (numbers.Number, np.generic, str)):
         return False
     try:
@@ -125,7 +129,12 @@ def is_volume_size(image_size):
 
 
 def is_volume_grid(grid):
-    """Whether `grid` is an array (or nested list) of numeric 3-D boxes rather than shapely boxes."""
+    """Whether `grid` is an array (or nested list) of numeric 3-D boxes rather than shapely boxes.
+
+    >>> import shapely
+    >>> is_volume_grid([[[[0, 0, 0, 8, 8, 8]]]]), is_volume_grid([[shapely.box(0, 0, 8, 8)]])
+    (True, False)
+    """
     if isinstance(grid, np.ndarray):
         return grid.dtype.kind in "iuf"
     try:
