@@ -274,8 +274,10 @@ def child_ours(side, size, roi, overlap, channels, window, check_dir, channel_fi
     (boxes, out), figures = _measured(lambda: run(size, side.endswith("_out") or bool(check_dir)))
     if check_dir:
         np.save(os.path.join(check_dir, "ours.npy"), out if channel_first else np.moveaxis(out, -1, 0))
+    plan, _ = sf.plan_regular_grid(size, roi, overlap, window=window)
     return dict(figures, windows=len(boxes), boxes=boxes if check_dir else None, threads=numba.get_num_threads(),
-                versions=f"seamless_fast, numba {numba.__version__}")
+                versions=f"seamless_fast, numba {numba.__version__}",
+                buffer=sf.analyse_plan(plan, channels=channels).buffer_bytes)
 
 
 def run_child(args, side, check_dir=None):
@@ -380,6 +382,9 @@ def measure(args):
                                                 time=a["per_window"] / b["per_window"])
             print(f"{ours + ' / ' + theirs:<26} peak over baseline {ratios[f'{ours} / {theirs}']['peak']:.4f}, "
                   f"time a window {ratios[f'{ours} / {theirs}']['time']:.2f}")
+    buffers = {r["buffer"] for runs in results.values() for r in runs if "buffer" in r}
+    if buffers:
+        print(f"our blend buffer (analyse_plan): {max(buffers) / MIB:.1f} MiB")
     expected = monai_bytes(args.size, args.roi, args.channels)
     print("MONAI's allocations: " + ", ".join(f"{k.replace('_', ' ')} {v / MIB:.1f} MiB" for k, v in expected.items())
           + " (the model batch is pre-made, in the baseline)")

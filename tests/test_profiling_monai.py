@@ -88,3 +88,24 @@ def test_quick_run_of_monai_prints_its_row(tmp_path):
     assert set(rows) == {"monai", "monai_argmax"} and all(float(row[2]) > 0 for row in rows.values())
     data = json.loads((tmp_path / "out.json").read_text())
     assert data["scenario"]["windows"] == 8 and set(data["medians"]) == {"monai", "monai_argmax"}
+
+
+def test_quick_run_of_our_sides_prints_their_rows_and_the_labels_ratio():
+    lines = run_script("--quick", "--sides", "values,labels,values_out,labels_out")
+    assert lines[1].startswith("40 x 56 x 56, roi 32, overlap 8, C = 3, float32, 8 windows, channel-first tiles")
+    rows = {line.split()[0]: line.split() for line in lines[3:7]}
+    assert list(rows) == ["values", "labels", "values_out", "labels_out"]
+    assert all(float(row[2]) > 0 and float(row[3]) > 0 for row in rows.values())
+    assert lines[7].startswith("labels / values ") and lines[8].startswith("our blend buffer (analyse_plan): ")
+    assert lines[9].startswith("MONAI's allocations: output 1.4 MiB")
+
+
+@pytest.mark.skipif(not os.access(mc.DEFAULT_MONAI_PYTHON, os.X_OK), reason="no MONAI environment here")
+@pytest.mark.parametrize("window", ["gaussian", "constant"])
+def test_check_finds_each_side_equal_to_the_reference_of_its_window(window):
+    lines = run_script("--check", "--quick", "--window", window)
+    found = {line.split("|")[1].strip(): float(line.split("|")[2].split(";")[0]) for line in lines[3:6]}
+    assert found["ours - reference, separable window"] < 1e-6
+    assert found["monai - reference, clamped window"] < 1e-6
+    # the two gaussians differ where MONAI's floor of 1e-3 lifts a window's corners; constant windows agree
+    assert (found["ours - monai"] > 0.1) if window == "gaussian" else (found["ours - monai"] < 1e-6)
