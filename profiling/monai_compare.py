@@ -394,12 +394,13 @@ def measure(args):
 
 
 def write_json(path, data):
-    """Write `data` as JSON under a temporary name in the same folder, then rename it to `path`."""
+    """Write `data` as JSON under the project's partial name in the same folder, then rename it to `path`."""
+    from seamless_fast._files import make_partial
+
     text = json.dumps(data, indent=1)
-    handle, temp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.partial-",
-                                    dir=os.path.dirname(os.path.abspath(path)))
+    temp = make_partial(path)
     try:
-        with os.fdopen(handle, "w") as file:
+        with open(temp, "w") as file:
             if file.write(text) != len(text):
                 raise OSError(f"short write to {temp}")
         os.replace(temp, path)
