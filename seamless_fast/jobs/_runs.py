@@ -116,19 +116,25 @@ class _SegmentJob:
             raise UsageError(f"output {args.output!r}: {_one_line(error)}") from None
 
     def run(self):
-        from ..engine.pipeline import run_pipeline
+        return run_into_writer(self, _writer_sink(self.writer, self.args.channel_first, self.dtype,
+                                                  self.planes is None))
 
-        args = self.args
-        try:
-            with self.writer, (_nothing() if args.progress else compile_notice()):
-                run_pipeline(self.plan, self.reader.read, self.model,
-                             _writer_sink(self.writer, args.channel_first, self.dtype, self.planes is None),
-                             batch_size=args.batch_size, channel_first=args.channel_first, labels=args.labels,
-                             progress=True if args.progress else None)
-        finally:
-            self.reader.close()
-        return (f"wrote {args.output} ({self.dtype.name}): {self.plan.n_loads} tiles in "
-                f"{time.perf_counter() - self.start:.1f} s, peak memory {peak_mib():.0f} MiB")
+
+def run_into_writer(job, write_cells):
+    """Run a prepared segment job (its args, reader, plan, model, writer, dtype and start time) through
+    run_pipeline into `write_cells`; close the writer and the reader; return the report line."""
+    from ..engine.pipeline import run_pipeline
+
+    args = job.args
+    try:
+        with job.writer, (_nothing() if args.progress else compile_notice()):
+            run_pipeline(job.plan, job.reader.read, job.model, write_cells, batch_size=args.batch_size,
+                         channel_first=args.channel_first, labels=args.labels,
+                         progress=True if args.progress else None)
+    finally:
+        job.reader.close()
+    return (f"wrote {args.output} ({job.dtype.name}): {job.plan.n_loads} tiles in "
+            f"{time.perf_counter() - job.start:.1f} s, peak memory {peak_mib():.0f} MiB")
 
 
 class _nothing:

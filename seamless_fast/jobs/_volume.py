@@ -5,8 +5,8 @@ import time
 
 import numpy as np
 
-from ._options import (UsageError, _one_line, check_output, checked_output_dtype, compile_notice, load_model,
-                       mask_from_values, peak_mib, probe_channels)
+from ._options import (UsageError, _one_line, check_output, checked_output_dtype, load_model,
+                       mask_from_values, probe_channels)
 
 VOLUME_INPUTS = (".zarr", ".nii", ".nii.gz")
 VOLUME_OUTPUTS = (".zarr", ".nii", ".nii.gz", ".tif", ".tiff")
@@ -198,20 +198,9 @@ class _VolumeJob:
             raise UsageError(f"output {args.output!r}: {_one_line(error)}") from None
 
     def run(self):
-        from ..engine.pipeline import run_pipeline
-        from ._runs import _nothing
+        from ._runs import run_into_writer
 
-        args = self.args
-        try:
-            with self.writer, (_nothing() if args.progress else compile_notice()):
-                run_pipeline(self.plan, self.reader.read, self.model,
-                             _volume_sink(self.writer, args.channel_first, self.dtype),
-                             batch_size=args.batch_size, channel_first=args.channel_first, labels=args.labels,
-                             progress=True if args.progress else None)
-        finally:
-            self.reader.close()
-        return (f"wrote {args.output} ({self.dtype.name}): {self.plan.n_loads} tiles in "
-                f"{time.perf_counter() - self.start:.1f} s, peak memory {peak_mib():.0f} MiB")
+        return run_into_writer(self, _volume_sink(self.writer, self.args.channel_first, self.dtype))
 
 
 def _volume_sink(writer, channel_first, dtype):
