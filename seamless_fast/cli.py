@@ -129,8 +129,8 @@ def build_parser():
                               "name, renamed when complete (not with --part); may not be the input")
     segment.add_argument("--model", required=True, metavar="MODULE:NAME",
                          help="the model: a callable taking a batch (B, C, H, W) (or (B, H, W, C) with "
-                              "--channel-last) and returning logits of the same layout; a class is "
-                              "instantiated with no arguments")
+                              "--channel-last; a volume's (B, C, D, H, W) or (B, D, H, W, C)) and returning logits "
+                              "of the same layout; a class is instantiated with no arguments")
     _add_tiling(segment, volumes=True)
     _add_model_geometry(segment)
     segment.add_argument("--batch-size", type=_positive, default=16, help="tiles per model call (default 16)")
