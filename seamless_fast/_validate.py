@@ -21,15 +21,24 @@ def as_pair(value, name, *, minimum):
 
     A single integer is used for both axes.
     """
+    return _per_axis(value, name, minimum, "(y, x) pair", 2)
+
+
+def as_triple(value, name, *, minimum):
+    """Return ``value`` as a volume's (z, y, x) triple of ints, each >= `minimum`; one integer for all three."""
+    return _per_axis(value, name, minimum, "(z, y, x) triple", 3, " for a volume")
+
+
+def _per_axis(value, name, minimum, what, ndim, context=""):
     if isinstance(value, (numbers.Number, np.generic)):
-        items = (value, value)
+        items = (value,) * ndim
     else:
         try:
             items = tuple(value)
         except TypeError:
-            raise ValueError(f"{name}={value!r} is not an integer or a (y, x) pair") from None
-        if len(items) != 2:
-            raise ValueError(f"{name}={value!r} has {len(items)} items; expected a (y, x) pair")
+            raise ValueError(f"{name}={value!r} is not an integer or a {what}") from None
+        if len(items) != ndim:
+            raise ValueError(f"{name}={value!r} has {len(items)} items; expected a {what}{context}")
     out = tuple(as_int(v, name) for v in items)
     if min(out) < minimum:
         relation = "positive" if minimum == 1 else f">= {minimum}"

@@ -15,12 +15,11 @@ depth (``profiling/volume_memory.py``); :func:`~seamless_fast.analyse_plan`
 predicts it.
 """
 
-import os
 
 import numpy as np
 
 from . import _volume_kernels
-from ._arrays import accumulator_dtype, check_accumulator, label_dtype, new_array
+from ._arrays import accumulator_dtype, label_dtype, new_array
 from ._tiles import check_tile_count
 from .._validate import as_positive_int, check_bool, check_callable
 from .blender import Blender, OutputCell
@@ -76,13 +75,7 @@ class VolumeBlender(Blender):
         if not isinstance(plan, VolumePlan):
             raise ValueError(f"plan must be a VolumePlan from plan_regular_grid or plan_from_grid; "
                              f"got {type(plan).__name__}")
-        self.plan = plan
-        self.labels = check_bool(labels, "labels")
-        self.channel_first = check_bool(channel_first, "channel_first")
-        self.check_finite = check_bool(check_finite, "check_finite")
-        self.dtype = check_accumulator(dtype)
-        if cache_dir is not None and not os.path.isdir(cache_dir):
-            raise ValueError(f"cache_dir={str(cache_dir)!r} is not an existing directory")
+        self._take_options(plan, labels, channel_first, check_finite, dtype, cache_dir)
         if check_bool(buffer_on_disk, "buffer_on_disk"):
             raise ValueError("buffer_on_disk=True is not available for a volume plan; its slab is one "
                              "overlap deep (see analyse_plan)")

@@ -145,14 +145,7 @@ class Blender(TileInput, Buffers):
                  cache_dir=None, buffer_on_disk=False, parallel=None, out=None):
         if not isinstance(plan, Plan):
             raise ValueError(f"plan must be a Plan from plan_regular_grid or plan_from_grid; got {type(plan).__name__}")
-        self.plan = plan
-        self.labels = check_bool(labels, "labels")
-        self.channel_first = check_bool(channel_first, "channel_first")
-        self.check_finite = check_bool(check_finite, "check_finite")
-        self.dtype = check_accumulator(dtype)
-        if cache_dir is not None and not os.path.isdir(cache_dir):
-            raise ValueError(f"cache_dir={str(cache_dir)!r} is not an existing directory")
-        self.cache_dir = cache_dir
+        self._take_options(plan, labels, channel_first, check_finite, dtype, cache_dir)
         self.buffer_on_disk = check_bool(buffer_on_disk, "buffer_on_disk")
         if self.buffer_on_disk and cache_dir is None:
             raise ValueError("buffer_on_disk=True needs a cache_dir to put the buffer in")
@@ -186,6 +179,17 @@ class Blender(TileInput, Buffers):
         self._weight_maps = {}
         self._closed = False
         self._failed = None  # what stopped the run, once an error left the buffer in an unknown state
+
+    def _take_options(self, plan, labels, channel_first, check_finite, dtype, cache_dir):
+        """The options an image's and a volume's blend share, each checked."""
+        self.plan = plan
+        self.labels = check_bool(labels, "labels")
+        self.channel_first = check_bool(channel_first, "channel_first")
+        self.check_finite = check_bool(check_finite, "check_finite")
+        self.dtype = check_accumulator(dtype)
+        if cache_dir is not None and not os.path.isdir(cache_dir):
+            raise ValueError(f"cache_dir={str(cache_dir)!r} is not an existing directory")
+        self.cache_dir = cache_dir
 
     # -- introspection ---------------------------------------------------
     @property

@@ -19,21 +19,39 @@ def _import_tifffile():
     return tifffile
 
 
-def _check_box(box, name="box"):
-    """``box`` as a tuple of 4 ints ``(ylo, xlo, yhi, xhi)`` with a non-empty extent."""
+class OutputFile:
+    """What every writer of an output file does as a context manager: :meth:`close` (the file appears under
+    its name, complete) when the block ends normally, :meth:`abort` (nothing is left) when it raises."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, traceback):
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def _check_box(box, name="box", axes="yx"):
+    """``box`` as a tuple of ints ``(lo..., hi...)`` over `axes` (``(ylo, xlo, yhi, xhi)`` for an image,
+    ``(zlo, ylo, xlo, zhi, yhi, xhi)`` with ``axes="zyx"``) with a non-empty extent, else a ValueError."""
+    names = [f"{a}lo" for a in axes] + [f"{a}hi" for a in axes]
+    layout, n = f"({', '.join(names)})", 2 * len(axes)
     try:
         items = tuple(box)
     except TypeError:
-        raise ValueError(f"{name}={box!r} is not a box; expected (ylo, xlo, yhi, xhi)") from None
-    if len(items) != 4:
-        raise ValueError(f"{name}={box!r} has {len(items)} items; expected 4: (ylo, xlo, yhi, xhi)")
+        raise ValueError(f"{name}={box!r} is not a box; expected {layout}") from None
+    if len(items) != n:
+        raise ValueError(f"{name}={box!r} has {len(items)} items; expected {n}: {layout}")
     try:
-        ylo, xlo, yhi, xhi = (as_int(v, name) for v in items)
+        out = tuple(as_int(v, name) for v in items)
     except ValueError:
-        raise ValueError(f"{name}={box!r} has a non-integer entry; expected 4 ints (ylo, xlo, yhi, xhi)") from None
-    if yhi <= ylo or xhi <= xlo:
-        raise ValueError(f"{name}={box!r} is empty; expected yhi > ylo and xhi > xlo")
-    return ylo, xlo, yhi, xhi
+        raise ValueError(f"{name}={box!r} has a non-integer entry; expected {n} ints {layout}") from None
+    if any(hi <= lo for lo, hi in zip(out[:len(axes)], out[len(axes):])):
+        bounds = [f"{a}hi > {a}lo" for a in axes]
+        raise ValueError(f"{name}={box!r} is empty; expected {', '.join(bounds[:-1])} and {bounds[-1]}")
+    return out
 
 
 def _check_fill(fill, dtype, name="fill"):

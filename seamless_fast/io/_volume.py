@@ -7,7 +7,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._validate import as_int
-from ._common import _check_fill
+from ._common import _check_box, _check_fill
 from .reader import _pad_index
 
 __all__ = ["VolumeReader", "VolumeLevel", "open_volume"]
@@ -55,24 +55,6 @@ class VolumeLevel(NamedTuple):
 
     shape: tuple
     spacing: tuple = None
-
-
-def check_box6(box, name="box"):
-    """`box` as 6 ints ``(zlo, ylo, xlo, zhi, yhi, xhi)`` with a non-empty extent, else a ValueError."""
-    try:
-        items = tuple(box)
-    except TypeError:
-        raise ValueError(f"{name}={box!r} is not a box; expected (zlo, ylo, xlo, zhi, yhi, xhi)") from None
-    if len(items) != 6:
-        raise ValueError(f"{name}={box!r} has {len(items)} items; expected 6: (zlo, ylo, xlo, zhi, yhi, xhi)")
-    try:
-        out = tuple(as_int(v, name) for v in items)
-    except ValueError:
-        raise ValueError(f"{name}={box!r} has a non-integer entry; expected 6 ints "
-                         "(zlo, ylo, xlo, zhi, yhi, xhi)") from None
-    if any(out[i + 3] <= out[i] for i in range(3)):
-        raise ValueError(f"{name}={box!r} is empty; expected zhi > zlo, yhi > ylo and xhi > xlo")
-    return out
 
 
 def check_shape3(shape, name="shape"):
@@ -326,7 +308,7 @@ class VolumeReader:
             C-contiguous, in the volume's dtype.
         """
         source = self._open()
-        box = check_box6(box)
+        box = _check_box(box, axes="zyx")
         lo, hi = box[:3], box[3:]
         if self._pad == "constant":
             out = np.full(tuple(h - l for l, h in zip(lo, hi)) + (source.channels,), self._fill, source.dtype)

@@ -8,8 +8,8 @@ import numpy as np
 from .._files import check_not_an_input, check_output_path
 from .._validate import as_positive_int
 from ..dtypes import as_output_dtype, to_output_dtype
-from ._common import _check_fill
-from ._volume import check_box6, check_shape3
+from ._common import OutputFile, _check_box, _check_fill
+from ._volume import check_shape3
 
 __all__ = ["BlockWriter", "volume_writer"]
 
@@ -39,7 +39,7 @@ def check_source(source, shape):
     return source
 
 
-class BlockWriter:
+class BlockWriter(OutputFile):
     """A volume cut into blocks (chunks or z-planes), each held from its first write until complete,
     then handed to ``_flush`` once; subclasses write them and finish the file.
 
@@ -110,7 +110,7 @@ class BlockWriter:
         """
         if self._state != "open":
             raise ValueError(f"{self.kind} for {self._path!r} is {self._state}; no more writes")
-        box = check_box6(box)
+        box = _check_box(box, axes="zyx")
         lo, hi = box[:3], box[3:]
         if min(lo) < 0 or any(h > n for h, n in zip(hi, self._shape)):
             raise ValueError(f"box={box!r} reaches outside the volume of shape {self._shape}")
@@ -228,15 +228,6 @@ class BlockWriter:
         self._state = "aborted"
         self._held.clear()
         self._discard()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, traceback):
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
     def __repr__(self):
         channels = "" if self._channels is None else f", channels={self._channels}"

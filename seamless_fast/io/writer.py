@@ -9,7 +9,7 @@ from .._files import check_output_path, make_partial
 from .._validate import as_pair, as_positive_int
 from ..dtypes import OUTPUT_DTYPES, as_output_dtype, to_output_dtype
 from . import _stream
-from ._common import _check_box, _import_tifffile
+from ._common import OutputFile, _check_box, _import_tifffile
 from ._geo import GDAL_NODATA, GeoReference, format_nodata
 from ._nodata import check_fill_and_nodata, mask_outside, prepared_area
 from ._pyramid import Pyramid, check_resampling, level_sizes
@@ -23,7 +23,7 @@ RESOLUTION_UNITS = (None, "CENTIMETER", "INCH")
 BIGTIFF_THRESHOLD = 2**32 - 2**25
 
 
-class TiffWriter:
+class TiffWriter(OutputFile):
     """Stream an image into a tiled (Big)TIFF, cell by cell, in bounded memory.
 
     Parameters
@@ -453,15 +453,6 @@ class TiffWriter:
         self._state = state
         self._bands.clear()
         self._live_boxes = np.empty((0, 4), np.int64)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, traceback):
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
     def __repr__(self):
         channels = "" if self._channels is None else f", channels={self._channels}"

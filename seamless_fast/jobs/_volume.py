@@ -10,7 +10,7 @@ from ._options import (UsageError, _one_line, check_output, checked_output_dtype
 
 VOLUME_INPUTS = (".zarr", ".nii", ".nii.gz")
 VOLUME_OUTPUTS = (".zarr", ".nii", ".nii.gz", ".tif", ".tiff")
-# options of a 2-D run that a volume run does not take, with what was given when they are left at their defaults
+# options of a 2-D run that a volume run does not take: (attribute, its default, the option's name)
 _IMAGE_ONLY = (("area", None, "--area (a 2-D polygon)"), ("mpp", None, "--mpp"), ("output_scale", 1, "--output-scale"),
                ("pyramid", False, "--pyramid"), ("nodata", None, "--nodata"), ("part", None, "--part"),
                ("store", None, "--store"))
@@ -61,7 +61,7 @@ def one_size(value, name):
 def prepare_volume_segment(args):
     """Check every option of ``seamless-fast segment`` for a volume input; return the job to run."""
     for option, default, flag in _IMAGE_ONLY:
-        if getattr(args, option, default) not in (default,):
+        if getattr(args, option, default) != default:
             raise UsageError(f"{flag} applies to 2-D images; input {args.input!r} is a volume")
     tile = per_axis(args.tile, "--tile", 3)
     overlap = per_axis(args.overlap, "--overlap", 3)

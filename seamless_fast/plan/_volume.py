@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._validate import as_int
+from .._validate import as_triple
 from ..geometry import MAX_COORDINATE, axis_starts, boxes_to_geoms, regular_axis
 from ..windows import check_window
 from ._plan import MAX_GRID_TILES, Plan, _frozen
@@ -149,23 +149,6 @@ def is_volume_grid(grid):
         return False
 
 
-def _as_triple(value, name, *, minimum):
-    """`value` (an int or three) as a (z, y, x) triple of ints, each >= `minimum`."""
-    items = (value,) * 3 if isinstance(value, (numbers.Number, np.generic)) else None
-    if items is None:
-        try:
-            items = tuple(value)
-        except TypeError:
-            raise ValueError(f"{name}={value!r} is not an integer or a (z, y, x) triple") from None
-        if len(items) != 3:
-            raise ValueError(f"{name}={value!r} has {len(items)} items; expected a (z, y, x) triple for a volume")
-    out = tuple(as_int(v, name) for v in items)
-    if min(out) < minimum:
-        relation = "positive" if minimum == 1 else f">= {minimum}"
-        raise ValueError(f"{name}={value!r}: every entry must be {relation}")
-    return out
-
-
 def _refuse_2d_options(options):
     """One line for the first 2-D option given to a volume planner (they make no sense in 3-D)."""
     defaults = {"area": None, "traversal_fnc": None, "max_buffer_bytes": None, "traverse": "auto",
@@ -225,14 +208,14 @@ def plan_volume_grid(image_size, tile_size, overlap, **options):
     [24, 68, 58, 40, 100, 90]
     """
     window = _refuse_2d_options(options)
-    size = _as_triple(image_size, "image_size", minimum=1)
+    size = as_triple(image_size, "image_size", minimum=1)
     if max(size) > MAX_COORDINATE:
         raise ValueError(f"image_size={size} is too large: each side must be at most {MAX_COORDINATE}")
-    tile = _as_triple(tile_size, "tile_size", minimum=1)
-    over = _as_triple(overlap, "overlap", minimum=0)
+    tile = as_triple(tile_size, "tile_size", minimum=1)
+    over = as_triple(overlap, "overlap", minimum=0)
     if any(o >= t for o, t in zip(over, tile)):
         raise ValueError(f"overlap={over} must be smaller than tile_size={tile} on every axis")
-    context = _as_triple(options.get("context", 0), "context", minimum=0)
+    context = as_triple(options.get("context", 0), "context", minimum=0)
     counts = [regular_axis(s, t, o)[0] for s, t, o in zip(size, tile, over)]
     if np.prod(counts) > MAX_GRID_TILES:
         raise ValueError(f"image_size={size} with tile_size={tile} and overlap={over} needs a grid of "
@@ -276,7 +259,7 @@ def plan_volume_from_grid(grid, **options):
     ((16, 20, 20), [[0, 6], [6, 16]])
     """
     window = _refuse_2d_options(options)
-    context = _as_triple(options.get("context", 0), "context", minimum=0)
+    context = as_triple(options.get("context", 0), "context", minimum=0)
     raw = np.asarray(grid)
     if raw.ndim != 4 or raw.shape[-1] != 6 or 0 in raw.shape:
         raise ValueError(f"grid has shape {raw.shape}; expected (nz, ny, nx, 6) boxes (zlo, ylo, xlo, zhi, yhi, xhi)")
