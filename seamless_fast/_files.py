@@ -8,12 +8,13 @@ process is gone (a partial of a live process, or of another host sharing
 the folder, is left alone).
 """
 
+import errno
 import os
 import shutil
 import socket
 import tempfile
 
-__all__ = ["umask", "partial_prefix", "make_partial", "remove_stale_partials", "check_not_an_input",
+__all__ = ["umask", "partial_prefix", "make_partial", "remove_stale_partials", "publish", "check_not_an_input",
            "check_output_path"]
 
 
@@ -95,6 +96,62 @@ def remove_stale_partials(path):
                 pass
         removed.append(name)
     return removed
+
+
+def publish(partial, path):
+    """Give the complete `partial` (a file, or a folder such as a zarr store) its final name `path`.
+
+    Its files and folders are flushed to the disk first (``fsync``; an error
+    there is an error of the write and is raised), then it is renamed, and
+    the rename itself is flushed. An existing `path` is replaced: a file at
+    once, a folder only once the new one is in place (it is moved aside
+    under a partial name, then removed).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> partial = make_partial(os.path.join(folder, "out.txt"))
+    >>> with open(partial, "w") as handle:
+    ...     _ = handle.write("done")
+    >>> publish(partial, os.path.join(folder, "out.txt"))
+    >>> sorted(os.listdir(folder))
+    ['out.txt']
+    """
+    partial, path = os.fspath(partial), os.fspath(path)
+    if os.path.isdir(partial):
+        for root, folders, files in os.walk(partial, topdown=False):
+            for name in files:
+                _flush(os.path.join(root, name))
+            _flush(root, folder=True)
+    else:
+        _flush(partial)
+    if os.path.isdir(partial) and os.path.lexists(path):
+        old = make_partial(path, directory=True)
+        os.replace(path, os.path.join(old, "output"))
+        os.replace(partial, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(partial, path)
+    _flush(os.path.dirname(os.path.abspath(path)), folder=True)
+
+
+def _flush(path, *, folder=False):
+    """fsync `path`. A folder that cannot be opened or synced (some network and FUSE file systems refuse)
+    is skipped: its files were synced, and only the rename's durability is at stake there."""
+    try:
+        handle = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if folder else 0))
+    except OSError:
+        if folder:
+            return
+        raise
+    try:
+        os.fsync(handle)
+    except OSError as error:
+        if not (folder and error.errno in (errno.EINVAL, errno.ENOTSUP, errno.EBADF, errno.EACCES)):
+            raise
+    finally:
+        os.close(handle)
 
 
 def _is_zarr_array(path):

@@ -7,7 +7,7 @@ import weakref
 
 import numpy as np
 
-from .._files import make_partial
+from .._files import make_partial, publish
 from ._volume import AxesSource, unit_name
 from ._volwrite import BlockWriter, check_shape3, check_source
 
@@ -257,7 +257,7 @@ class NiftiWriter(BlockWriter):
                         shutil.copyfileobj(part, joined)
             if os.path.getsize(self._temps[0]) != sum(sizes):
                 raise RuntimeError(f"writing {self._path!r}: joining the channels fell short")
-        os.replace(self._temps[0], self._path)
+        publish(self._temps[0], self._path)
         self._temps.pop(0)
         self._finalizer()
 

@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from .._files import make_partial
+from .._files import make_partial, publish
 from . import _stream
 from ._common import _import_tifffile
 from ._levels import _OME_MICROMETRES
@@ -220,7 +220,7 @@ class TiffVolumeWriter(BlockWriter):
             raise RuntimeError(f"writing {self._path!r}: tifffile took {self._taken[0]} of {self._pages} pages; "
                                "the file would be wrong")
         self._tiff.close()
-        os.replace(self._temp, self._path)
+        publish(self._temp, self._path)
         self._finalizer.detach()
 
     def _discard(self):

@@ -8,7 +8,7 @@ import weakref
 
 import numpy as np
 
-from .._files import make_partial
+from .._files import make_partial, publish
 from ._volume import AxesSource, VolumeLevel, array_axes, unit_name
 from ._volwrite import BlockWriter, check_positive_floats, check_shape3, check_source
 
@@ -256,13 +256,7 @@ class ZarrWriter(BlockWriter):
         if found != expected:
             raise RuntimeError(f"writing {self._path!r}: the store holds {found} chunk files of the {expected} "
                                "written; the output would be wrong")
-        if os.path.lexists(self._path):  # an earlier output stays until the new one is complete
-            old = make_partial(self._path, directory=True)
-            os.replace(self._path, os.path.join(old, "output"))
-            os.replace(self._temp, self._path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(self._temp, self._path)
+        publish(self._temp, self._path)  # an earlier output stays until the new one is complete
         self._finalizer.detach()
 
     def _discard(self):

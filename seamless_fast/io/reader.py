@@ -294,8 +294,6 @@ def metadata_for_output(reader, *, output_scale=1):
     >>> metadata_for_output(ImageReader(np.zeros((4, 4), np.uint8)))
     {'resolution': None, 'resolution_unit': None, 'ome': False}
     """
-    from .._validate import as_pair
-
     if not isinstance(reader, ImageReader):
         raise ValueError(f"reader={reader!r} is not an ImageReader")
     output_scale = as_pair(output_scale, "output_scale", minimum=1)

@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from .._files import check_output_path, make_partial
+from .._files import check_output_path, make_partial, publish
 from .._validate import as_pair, as_positive_int
 from ..dtypes import OUTPUT_DTYPES, as_output_dtype, to_output_dtype
 from . import _stream
@@ -433,7 +433,7 @@ class TiffWriter(OutputFile):
             if self._pyramid is not None:
                 self._pyramid.append_to(self._tiff, self._level_metadata)
             self._tiff.close()
-            os.replace(self._temp_path, self._path)
+            publish(self._temp_path, self._path)
         except BaseException:
             self.abort()
             raise
