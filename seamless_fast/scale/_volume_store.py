@@ -1,0 +1,157 @@
+"""The volume side of a :class:`~seamless_fast.scale.store.PartStore`: a part's voxels and seams, and the merge.
+
+A volume part (a slab of tile layers, see :mod:`seamless_fast.scale._volume_partition`)
+writes into ``DIR/part{q}/``, channel-last:
+
+- ``voxels``: its final voxels, z from ``partition.final[q][0]`` (arg-max
+  labels for a labels job, else values in the accumulator dtype);
+- ``crop`` and ``lead``: its first and last layer's terms at the seams, values
+  in the accumulator dtype, z from ``partition.crop[q][0]`` and ``lead[q][0]``.
+
+The merge reads them in z order, adds each seam's crop and lead, and writes
+through :func:`~seamless_fast.io.volume_writer`. The completion record,
+its checks and the rerun of a part killed midway are the 2-D store's
+(:mod:`seamless_fast.scale._manifest`).
+"""
+
+import os
+
+import numpy as np
+
+from .._files import check_output_path
+from ..dtypes import output_dtype, to_output_dtype
+from . import _manifest
+from ._volume_partition import merge_seam, part_pieces, volume_sub_plan
+
+VOLUME_OUTPUTS = (".zarr", ".nii", ".nii.gz", ".tif", ".tiff")
+_Z_CHUNK, _MAX_SIDE = 16, 128
+
+
+def chunks_of(shape, chunk):
+    """Chunks of a stored (d, H, W[, C]) array: 16 deep, `chunk` (at most 128) on y and x, every channel."""
+    return (min(_Z_CHUNK, shape[0]), min(chunk, _MAX_SIDE, shape[1]), min(chunk, _MAX_SIDE, shape[2])) + \
+        tuple(shape[3:])
+
+
+def volume_arrays(partition, part, result, labels, chunk):
+    """{name: (shape, chunks, dtype or None)} a volume part with `result` must have written (see _manifest)."""
+    _, height, width = partition.plan.image_size
+    channels, dtype = int(result["channels"]), np.dtype(result["dtype"]).name
+    out = {}
+    for name, (lo, hi), kind in (("voxels", partition.final[part], None if labels else dtype),
+                                 ("crop", partition.crop[part], dtype), ("lead", partition.lead[part], dtype)):
+        if hi > lo:
+            extra = () if labels and name == "voxels" else (channels,)
+            shape = (int(hi - lo), height, width) + extra
+            out[name] = (shape, chunks_of(shape, chunk), kind)
+    return out
+
+
+def source_metadata(reader):
+    """What the merge carries to a volume output from the source's reader: spacing, unit and (z, y, x) affine."""
+    spacing, affine = getattr(reader, "spacing", None), getattr(reader, "affine", None)
+    return {"spacing": None if spacing is None else [float(v) for v in spacing],
+            "unit": getattr(reader, "unit", None),
+            "affine": None if affine is None else np.asarray(affine, np.float64).tolist()}
+
+
+class _VolumeSink:
+    """The pieces a volume part emits into its arrays, each created at its first piece."""
+
+    def __init__(self, group, partition, part, chunk):
+        self.group, self.partition, self.part, self.chunk = group, partition, part, chunk
+        self.arrays = {}
+        self.row_bytes = self.seam_bytes = 0
+
+    def write(self, kind, box, data):
+        name = "voxels" if kind == "final" else kind
+        lo = int(getattr(self.partition, kind)[self.part][0])
+        if name not in self.arrays:
+            hi = int(getattr(self.partition, kind)[self.part][1])
+            shape = (hi - lo,) + tuple(self.partition.plan.image_size[1:]) + data.shape[3:]
+            self.arrays[name] = self.group.create_array(
+                name, shape=shape, chunks=chunks_of(shape, self.chunk), dtype=data.dtype, fill_value=0,
+                chunk_key_encoding=_manifest.KEY_ENCODING, config=_manifest.ARRAY_CONFIG)
+        self.arrays[name][box[0] - lo:box[3] - lo, box[1]:box[4], box[2]:box[5]] = data
+        if name == "voxels":
+            self.row_bytes += data.nbytes
+        else:
+            self.seam_bytes += data.nbytes
+
+
+def run_volume_part(store, group, part, read_tile, model, *, batch_size, dtype, parallel, prefetch, progress):
+    """Blend part `part` of a volume store's job into `group`; return (channels, accumulator dtype, names
+    written, final bytes, seam bytes, 1)."""
+    from ..engine._volume import VolumeBlender
+    from ..engine.pipeline import run_blender
+
+    partition, job = store.partition, store.job
+    sink = _VolumeSink(group, partition, part, job.chunk)
+    blender = VolumeBlender(volume_sub_plan(partition, part), channel_first=job.channel_first, dtype=dtype,
+                            parallel=parallel)
+
+    def write_cells(cells):
+        for kind, box, data in part_pieces(partition, part, cells, labels=job.labels, channel_first=job.channel_first):
+            sink.write(kind, box, data)
+
+    run_blender(blender, read_tile, model, write_cells, batch_size=batch_size, prefetch=prefetch, progress=progress)
+    return int(blender.channels), str(blender._dtype), sorted(sink.arrays), sink.row_bytes, sink.seam_bytes, 1
+
+
+def merge_volume(store, output, dtype):
+    """:meth:`PartStore.merge` of a volume job: every check first, then the output written in z order."""
+    from ..io import volume_writer
+
+    output = os.fspath(output)
+    lower = output.lower().rstrip("/" + os.sep)
+    if not lower.endswith(VOLUME_OUTPUTS):
+        raise ValueError(f"output={output!r}: expected a {', '.join(VOLUME_OUTPUTS)} name for a volume")
+    check_output_path(output, inputs=[store.path], folder_ok=lower.endswith(".zarr"))
+    results = store.verify()
+    channels, labels = results[0].channels, store.job.labels
+    dtype = output_dtype(dtype, labels=labels, classes=channels)
+    writer = volume_writer(output, store.plan.image_size, channels=None if labels else channels, dtype=dtype,
+                           **_writer_options(lower, _stored_metadata(store)))
+    with writer:
+        for box, data in _merged_slabs(store):
+            writer.write(box, to_output_dtype(data, dtype, name=f"voxels z {box[0]} to {box[3]}"))
+
+
+def _stored_metadata(store):
+    """The source metadata the first part that recorded any holds (every part read the same source)."""
+    for q in range(store.job.parts):
+        record, _ = store._record(q)
+        metadata = record.get("metadata") if isinstance(record, dict) else None
+        if isinstance(metadata, dict):
+            return metadata
+    return {}
+
+
+def _writer_options(lower, metadata):
+    """The keyword arguments of the writer for `lower` that carry `metadata` (those it takes)."""
+    spacing, unit, affine = (metadata.get(key) for key in ("spacing", "unit", "affine"))
+    if lower.endswith((".nii", ".nii.gz")):
+        return {} if affine is None else {"affine": np.asarray(affine, np.float64)}
+    options = {} if spacing is None else {"spacing": tuple(spacing), "unit": unit}
+    if lower.endswith(".zarr") and affine is not None:
+        options["translation"] = tuple(float(v) for v in np.asarray(affine)[:3, 3])
+    return options
+
+
+def _merged_slabs(store):
+    """(box, channel-last data) of the whole volume, top to bottom, in slabs of at most 16 z-planes."""
+    partition = store.partition
+    _, height, width = store.plan.image_size
+    for q in range(partition.parts):
+        group = store.root[f"part{q}"]
+        lo, hi = (int(v) for v in partition.final[q])
+        for z in range(lo, hi, _Z_CHUNK):
+            z1 = min(z + _Z_CHUNK, hi)
+            yield (z, 0, 0, z1, height, width), group["voxels"][z - lo:z1 - lo]
+        lo, hi = (int(v) for v in partition.lead[q])
+        if hi > lo:
+            lead, crop = group["lead"], store.root[f"part{q + 1}"]["crop"]
+            for z in range(lo, hi, _Z_CHUNK):
+                z1 = min(z + _Z_CHUNK, hi)
+                yield (z, 0, 0, z1, height, width), merge_seam(crop[z - lo:z1 - lo], lead[z - lo:z1 - lo],
+                                                               store.job.labels)
