@@ -165,7 +165,7 @@ def test_bad_volume_jobs_are_refused_with_one_line(options, message):
 
 
 def test_a_bad_output_is_refused_before_it_is_opened(tmp_path, complete):
-    with pytest.raises(ValueError, match=r"expected a .zarr, .nii, .nii.gz, .tif, .tiff name for a volume"):
+    with pytest.raises(ValueError, match=r"expected a .zarr, .nii, .nii.gz, .tif or .tiff name for a volume"):
         complete.merge(tmp_path / "out.png")
     with pytest.raises(ValueError, match="dtype=float16 is no NIfTI data type"):
         _probabilities_store(tmp_path).merge(tmp_path / "out.nii", dtype="float16")

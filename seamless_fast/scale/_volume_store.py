@@ -105,7 +105,8 @@ def merge_volume(store, output, dtype):
     output = os.fspath(output)
     lower = output.lower().rstrip("/" + os.sep)
     if not lower.endswith(VOLUME_OUTPUTS):
-        raise ValueError(f"output={output!r}: expected a {', '.join(VOLUME_OUTPUTS)} name for a volume")
+        raise ValueError(f"output={output!r}: expected a {', '.join(VOLUME_OUTPUTS[:-1])} or {VOLUME_OUTPUTS[-1]} "
+                         "name for a volume")
     check_output_path(output, inputs=[store.path], folder_ok=lower.endswith(".zarr"))
     results = store.verify()
     channels, labels = results[0].channels, store.job.labels

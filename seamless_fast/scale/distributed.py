@@ -198,7 +198,7 @@ def _check_output(output, source, store, labels, dtype, compression, volume=Fals
     lower = output.lower().rstrip("/" + os.sep)
     names = VOLUME_OUTPUTS if volume else (".tif", ".tiff", ".zarr")
     if not lower.endswith(names):
-        raise ValueError(f"output={output!r}: expected a {', '.join(names)} name")
+        raise ValueError(f"output={output!r}: expected a {', '.join(names[:-1])} or {names[-1]} name")
     inputs = [store] + ([source] if isinstance(source, (str, os.PathLike)) else [])
     check_output_path(output, inputs=inputs, folder_ok=lower.endswith(".zarr"))
     if dtype is not None:  # whether it holds every class is known once the model ran; the merge checks that

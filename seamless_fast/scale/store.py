@@ -12,6 +12,9 @@ Layout of a store ``DIR``::
     DIR/part{q}/lead      partial sums of its lead rows, planes (P, rows, elements)
     DIR/part{q}/crops     seam rows of its tiles, one chunk per tile (n, P, rows, elements)
 
+A volume job's parts (slabs of tile layers) write ``voxels``, ``crop`` and
+``lead`` arrays instead, under the same records (see :mod:`seamless_fast.scale._volume_store`).
+
 Parts may run in any order, at the same time, on machines that share ``DIR``.
 zarr writes each chunk to a temporary file and renames it, so a part that is
 killed leaves no torn chunk, and without "complete" a part counts as not run:
