@@ -180,3 +180,17 @@ def _probabilities_store(tmp_path):
     for q in range(2):
         store.run_part(q, read_tile, model)
     return store
+
+
+def test_the_profiling_script_times_parts_and_merge():
+    import subprocess
+    import sys
+
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "profiling", "volume_parts.py")
+    out = subprocess.run([sys.executable, script, "--size", "20", "24", "24", "--tile", "8", "12", "12", "--overlap",
+                          "2", "4", "4", "--channels", "2", "--parts", "2", "--rounds", "1", "--labels"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("20 x 24 x 24") and lines[1].startswith("seam MiB per part")
+    assert lines[-1].startswith("median: single") and float(lines[-1].split()[-1]) > 0

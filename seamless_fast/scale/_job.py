@@ -37,7 +37,7 @@ class Job:
         Layout of the model's outputs.
     chunk : int
         Chunk side of the stored rows (and of a zarr output); of a volume's
-        stored voxels in y and x, at most 128.
+        stored voxels in y and x, at most 64.
     context, output_scale : (int, int) or (int, int, int)
         As for :func:`~seamless_fast.plan_regular_grid`: image size, tile,
         overlap and area are in input pixels, the stored rows and the output

@@ -24,11 +24,11 @@ from . import _manifest
 from ._volume_partition import merge_seam, part_pieces, volume_sub_plan
 
 VOLUME_OUTPUTS = (".zarr", ".nii", ".nii.gz", ".tif", ".tiff")
-_Z_CHUNK, _MAX_SIDE = 16, 128
+_Z_CHUNK, _MAX_SIDE = 16, 64
 
 
 def chunks_of(shape, chunk):
-    """Chunks of a stored (d, H, W[, C]) array: 16 deep, `chunk` (at most 128) on y and x, every channel."""
+    """Chunks of a stored (d, H, W[, C]) array: 16 deep, `chunk` (at most 64) on y and x, every channel."""
     return (min(_Z_CHUNK, shape[0]), min(chunk, _MAX_SIDE, shape[1]), min(chunk, _MAX_SIDE, shape[2])) + \
         tuple(shape[3:])
 
@@ -60,23 +60,71 @@ class _VolumeSink:
 
     def __init__(self, group, partition, part, chunk):
         self.group, self.partition, self.part, self.chunk = group, partition, part, chunk
-        self.arrays = {}
+        self.bands = {}
         self.row_bytes = self.seam_bytes = 0
 
     def write(self, kind, box, data):
         name = "voxels" if kind == "final" else kind
-        lo = int(getattr(self.partition, kind)[self.part][0])
-        if name not in self.arrays:
-            hi = int(getattr(self.partition, kind)[self.part][1])
+        if name not in self.bands:
+            lo, hi = (int(v) for v in getattr(self.partition, kind)[self.part])
             shape = (hi - lo,) + tuple(self.partition.plan.image_size[1:]) + data.shape[3:]
-            self.arrays[name] = self.group.create_array(
+            # uncompressed: the seams' floats hardly compress, and a part writes them once and reads them once
+            array = self.group.create_array(
                 name, shape=shape, chunks=chunks_of(shape, self.chunk), dtype=data.dtype, fill_value=0,
-                chunk_key_encoding=_manifest.KEY_ENCODING, config=_manifest.ARRAY_CONFIG)
-        self.arrays[name][box[0] - lo:box[3] - lo, box[1]:box[4], box[2]:box[5]] = data
+                compressors=None, chunk_key_encoding=_manifest.KEY_ENCODING, config=_manifest.ARRAY_CONFIG)
+            self.bands[name] = _Band(array, lo)
+        self.bands[name].write(box, data)
         if name == "voxels":
             self.row_bytes += data.nbytes
         else:
             self.seam_bytes += data.nbytes
+
+    def close(self):
+        for band in self.bands.values():
+            band.flush()
+
+
+class _Band:
+    """One array's pieces of one z-range (a layer's cells), held and written a whole chunk row at a time.
+
+    A layer's cells arrive row by row (non-decreasing tops, as a blend emits
+    them), so every image row above a new cell's chunk row is complete;
+    writing whole chunk rows writes each chunk once per z-range instead of
+    once per cell that meets it (a chunk read and written again each time).
+    """
+
+    def __init__(self, array, origin):
+        self.array, self.origin = array, origin  # origin: the image z of the array's first plane
+        self.z, self.top, self.rows = None, 0, None  # rows: (depth, held rows, W[, C]) from image row `top`
+
+    def write(self, box, data):
+        z0, y0, x0, z1, y1, x1 = box
+        if self.z != (z0, z1):
+            self.flush()
+            self.z, self.top = (z0, z1), y0
+        self._flush(y0 - y0 % self.array.chunks[1])
+        held = 0 if self.rows is None else self.rows.shape[1]
+        if y1 - self.top > held:
+            grown = np.zeros((z1 - z0, y1 - self.top) + self.array.shape[2:], data.dtype)
+            if held:
+                grown[:, :held] = self.rows
+            self.rows = grown
+        self.rows[:, y0 - self.top:y1 - self.top, x0:x1] = data
+
+    def _flush(self, end):
+        """Write the held rows above image row `end` and let them go."""
+        if self.rows is None or end <= self.top:
+            return
+        count = min(end - self.top, self.rows.shape[1])
+        z0, z1 = self.z
+        self.array[z0 - self.origin:z1 - self.origin, self.top:self.top + count] = self.rows[:, :count]
+        self.rows = self.rows[:, count:].copy() if count < self.rows.shape[1] else None
+        self.top += count
+
+    def flush(self):
+        """Write every held row."""
+        if self.rows is not None:
+            self._flush(self.top + self.rows.shape[1])
 
 
 def run_volume_part(store, group, part, read_tile, model, *, batch_size, dtype, parallel, prefetch, progress):
@@ -95,7 +143,8 @@ def run_volume_part(store, group, part, read_tile, model, *, batch_size, dtype, 
             sink.write(kind, box, data)
 
     run_blender(blender, read_tile, model, write_cells, batch_size=batch_size, prefetch=prefetch, progress=progress)
-    return int(blender.channels), str(blender._dtype), sorted(sink.arrays), sink.row_bytes, sink.seam_bytes, 1
+    sink.close()
+    return int(blender.channels), str(blender._dtype), sorted(sink.bands), sink.row_bytes, sink.seam_bytes, 1
 
 
 def merge_volume(store, output, dtype):
