@@ -194,7 +194,15 @@ def volume_sub_plan(partition, part):
 
 
 def split_cell(partition, part, box):
-    """The pieces of a cell part `part` emits: ``[(kind, zlo, zhi)]`` with kind "final", "crop" or "lead"."""
+    """The pieces of a cell part `part` emits: ``[(kind, zlo, zhi)]`` with kind "final", "crop" or "lead".
+
+    Examples
+    --------
+    >>> from seamless_fast import plan_regular_grid
+    >>> partition = partition_volume(plan_regular_grid((256, 64, 64), 128, 32)[0], 3)
+    >>> split_cell(partition, 1, (96, 0, 0, 224, 64, 64))
+    [('crop', 96, 128), ('lead', 128, 224)]
+    """
     zlo, zhi = int(box[0]), int(box[3])
     pieces = []
     for kind, (lo, hi) in (("crop", partition.crop[part]), ("final", partition.final[part]),
@@ -211,6 +219,17 @@ def part_pieces(partition, part, cells, *, labels, channel_first):
     `kind` is "final" (arg-max labels of the values with `labels`, as the
     kernels take them: the first largest or the first NaN), "crop" or "lead"
     (values in the accumulator dtype, for :func:`merge_seam`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from seamless_fast import plan_regular_grid
+    >>> from seamless_fast.engine._volume import VolumeCell
+    >>> partition = partition_volume(plan_regular_grid((40, 8, 8), 24, 8)[0], 2)
+    >>> cell = VolumeCell((0, 0, 0), (0, 0, 0, 24, 8, 8), np.ones((24, 8, 8, 2), np.float32))
+    >>> [(kind, box[0], box[3], data.dtype.name) for kind, box, data in
+    ...  part_pieces(partition, 0, [cell], labels=True, channel_first=False)]
+    [('final', 0, 16, 'uint8'), ('lead', 16, 24, 'float32')]
     """
     from ..dtypes import label_dtype
 

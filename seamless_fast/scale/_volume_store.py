@@ -28,7 +28,11 @@ _Z_CHUNK, _MAX_SIDE = 16, 64
 
 
 def chunks_of(shape, chunk):
-    """Chunks of a stored (d, H, W[, C]) array: 16 deep, `chunk` (at most 64) on y and x, every channel."""
+    """Chunks of a stored (d, H, W[, C]) array: 16 deep, `chunk` (at most 64) on y and x, every channel.
+
+    >>> chunks_of((32, 384, 384, 16), 512), chunks_of((5, 40, 30), 512)
+    ((16, 64, 64, 16), (5, 40, 30))
+    """
     return (min(_Z_CHUNK, shape[0]), min(chunk, _MAX_SIDE, shape[1]), min(chunk, _MAX_SIDE, shape[2])) + \
         tuple(shape[3:])
 
@@ -48,7 +52,14 @@ def volume_arrays(partition, part, result, labels, chunk):
 
 
 def source_metadata(reader):
-    """What the merge carries to a volume output from the source's reader: spacing, unit and (z, y, x) affine."""
+    """What the merge carries to a volume output from the source's reader: spacing, unit and (z, y, x) affine.
+
+    >>> import numpy as np
+    >>> from seamless_fast.io import VolumeReader
+    >>> with VolumeReader(np.zeros((2, 3, 4), np.float32)) as reader:
+    ...     source_metadata(reader)
+    {'spacing': None, 'unit': None, 'affine': None}
+    """
     spacing, affine = getattr(reader, "spacing", None), getattr(reader, "affine", None)
     return {"spacing": None if spacing is None else [float(v) for v in spacing],
             "unit": getattr(reader, "unit", None),
