@@ -194,3 +194,20 @@ def test_the_profiling_script_times_parts_and_merge():
     lines = out.stdout.splitlines()
     assert lines[0].startswith("20 x 24 x 24") and lines[1].startswith("seam MiB per part")
     assert lines[-1].startswith("median: single") and float(lines[-1].split()[-1]) > 0
+
+
+@pytest.mark.parametrize("metadata, message", [
+    ([1, 2], "expected a dict of spacing, unit and affine"),
+    ({"spacing": [1, 0, 1]}, "metadata spacing=.*three positive numbers"),
+    ({"unit": "parsec"}, "metadata unit='parsec' is not a length unit"),
+    ({"affine": np.eye(3)}, "metadata affine is not a finite 4x4 matrix"),
+    ({"origin": 1}, "expected a dict of spacing, unit and affine"),
+])
+def test_bad_metadata_is_refused_before_the_part_runs(tmp_path, metadata, message):
+    store = PartStore(tmp_path / "s.zarr", Job.from_options(SIZE, TILE, OVERLAP, parts=2))
+    with pytest.raises(ValueError, match=message) as error:
+        store.run_part(0, read_tile, lambda batch: 1 / 0, metadata=metadata)
+    assert "\n" not in str(error.value) and store.missing_parts() == [0, 1]
+    image = PartStore(tmp_path / "i.zarr", Job.from_options((60, 50), 32, 8, parts=2))
+    with pytest.raises(ValueError, match="metadata= is recorded for a volume job only"):
+        image.run_part(0, lambda box: np.zeros((32, 32, 1)), lambda batch: batch, metadata={})

@@ -92,7 +92,7 @@ class Job:
                         context, output_scale):
         if area is not None:
             raise ValueError("area applies to 2-D images; a volume job takes none")
-        if not all(int(v) == 1 for v in ((output_scale,) if isinstance(output_scale, int) else output_scale)):
+        if any(v != 1 for v in (output_scale if isinstance(output_scale, (tuple, list)) else (output_scale,))):
             raise ValueError(f"output_scale={output_scale!r} applies to 2-D images; a volume job takes 1")
         tile_size, overlap = as_triple(tile_size, "tile_size", minimum=1), as_triple(overlap, "overlap", minimum=0)
         if any(o >= t for o, t in zip(overlap, tile_size)):

@@ -66,6 +66,37 @@ def source_metadata(reader):
             "affine": None if affine is None else np.asarray(affine, np.float64).tolist()}
 
 
+def check_metadata(metadata, volume):
+    """`metadata` for :meth:`PartStore.run_part` checked (None, or a volume's spacing, unit and affine as
+    :func:`source_metadata` gives them), as JSON values; a one-line ValueError otherwise.
+
+    >>> check_metadata({"spacing": (2, 1, 1), "unit": "mm", "affine": None}, True)
+    {'spacing': [2.0, 1.0, 1.0], 'unit': 'millimeter', 'affine': None}
+    """
+    from ..io._volume import unit_name
+    from ..io._volwrite import check_positive_floats
+
+    if metadata is None:
+        return None
+    if not volume:
+        raise ValueError("metadata= is recorded for a volume job only; this store's job is a 2-D image's")
+    if not isinstance(metadata, dict) or not set(metadata) <= {"spacing", "unit", "affine"}:
+        raise ValueError(f"metadata={metadata!r}: expected a dict of spacing, unit and affine (source_metadata)")
+    spacing, unit, affine = (metadata.get(key) for key in ("spacing", "unit", "affine"))
+    if unit is not None and (not isinstance(unit, str) or unit_name(unit) is None):
+        raise ValueError(f"metadata unit={unit!r} is not a length unit; expected e.g. 'micrometer' or 'millimeter'")
+    if affine is not None:
+        try:
+            matrix = np.asarray(affine, np.float64)
+        except (TypeError, ValueError):
+            matrix = np.empty(0)
+        if matrix.shape != (4, 4) or not np.isfinite(matrix).all():
+            raise ValueError("metadata affine is not a finite 4x4 matrix; expected the reader's (z, y, x) affine")
+        affine = matrix.tolist()
+    return {"spacing": None if spacing is None else list(check_positive_floats(spacing, "metadata spacing")),
+            "unit": None if unit is None else unit_name(unit), "affine": affine}
+
+
 class _VolumeSink:
     """The pieces a volume part emits into its arrays, each created at its first piece."""
 
@@ -158,7 +189,7 @@ def run_volume_part(store, group, part, read_tile, model, *, batch_size, dtype, 
     return int(blender.channels), str(blender._dtype), sorted(sink.bands), sink.row_bytes, sink.seam_bytes, 1
 
 
-def merge_volume(store, output, dtype):
+def merge_volume(store, output, dtype, compression):
     """:meth:`PartStore.merge` of a volume job: every check first, then the output written in z order."""
     from ..io import volume_writer
 
@@ -168,6 +199,8 @@ def merge_volume(store, output, dtype):
         raise ValueError(f"output={output!r}: expected a {', '.join(VOLUME_OUTPUTS[:-1])} or {VOLUME_OUTPUTS[-1]} "
                          "name for a volume")
     check_output_path(output, inputs=[store.path], folder_ok=lower.endswith(".zarr"))
+    if compression not in (None, "zlib", "zstd"):  # accepted as for an image; the volume writers choose their own
+        raise ValueError(f"compression={compression!r} is not supported; expected None, 'zlib' or 'zstd'")
     results = store.verify()
     channels, labels = results[0].channels, store.job.labels
     dtype = output_dtype(dtype, labels=labels, classes=channels)

@@ -36,7 +36,7 @@ from ..dtypes import output_dtype, to_output_dtype
 from . import _manifest
 from ._job import Job
 from ._store_io import _CropReader, _from_planes, _output_writer, _RowsWriter, _SeamWriter
-from ._volume_store import merge_volume, run_volume_part
+from ._volume_store import check_metadata, merge_volume, run_volume_part
 from .partition import PartBlender, merge_lead_rows
 
 __all__ = ["Job", "PartStore", "PartResult", "import_zarr"]
@@ -321,6 +321,7 @@ class PartStore:
             The part's figures; those of the earlier run when it was already complete.
         """
         part = self._check_part(part)
+        metadata = check_metadata(metadata, self.job.volume)
         done = self.result(part)
         if done is not None:
             try:
@@ -385,15 +386,15 @@ class PartStore:
             :meth:`verify`, before any output is opened; for values that the
             dtype cannot hold, while writing (no output is left then).
         """
-        if compression not in (None, "zlib", "zstd"):
-            raise ValueError(f"compression={compression!r} is not supported; expected None, 'zlib' or 'zstd'")
         if self.job.volume:
-            return merge_volume(self, output, dtype)
+            return merge_volume(self, output, dtype, compression)
         output = os.fspath(output)
         lower = output.lower()
         if not lower.endswith((".tif", ".tiff", ".zarr")):
             raise ValueError(f"output={output!r}: expected a .tif, .tiff or .zarr name")
         check_output_path(output, inputs=[self.path], folder_ok=lower.endswith(".zarr"))
+        if compression not in (None, "zlib", "zstd"):
+            raise ValueError(f"compression={compression!r} is not supported; expected None, 'zlib' or 'zstd'")
         results = self.verify()
         channels, group = results[0].channels, results[0].group
         dtype = output_dtype(dtype, labels=self.job.labels, classes=channels)
