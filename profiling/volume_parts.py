@@ -67,7 +67,7 @@ def main():
     volume = np.random.default_rng(0).random(size, np.float32)
     plan, _ = sf.plan_regular_grid(size, tuple(args.tile), tuple(args.overlap))
     partition = partition_plan(plan, args.parts)
-    seams = partition.seam_bytes(args.channels)
+    seams = partition.part_seam_bytes(args.channels)
     print(f"{' x '.join(map(str, size))}, tile {args.tile}, overlap {args.overlap}, C = {args.channels}, "
           f"{plan.n_loads} tiles, {args.parts} parts (layers {partition.layer_bounds.tolist()}), "
           f"{'labels' if args.labels else 'values'}, {args.rounds} rounds")

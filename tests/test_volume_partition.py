@@ -159,9 +159,10 @@ def test_partition_figures_of_the_monai_scenario():
     two, three = partition_plan(plan, 2), partition_plan(plan, 3)
     assert isinstance(two, VolumePartition) and two.parts == 2
     assert two.layer_bounds.tolist() == [0, 1, 3] and two.lead.tolist() == [[96, 128], [0, 0]]
-    assert two.seam_bytes(16).tolist() == [32 * 384 * 384 * 16 * 4] * 2
+    assert two.part_seam_bytes(16).tolist() == [32 * 384 * 384 * 16 * 4] * 2
+    assert two.seam_bytes(16) == 2 * 32 * 384 * 384 * 16 * 4
     assert three.final.tolist() == [[0, 96], [0, 0], [224, 256]]
-    assert three.seam_bytes(16).tolist() == [x * 384 * 384 * 16 * 4 for x in (32, 32 + 96, 96)]
+    assert three.part_seam_bytes(16).tolist() == [x * 384 * 384 * 16 * 4 for x in (32, 32 + 96, 96)]
     assert sum(len(three.steps_of(q)) for q in range(3)) == plan.n_loads
 
 

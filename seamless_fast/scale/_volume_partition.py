@@ -69,11 +69,15 @@ class VolumePartition:
         """``range`` of the load steps part `part` blends."""
         return range(int(self.step_bounds[part]), int(self.step_bounds[part + 1]))
 
-    def seam_bytes(self, channels, itemsize=4):
-        """Bytes part q hands over (crop and lead voxels), per part: an int64 array of shape (parts,)."""
+    def part_seam_bytes(self, channels, itemsize=4):
+        """Bytes each part hands over (its crop and lead voxels): int64 array of shape (parts,)."""
         _, h, w = self.plan.image_size
         depth = np.diff(self.crop, axis=1)[:, 0] + np.diff(self.lead, axis=1)[:, 0]
         return depth.astype(np.int64) * h * w * channels * itemsize
+
+    def seam_bytes(self, channels, itemsize=4):
+        """Bytes handed over at seams (every part's crop and lead) for `channels` float channels."""
+        return int(self.part_seam_bytes(channels, itemsize).sum())
 
     def __repr__(self):
         return (f"VolumePartition(parts={self.parts}, layers={self.layer_bounds.tolist()}, "
