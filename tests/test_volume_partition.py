@@ -178,3 +178,23 @@ def test_bad_partitions_are_refused_with_one_line(make, message):
     with pytest.raises(ValueError, match=message) as error:
         make()
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("window", ["pyramid", "hann"])
+def test_the_merged_volume_matches_the_numpy_reference(window):
+    from reference import reference_blend_nd, separable_window
+
+    from seamless_fast.windows import window_1d
+
+    plan, _ = sf.plan_regular_grid((33, 14, 11), (9, 8, 6), (3, 2, 2), window=window)
+    boxes = plan.tile_boxes
+    windows = [separable_window(lambda n: window_1d(window, n), (b[3:] - b[:3]).tolist()) for b in boxes]
+
+    def tiles(box):
+        return tile_for(box, 2, np.float64, False, 3)
+
+    expected, covered = reference_blend_nd(boxes, [np.nan_to_num(tiles(b)) for b in boxes], windows, plan.image_size)
+    assert covered.all()
+    for parts in range(2, len(allowed_cuts(plan)) + 2):
+        got = parted_run(plan, parts, lambda box: np.nan_to_num(tiles(box)), False, False)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
