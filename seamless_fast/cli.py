@@ -170,18 +170,20 @@ def build_parser():
                               "dtype's largest value for labels (none for uint8/uint16 probabilities: 0 is written). "
                               "The input's nodata is not carried over: it could hide a class")
     segment.add_argument("--part", type=_part, metavar="K/N",
-                         help="run only part K (0 to N-1) of the image cut into N bands of tile rows, e.g. "
-                              "$SLURM_ARRAY_TASK_ID/4; needs --store, then `seamless-fast merge`")
+                         help="run only part K (0 to N-1) of the image cut into N bands of tile rows (a volume: "
+                              "slabs of tile layers), e.g. $SLURM_ARRAY_TASK_ID/4; needs --store, then "
+                              "`seamless-fast merge`")
     segment.add_argument("--store", metavar="DIR", help="zarr folder the parts of a --part run go to")
     _add_level(segment)
     segment.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
     merge = commands.add_parser("merge", help="finish the seams of a --part run and write its output",
                                 description="Once every part in DIR is complete, merge the seams between them "
-                                            "and write OUTPUT (.tif/.tiff: tiled TIFF; .zarr: zarr array).")
+                                            "and write OUTPUT (.tif/.tiff: tiled TIFF; .zarr: zarr array; a volume's "
+                                            "parts: .zarr, .nii, .nii.gz, .tif or .tiff, as segment writes them).")
     merge.add_argument("--store", metavar="DIR", required=True, help="the zarr folder the parts wrote")
-    merge.add_argument("output", help="output .tif, .tiff or .zarr; written under a temporary name, "
-                                      "renamed when complete")
+    merge.add_argument("output", help="output .tif, .tiff or .zarr (a volume also .nii, .nii.gz); written under "
+                                      "a temporary name, renamed when complete")
     merge.add_argument("--dtype", choices=DTYPES,
                        help="as for segment (default: the smallest label dtype that holds every class, or float32)")
     merge.add_argument("--compression", choices=["none", "zlib", "zstd"], default="zlib",

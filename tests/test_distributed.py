@@ -196,3 +196,18 @@ def test_dask_run_with_context_and_output_scale(tmp_path, image_path, client):
     got = zarr.open_array(tmp_path / "out.zarr", mode="r")[:]
     assert got.shape == (150, 130, 3) and result.output_bytes == 150 * 130 * 3 * 4
     np.testing.assert_array_equal(got, expected)
+
+
+def test_dask_run_of_a_volume_equals_the_single_process_run(tmp_path, client):
+    volume = np.random.default_rng(6).random((30, 21, 17, 3), np.float32)
+    tile, overlap = (8, 12, 10), (2, 4, 3)
+    plan, _ = sf.plan_regular_grid(volume.shape[:3], tile, overlap)
+    with sf.io.VolumeReader(volume, pad="reflect") as reader:
+        tiles = [segmenter(np.moveaxis(reader.read(box), -1, 0)[None])[0] for box in plan.read_boxes().tolist()]
+    expected = sf.blend(plan, tiles, labels=True, channel_first=True)
+    result = run_dask(volume, factory, tmp_path / "parts.zarr", tile_size=tile, overlap=overlap, parts=3,
+                      output=tmp_path / "out.zarr", client=client)
+    with sf.io.VolumeReader(str(tmp_path / "out.zarr")) as reader:
+        got = reader.read((0, 0, 0) + reader.shape)[..., 0]
+    np.testing.assert_array_equal(got, expected)
+    assert [r.part for r in result.parts] == [0, 1, 2] and result.output_bytes == 30 * 21 * 17

@@ -9,6 +9,8 @@ from ._options import (DEMO_MAX_SIZE, MERGE_EXTENSIONS, TIFF_EXTENSIONS, UsageEr
                        probe_channels, require_extras)
 from ._volume import is_volume, one_size, prepare_volume_segment
 
+NIFTI_EXTENSIONS = (".nii", ".nii.gz")  # merge outputs of a volume store only
+
 
 def _compression(name):
     return None if name in (None, "none") else name
@@ -175,19 +177,26 @@ class _PartJob:
             raise UsageError(_one_line(error)) from None
 
     def run(self):
-        args, part, store = self.args, self.part, self.store
-        parts = store.job.parts
-        try:
-            if store.result(part) is not None and _verifies(store, part):
-                return f"part {part}/{parts} is already complete in {args.store}; nothing to do"
-            with _nothing() if args.progress else compile_notice():
-                result = store.run_part(part, self.reader.read, self.model, batch_size=args.batch_size,
-                                        progress=True if args.progress else None)
-        finally:
-            self.reader.close()
-        return (f"part {part}/{parts}: {result.tiles} tiles in {result.seconds:.1f} s, "
-                f"{result.row_bytes / 2**20:.1f} MiB of rows, {result.seam_bytes / 2**20:.1f} MiB at seams, peak "
-                f"memory {peak_mib():.0f} MiB; missing parts: {store.missing_parts() or 'none'}")
+        return run_part_job(self)
+
+
+def run_part_job(job, **options):
+    """Run a prepared --part job (its args, part, store, reader and model) unless the part is complete and
+    intact; close the reader; return the report line. `options` go to PartStore.run_part."""
+    args, part, store = job.args, job.part, job.store
+    parts = store.job.parts
+    try:
+        if store.result(part) is not None and _verifies(store, part):
+            return f"part {part}/{parts} is already complete in {args.store}; nothing to do"
+        with _nothing() if args.progress else compile_notice():
+            result = store.run_part(part, job.reader.read, job.model, batch_size=args.batch_size,
+                                    progress=True if args.progress else None, **options)
+    finally:
+        job.reader.close()
+    what = "voxels" if store.job.volume else "rows"
+    return (f"part {part}/{parts}: {result.tiles} tiles in {result.seconds:.1f} s, "
+            f"{result.row_bytes / 2**20:.1f} MiB of {what}, {result.seam_bytes / 2**20:.1f} MiB at seams, peak "
+            f"memory {peak_mib():.0f} MiB; missing parts: {store.missing_parts() or 'none'}")
 
 
 def _verifies(store, part):
@@ -205,9 +214,9 @@ def prepare_merge(args):
     """Check every option of ``seamless-fast merge``; return the job to run."""
     from ..dtypes import output_dtype
 
-    check_extension(args.output, MERGE_EXTENSIONS)
-    zarr_output = args.output.lower().endswith(".zarr")
-    if not zarr_output:
+    check_extension(args.output, MERGE_EXTENSIONS + NIFTI_EXTENSIONS)
+    zarr_output = args.output.lower().rstrip("/" + os.sep).endswith(".zarr")
+    if args.output.lower().endswith(TIFF_EXTENSIONS):
         require_extras("seamless-fast merge to a TIFF", progress=False)
     check_output(args.output, inputs=[args.store], folder_ok=zarr_output)
     if not os.path.exists(args.store):
@@ -218,6 +227,9 @@ def prepare_merge(args):
         from ..scale.store import PartStore
 
         store = PartStore(args.store)
+        if args.output.lower().endswith(NIFTI_EXTENSIONS) and not store.job.volume:
+            raise ValueError(f"output {args.output!r} is a volume format; the store holds a 2-D image's parts "
+                             f"(expected {', '.join(MERGE_EXTENSIONS)})")
         store.check_complete()
         results = [store.result(q) for q in range(store.job.parts)]
         dtype = output_dtype(args.dtype, labels=store.job.labels, classes=max(r.channels for r in results))

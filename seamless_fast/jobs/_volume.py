@@ -12,8 +12,7 @@ VOLUME_INPUTS = (".zarr", ".nii", ".nii.gz")
 VOLUME_OUTPUTS = (".zarr", ".nii", ".nii.gz", ".tif", ".tiff")
 # options of a 2-D run that a volume run does not take: (attribute, its default, the option's name)
 _IMAGE_ONLY = (("area", None, "--area (a 2-D polygon)"), ("mpp", None, "--mpp"), ("output_scale", 1, "--output-scale"),
-               ("pyramid", False, "--pyramid"), ("nodata", None, "--nodata"), ("part", None, "--part"),
-               ("store", None, "--store"))
+               ("pyramid", False, "--pyramid"), ("nodata", None, "--nodata"))
 MASK_FILES = (".npy",) + VOLUME_INPUTS + (".tif", ".tiff")
 
 
@@ -68,6 +67,8 @@ def prepare_volume_segment(args):
     for axis, (t, o) in enumerate(zip(tile, overlap)):
         if o >= t:
             raise UsageError(f"--overlap {o} must be smaller than --tile {t} (axis {'zyx'[axis]})")
+    if getattr(args, "part", None) is not None or getattr(args, "store", None) is not None:
+        return _prepare_volume_part(args, tile, overlap)
     if args.output is None:
         raise UsageError("the output volume is missing (.zarr, .nii, .nii.gz, .tif or .tiff)")
     name = os.fspath(args.output).lower().rstrip("/" + os.sep)
@@ -81,6 +82,22 @@ def prepare_volume_segment(args):
         plan = _plan(reader.shape, tile, overlap, args, mask=mask)
         model = load_model(args.model)
         return _VolumeJob(args, reader, plan, model)
+    except BaseException:
+        reader.close()
+        raise
+
+
+def _prepare_volume_part(args, tile, overlap):
+    """``segment VOLUME --part K/N --store DIR``: the options checked as for an image's part, the job to run."""
+    from ._runs import _check_part_options, _check_store
+
+    _check_part_options(args)
+    if getattr(args, "mask", None) is not None:
+        raise UsageError("--mask goes with a whole run; a --part run of a volume goes over the whole volume")
+    _check_store(args.store, args.input)
+    reader = _open_volume(args)
+    try:
+        return _VolumePartJob(args, reader, load_model(args.model), tile, overlap)
     except BaseException:
         reader.close()
         raise
@@ -201,6 +218,30 @@ class _VolumeJob:
         from ._runs import run_into_writer
 
         return run_into_writer(self, _volume_sink(self.writer, self.args.channel_first, self.dtype))
+
+
+class _VolumePartJob:
+    """One part of a volume's partitioned run: its slab of tile layers into the store, with the source's
+    spacing, unit and affine for the merge."""
+
+    def __init__(self, args, reader, model, tile, overlap):
+        from ..scale._volume_store import source_metadata
+        from ..scale.store import Job, PartStore
+
+        self.args, self.reader, self.model = args, reader, model
+        self.part, parts = args.part
+        self.metadata = source_metadata(reader)
+        try:
+            job = Job.from_options(reader.shape, tile, overlap, parts=parts, window=args.window, labels=args.labels,
+                                   channel_first=args.channel_first, context=args.context)
+            self.store = PartStore(args.store, job)
+        except (ValueError, ImportError) as error:
+            raise UsageError(_one_line(error)) from None
+
+    def run(self):
+        from ._runs import run_part_job
+
+        return run_part_job(self, metadata=self.metadata)
 
 
 def _volume_sink(writer, channel_first, dtype):

@@ -1,6 +1,7 @@
 """Runs at scale: a plan cut into parts that run apart (processes, batch jobs, a Dask cluster) and merge exactly.
 
-:func:`partition_plan` cuts a plan into bands of tile rows; a :class:`PartStore`
+:func:`partition_plan` cuts a plan into bands of tile rows (a volume plan
+into slabs of tile layers); a :class:`PartStore`
 (a zarr folder described by a :class:`Job`) collects each part's rows and seam
 sums and merges them into the output; :func:`run_dask` does both on a
 ``dask.distributed`` cluster. The merged output equals a single-process run

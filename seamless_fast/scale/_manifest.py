@@ -119,8 +119,13 @@ def expected_arrays(partition, part, result, labels, chunk):
 
     dtype None: any integer dtype that holds the labels (the rows of a labels job).
     """
+    from ._volume_partition import VolumePartition
     from .partition import part_plan
 
+    if isinstance(partition, VolumePartition):
+        from ._volume_store import volume_arrays
+
+        return volume_arrays(partition, part, result, labels, chunk)
     plan = partition.plan
     channels, group = int(result["channels"]), int(result["group"])
     dtype = np.dtype(result["dtype"]).name

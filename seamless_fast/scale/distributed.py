@@ -72,7 +72,12 @@ def run_dask(source, model_factory, store, *, tile_size=256, overlap=64, parts=N
     source : str, os.PathLike or array
         A TIFF file, a zarr array folder (``.zarr``), or an array: numpy,
         zarr or dask, (H, W) or (H, W, C). A dask array is read slice by slice
-        in each task (with dask's synchronous scheduler).
+        in each task (with dask's synchronous scheduler). A volume, when
+        `tile_size` or `overlap` gives three sizes ``(z, y, x)`` or the source
+        is a NIfTI file: a zarr / OME-Zarr folder, a NIfTI ``.nii`` /
+        ``.nii.gz``, a TIFF stack, or an array (D, H, W) or (D, H, W, C), as
+        :class:`~seamless_fast.io.VolumeReader` reads it; its parts are slabs
+        of tile layers, and the output carries its spacing and affine.
     model_factory : callable
         ``model_factory()`` returns the model, a callable on batches as for
         :func:`~seamless_fast.run_pipeline`. Called once per worker process
@@ -90,7 +95,8 @@ def run_dask(source, model_factory, store, *, tile_size=256, overlap=64, parts=N
     pad : {"reflect", "edge", "constant"}
         How tiles crossing the image border are filled (see :class:`~seamless_fast.io.ImageReader`).
     output : str or os.PathLike, optional
-        Merge into this ``.tif``/``.tiff``/``.zarr`` once every part is done.
+        Merge into this ``.tif``/``.tiff``/``.zarr`` once every part is done
+        (a volume: also ``.nii``/``.nii.gz``).
     output_dtype, compression
         As for :meth:`~seamless_fast.scale.store.PartStore.merge`.
     client : distributed.Client, optional
@@ -106,19 +112,26 @@ def run_dask(source, model_factory, store, *, tile_size=256, overlap=64, parts=N
     Returns
     -------
     DaskResult
+
+    Examples
+    --------
+    A volume, two parts on a LocalCluster of two workers (not run here: a cluster takes seconds to start)::
+
+        result = run_dask("ct.nii.gz", make_model, "parts.zarr", tile_size=(96, 128, 128),
+                          overlap=(24, 32, 32), parts=2, output="labels.nii.gz")
     """
     distributed = _import_distributed()
-    from ..io import ImageReader
     from .store import Job, PartStore
 
     check_callable(model_factory, "model_factory")
     n_workers = as_positive_int(n_workers, "n_workers")
     if client is not None and not isinstance(client, distributed.Client):
         raise ValueError(f"client={client!r} is not a distributed.Client")
+    volume = _is_volume(source, tile_size, overlap)
     if output is not None:
-        output = _check_output(output, source, store, labels, output_dtype, compression)
+        output = _check_output(output, source, store, labels, output_dtype, compression, volume)
     start = time.perf_counter()
-    with ImageReader(_open_source(source), pad=pad) as reader:
+    with _reader(source, pad, volume) as reader:
         image_size = reader.shape
     # every option but the number of parts checked before a cluster starts
     Job.from_options(image_size, tile_size, overlap, parts=1 if parts is None else parts, area=area, window=window,
@@ -137,7 +150,7 @@ def run_dask(source, model_factory, store, *, tile_size=256, overlap=64, parts=N
         part_store = PartStore(store, job)
         token = uuid.uuid4().hex
         futures = [client.submit(_run_part_task, part_store.path, part, source, model_factory, token, pad,
-                                 batch_size, key=f"seamless_fast-part-{part}-{token}", pure=False)
+                                 batch_size, volume, key=f"seamless_fast-part-{part}-{token}", pure=False)
                    for part in part_store.parts_to_run()]
         client.gather(futures)
         if output is not None:  # the merge verifies every part before it opens the output
@@ -156,15 +169,36 @@ def run_dask(source, model_factory, store, *, tile_size=256, overlap=64, parts=N
                       output_bytes=math.prod(part_store.plan.image_size) * per_pixel * itemsize, output=output)
 
 
-def _check_output(output, source, store, labels, dtype, compression):
+def _is_volume(source, tile_size, overlap):
+    """Whether run_dask blends a volume: three tile or overlap sizes, or a NIfTI source."""
+    from ..plan._volume import is_volume_size
+
+    nifti = isinstance(source, (str, os.PathLike)) and os.fspath(source).lower().endswith((".nii", ".nii.gz"))
+    return nifti or is_volume_size(tile_size) or is_volume_size(overlap)
+
+
+def _reader(source, pad, volume):
+    """The reader of `source`: a VolumeReader for a volume, else an ImageReader."""
+    from ..io import ImageReader, VolumeReader
+
+    if volume:
+        if isinstance(source, (str, os.PathLike)) and not os.path.exists(source):
+            raise ValueError(f"source={os.fspath(source)!r} does not exist")
+        return VolumeReader(source, pad=pad)
+    return ImageReader(_open_source(source), pad=pad)
+
+
+def _check_output(output, source, store, labels, dtype, compression, volume=False):
     """Refuse a bad output before any part runs: its name, its place (not the source or store), dtype, compression."""
     from .._files import check_output_path
     from ..dtypes import output_dtype
+    from ._volume_store import VOLUME_OUTPUTS
 
     output = os.fspath(output)
-    lower = output.lower()
-    if not lower.endswith((".tif", ".tiff", ".zarr")):
-        raise ValueError(f"output={output!r}: expected a .tif, .tiff or .zarr name")
+    lower = output.lower().rstrip("/" + os.sep)
+    names = VOLUME_OUTPUTS if volume else (".tif", ".tiff", ".zarr")
+    if not lower.endswith(names):
+        raise ValueError(f"output={output!r}: expected a {', '.join(names[:-1])} or {names[-1]} name")
     inputs = [store] + ([source] if isinstance(source, (str, os.PathLike)) else [])
     check_output_path(output, inputs=inputs, folder_ok=lower.endswith(".zarr"))
     if dtype is not None:  # whether it holds every class is known once the model ran; the merge checks that
@@ -188,19 +222,20 @@ def _open_source(source):
     return source
 
 
-def _run_part_task(store_path, part, source, model_factory, token, pad, batch_size):
+def _run_part_task(store_path, part, source, model_factory, token, pad, batch_size, volume=False):
     """One part, on a worker."""
     import dask
 
-    from ..io import ImageReader
+    from ._volume_store import source_metadata
     from .store import PartStore
 
     if token not in _MODELS:
         _MODELS.clear()  # a worker keeps the model of one run only
         _MODELS[token] = model_factory()
     store = PartStore(store_path)
-    with dask.config.set(scheduler="synchronous"), ImageReader(_open_source(source), pad=pad) as reader:
-        return store.run_part(part, reader.read, _MODELS[token], batch_size=batch_size, parallel=False)
+    with dask.config.set(scheduler="synchronous"), _reader(source, pad, volume) as reader:
+        metadata = {"metadata": source_metadata(reader)} if volume else {}
+        return store.run_part(part, reader.read, _MODELS[token], batch_size=batch_size, parallel=False, **metadata)
 
 
 def _merge_task(store_path, output, dtype, compression):

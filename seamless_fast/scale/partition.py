@@ -32,6 +32,8 @@ from ..engine import _kernels
 from ..engine._transpose import frame_tile
 from ..engine.blender import Blender
 from ..plan import STEP_COLUMNS, Plan
+from ..plan._volume import VolumePlan
+from ._volume_partition import partition_volume
 
 __all__ = ["Partition", "partition_plan", "part_plan", "PartBlender", "merge_lead_rows"]
 
@@ -101,17 +103,18 @@ def partition_plan(plan, parts):
 
     Parameters
     ----------
-    plan : Plan
+    plan : Plan or VolumePlan
         A plan on a rectilinear grid with a separable window, in one stripe:
         what :func:`~seamless_fast.plan_regular_grid` makes with a built-in
         window and no `max_buffer_bytes`. A plan walking columns is cut
-        into bands of tile columns.
+        into bands of tile columns. A volume plan is cut into slabs of tile
+        layers (see :func:`~seamless_fast.scale._volume_partition.partition_volume`).
     parts : int
         How many parts; at most the number of tile rows the plan loads.
 
     Returns
     -------
-    Partition
+    Partition, or VolumePartition for a volume plan
 
     Examples
     --------
@@ -123,6 +126,8 @@ def partition_plan(plan, parts):
     >>> partition.own.tolist()
     [[0, 384], [416, 672], [704, 1000]]
     """
+    if isinstance(plan, VolumePlan):
+        return partition_volume(plan, parts)
     if not isinstance(plan, Plan):
         raise ValueError(f"plan must be a Plan from plan_regular_grid or plan_from_grid; got {type(plan).__name__}")
     if not plan.normalised:

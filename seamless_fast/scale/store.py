@@ -12,6 +12,9 @@ Layout of a store ``DIR``::
     DIR/part{q}/lead      partial sums of its lead rows, planes (P, rows, elements)
     DIR/part{q}/crops     seam rows of its tiles, one chunk per tile (n, P, rows, elements)
 
+A volume job's parts (slabs of tile layers) write ``voxels``, ``crop`` and
+``lead`` arrays instead, under the same records (see :mod:`seamless_fast.scale._volume_store`).
+
 Parts may run in any order, at the same time, on machines that share ``DIR``.
 zarr writes each chunk to a temporary file and renames it, so a part that is
 killed leaves no torn chunk, and without "complete" a part counts as not run:
@@ -33,6 +36,7 @@ from ..dtypes import output_dtype, to_output_dtype
 from . import _manifest
 from ._job import Job
 from ._store_io import _CropReader, _from_planes, _output_writer, _RowsWriter, _SeamWriter
+from ._volume_store import check_metadata, merge_volume, run_volume_part
 from .partition import PartBlender, merge_lead_rows
 
 __all__ = ["Job", "PartStore", "PartResult", "import_zarr"]
@@ -294,7 +298,7 @@ class PartStore:
 
     # -- one part ------------------------------------------------------------
     def run_part(self, part, read_tile, model, *, batch_size=16, dtype=None, parallel=None, prefetch=2,
-                 progress=None):
+                 progress=None, metadata=None):
         """Run one part, unless it is already complete: blend its tiles, write its rows and seams.
 
         A complete part whose files no longer match its record (see
@@ -306,15 +310,18 @@ class PartStore:
             Which part, 0 to ``job.parts - 1``.
         read_tile, model, batch_size, dtype, parallel, prefetch, progress
             As for :func:`~seamless_fast.run_pipeline` (layout and labels come from the job).
+        metadata : dict, optional
+            A volume's ``spacing``, ``unit`` and ``affine`` from its reader
+            (:func:`~seamless_fast.scale._volume_store.source_metadata`),
+            recorded with the part and carried by :meth:`merge` to the output.
 
         Returns
         -------
         PartResult
             The part's figures; those of the earlier run when it was already complete.
         """
-        from ..engine.pipeline import run_blender
-
         part = self._check_part(part)
+        metadata = check_metadata(metadata, self.job.volume)
         done = self.result(part)
         if done is not None:
             try:
@@ -329,26 +336,16 @@ class PartStore:
         except FileNotFoundError:
             pass
         group = self.root.create_group(name, overwrite=True)
-        rows = _RowsWriter(group, self.partition.own[part], self.plan.image_size[1], self.job.chunk)
-        seams = _SeamWriter(group, self.partition, part)
-        blender = PartBlender(self.partition, part, on_crop=seams.crop, on_lead=seams.lead, labels=self.job.labels,
-                              channel_first=self.job.channel_first, dtype=dtype, parallel=parallel)
-
-        def write_cells(cells):
-            for cell in cells:
-                data = cell.data
-                rows.write(cell.box, np.moveaxis(data, 0, -1) if self.job.channel_first and data.ndim == 3 else data)
-
-        run_blender(blender, read_tile, model, write_cells, batch_size=batch_size, prefetch=prefetch,
-                    progress=progress)
-        rows.close()
+        run = dict(batch_size=batch_size, dtype=dtype, parallel=parallel, prefetch=prefetch, progress=progress)
+        blend = run_volume_part if self.job.volume else _run_rows
+        channels, acc, written, row_bytes, seam_bytes, layout = blend(self, group, part, read_tile, model, **run)
         result = PartResult(part=part, tiles=len(self.partition.steps_of(part)),
-                            seconds=time.perf_counter() - start, row_bytes=rows.nbytes, seam_bytes=seams.nbytes,
-                            channels=int(blender.channels), dtype=str(blender._dtype), group=int(blender._group))
-        written = [key for key, array in (("rows", rows.array), ("lead", seams.lead_array), ("crops", seams.crops))
-                   if array is not None]
+                            seconds=time.perf_counter() - start, row_bytes=row_bytes, seam_bytes=seam_bytes,
+                            channels=channels, dtype=acc, group=layout)
+        extra = {} if metadata is None else {"metadata": metadata}
         group_path = os.path.join(self.path, name)
-        record = _manifest.build_record(self.path, group_path, written, result.to_json(), self.job.to_json())
+        record = _manifest.build_record(self.path, group_path, written, dict(result.to_json(), **extra),
+                                        self.job.to_json())
         try:  # what was written must be what the merge will ask for; a mismatch is a bug, not damage
             root_meta, _ = _manifest.read_json(os.path.join(self.path, "zarr.json"), "zarr.json")
             _manifest.check_part_metadata(self.path, part, record, self.partition, self.job.to_json(), root_meta,
@@ -369,7 +366,10 @@ class PartStore:
         Parameters
         ----------
         output : str or os.PathLike
-            A ``.tif``/``.tiff`` file (tiled TIFF) or a ``.zarr`` folder.
+            A ``.tif``/``.tiff`` file (tiled TIFF) or a ``.zarr`` folder; for a
+            volume job a ``.zarr``, ``.nii``, ``.nii.gz``, ``.tif`` or ``.tiff``
+            volume (see :func:`~seamless_fast.io.volume_writer`), written in z
+            order with the spacing, unit and affine the parts recorded.
         dtype : optional
             Stored dtype, see :func:`seamless_fast.dtypes.output_dtype`:
             for labels the smallest of uint8, uint16, uint32 that holds the
@@ -377,7 +377,7 @@ class PartStore:
             float32 (default), float16, or uint8 / uint16 (probabilities
             quantised to the whole range).
         compression : {None, "zlib", "zstd"}
-            For a TIFF output.
+            For a 2-D TIFF output (a volume's writers choose their own).
 
         Raises
         ------
@@ -386,6 +386,8 @@ class PartStore:
             :meth:`verify`, before any output is opened; for values that the
             dtype cannot hold, while writing (no output is left then).
         """
+        if self.job.volume:
+            return merge_volume(self, output, dtype, compression)
         output = os.fspath(output)
         lower = output.lower()
         if not lower.endswith((".tif", ".tiff", ".zarr")):
@@ -422,3 +424,26 @@ class PartStore:
                 crops = _CropReader(self.root, partition, group)
                 values = merge_lead_rows(partition, q, group_q["lead"][:], crops, group)
                 yield (lo, x0, hi, x1), _from_planes(values, channels, group, self.job.labels)
+
+
+def _run_rows(store, group, part, read_tile, model, *, batch_size, dtype, parallel, prefetch, progress):
+    """Blend part `part` of a 2-D store's job into `group`: its own rows, crops and lead rows; return
+    (channels, accumulator dtype, names written, row bytes, seam bytes, elements per pixel in a plane row)."""
+    from ..engine.pipeline import run_blender
+
+    rows = _RowsWriter(group, store.partition.own[part], store.plan.image_size[1], store.job.chunk)
+    seams = _SeamWriter(group, store.partition, part)
+    blender = PartBlender(store.partition, part, on_crop=seams.crop, on_lead=seams.lead, labels=store.job.labels,
+                          channel_first=store.job.channel_first, dtype=dtype, parallel=parallel)
+
+    def write_cells(cells):
+        for cell in cells:
+            data = cell.data
+            rows.write(cell.box, np.moveaxis(data, 0, -1) if store.job.channel_first and data.ndim == 3 else data)
+
+    run_blender(blender, read_tile, model, write_cells, batch_size=batch_size, prefetch=prefetch,
+                progress=progress)
+    rows.close()
+    written = [key for key, array in (("rows", rows.array), ("lead", seams.lead_array), ("crops", seams.crops))
+               if array is not None]
+    return int(blender.channels), str(blender._dtype), written, rows.nbytes, seams.nbytes, int(blender._group)
