@@ -14,7 +14,7 @@ import shutil
 import socket
 import tempfile
 
-__all__ = ["umask", "partial_prefix", "make_partial", "remove_stale_partials", "publish", "check_not_an_input",
+__all__ = ["umask", "partial_prefix", "make_partial", "remove_stale_partials", "publish", "flush_tree", "check_not_an_input",
            "check_output_path"]
 
 
@@ -119,13 +119,7 @@ def publish(partial, path):
     ['out.txt']
     """
     partial, path = os.fspath(partial), os.fspath(path)
-    if os.path.isdir(partial):
-        for root, folders, files in os.walk(partial, topdown=False):
-            for name in files:
-                _flush(os.path.join(root, name))
-            _flush(root, folder=True)
-    else:
-        _flush(partial)
+    flush_tree(partial)
     if os.path.isdir(partial) and os.path.lexists(path):
         old = make_partial(path, directory=True)
         os.replace(path, os.path.join(old, "output"))
@@ -134,6 +128,24 @@ def publish(partial, path):
     else:
         os.replace(partial, path)
     _flush(os.path.dirname(os.path.abspath(path)), folder=True)
+
+
+def flush_tree(path):
+    """fsync a file, or every file and folder under a folder (deepest first), raising on a failed flush.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> flush_tree(tempfile.mkdtemp())
+    """
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        _flush(path)
+        return
+    for root, _, files in os.walk(path, topdown=False):
+        for name in files:
+            _flush(os.path.join(root, name))
+        _flush(root, folder=True)
 
 
 def _flush(path, *, folder=False):

@@ -276,3 +276,22 @@ def test_a_merge_and_a_new_store_remove_stale_partials_of_their_own_name(done_st
     PartStore(done_store).merge(tmp_path / "out.zarr")
     PartStore(tmp_path / "s.zarr", JOB)
     assert sorted(os.listdir(tmp_path)) == sorted(["out.zarr", "s.zarr", kept])
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="reads /proc/self/fd")
+def test_a_part_is_on_the_disk_before_its_record_says_it_is_done(tmp_path, monkeypatch):
+    """Every file a part wrote is flushed before its completion record is written, and the record after."""
+    synced, real = [], os.fsync
+
+    def fsync(handle):
+        synced.append(os.readlink(f"/proc/self/fd/{handle}"))
+        real(handle)
+
+    store = PartStore(tmp_path / "s.zarr", JOB)
+    monkeypatch.setattr(os, "fsync", fsync)
+    store.run_part(1, read_tile, model)
+    group = str(tmp_path / "s.zarr" / "part1")
+    files = {os.path.join(root, name) for root, _, names in os.walk(group) for name in names}
+    record = os.path.join(group, "zarr.json")
+    assert files - {record} <= set(synced[:-1]) and len(files) > 3
+    assert synced[-1] == record

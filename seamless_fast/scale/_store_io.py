@@ -1,11 +1,10 @@
 """The arrays a part writes into its store, and the outputs a merge writes (see :mod:`seamless_fast.scale.store`)."""
 
-import os
 import shutil
 
 import numpy as np
 
-from .._files import make_partial
+from .._files import make_partial, publish
 from ..dtypes import label_dtype, to_output_dtype
 from . import _manifest
 
@@ -168,13 +167,7 @@ class _ZarrOutput:
             shutil.rmtree(self.temp, ignore_errors=True)
             return False
         try:
-            if os.path.lexists(self.path):  # an earlier output stays until the new one is complete
-                old = make_partial(self.path, directory=True)
-                os.replace(self.path, os.path.join(old, "output"))
-                os.replace(self.temp, self.path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(self.temp, self.path)
+            publish(self.temp, self.path)  # an earlier output stays until the new one is complete
         except BaseException:
             shutil.rmtree(self.temp, ignore_errors=True)
             raise

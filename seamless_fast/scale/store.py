@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from .._files import check_output_path, make_partial
+from .._files import check_output_path, flush_tree, make_partial
 from .._validate import as_int
 from ..dtypes import output_dtype, to_output_dtype
 from . import _manifest
@@ -352,7 +352,9 @@ class PartStore:
                                           self.job.labels, self.job.chunk)
         except ValueError as error:
             raise RuntimeError(f"part {part} wrote other arrays than its job needs: {error}") from None
+        flush_tree(group_path)  # on the disk before the record says so
         group.attrs[_manifest.RECORD] = record  # last: only now does the part count as done
+        flush_tree(os.path.join(group_path, "zarr.json"))
         return result
 
     # -- merge ---------------------------------------------------------------
