@@ -180,6 +180,10 @@ class VolumeBlender(Blender):
         largest = int((boxes[:, 3:] - boxes[:, :3]).prod(axis=1).max())
         self._slab = new_array(np.empty, (height, width, self.plan.slab_depth, c), dtype, "the slab of the blend")
         self._copy = new_array(np.empty, (largest * c,), dtype, "the copy of a tile")
+        cells = self.plan.plane_plan.cell_boxes
+        depth = int((boxes[:, 3] - boxes[:, 0]).max())
+        largest_cell = int(((cells[:, 2] - cells[:, 0]) * (cells[:, 3] - cells[:, 1])).max(initial=0)) * depth
+        self._cells = new_array(np.empty, (largest_cell * c,), dtype, "the cell of a layer's 2-D blend")
         self._wz = self.plan.weight_z.astype(dtype)
         self.channels, self._dtype, self._out_dtype = c, dtype, out_dtype
         self._no_out = np.empty((1, 1, 1) if self.labels else (1, 1, 1, 1), out_dtype)
@@ -200,7 +204,8 @@ class VolumeBlender(Blender):
             np.copyto(planes, arr.transpose(2, 3, 1, 0) if self.channel_first else arr.transpose(1, 2, 0, 3),
                       casting="unsafe")
         if self._layer is None:
-            self._layer = Blender(plan.plane_plan, dtype=self._dtype, parallel=self._parallel)
+            self._layer = _LayerBlender(plan.plane_plan, dtype=self._dtype, parallel=self._parallel)
+            self._layer._cell_buffer = self._cells
             if self._policy == "numba":
                 self._layer._policy = "numba"
         emitted = []
@@ -306,7 +311,23 @@ class VolumeBlender(Blender):
         if self._layer is not None:
             self._layer._closed = True  # unfinished: dropped without its missing-tiles error
             self._layer._release()
-        self._layer = self._slab = self._copy = None
+        self._layer = self._slab = self._copy = self._cells = None
+
+
+class _LayerBlender(Blender):
+    """The 2-D blend of one z-layer, its cells written to one buffer of the VolumeBlender (`_cell_buffer`), each
+    over the last: `_combine` is done with a cell before the next push. A new array per cell (tens of MiB for
+    large tiles) would cost the system's first touch of its pages every time."""
+
+    _fresh_cells = False
+
+    def _cell_output(self, box):
+        if self.out is not None or self.labels:
+            return super()._cell_output(box)
+        h, w = box[2] - box[0], box[3] - box[1]
+        shape = self._tile_shape(h, w)
+        data = self._cell_buffer[:h * w * shape[2]].reshape(shape)
+        return data, data.reshape((-1, h, w * self._group)), 0, 0
 
 
 def _check_out(out, size, labels, channel_first):
