@@ -31,9 +31,9 @@ import numpy as np
 
 from . import _volume_kernels
 from ._adaptive import chooser_for
+from ._arrays import accumulator_dtype, label_dtype, new_array
 from ._background import compile_in_background
 from ._jit import parallel_is_safe, parallel_lock
-from ._arrays import accumulator_dtype, label_dtype, new_array
 from ._tiles import check_tile_count
 from .._validate import as_positive_int, check_bool, check_callable
 from .blender import PARALLEL_MIN_ELEMENTS, Blender, OutputCell
@@ -316,13 +316,14 @@ class VolumeBlender(Blender):
 
 class _LayerBlender(Blender):
     """The 2-D blend of one z-layer, its cells written to one buffer of the VolumeBlender (`_cell_buffer`), each
-    over the last: `_combine` is done with a cell before the next push. A new array per cell (tens of MiB for
-    large tiles) would cost the system's first touch of its pages every time."""
+    over the last: `_combine` is done with a cell before the next push, which emits at most one (the fast path
+    of a normalised plan, which every volume's layer is). A new array per cell (tens of MiB for large tiles)
+    would cost the system's first touch of its pages every time."""
 
     _fresh_cells = False
 
     def _cell_output(self, box):
-        if self.out is not None or self.labels:
+        if self.out is not None or self.labels or not self._normalised:
             return super()._cell_output(box)
         h, w = box[2] - box[0], box[3] - box[1]
         shape = self._tile_shape(h, w)
