@@ -106,35 +106,44 @@ def combine_values_parallel(cell, wz, slab, z0, c0, c1, t0, t1, held, y0, x0, ou
 
 
 @njit(inline="always")
-def _labels_rows(cell, wz, slab, z0, c0, c1, t0, t1, held, y0, x0, out, oz, oy, ox, values, lo, hi):
-    cw, channels, ring = cell.shape[1], cell.shape[3], slab.shape[2]
+def _label(cell, slab, w, yy, xx, i, y, x, s, from_slab):
+    """The arg-max over channels of ``w * cell (+ slab)`` at one voxel, each value made as `_values_rows`
+    makes it (ties and NaN as the 2-D kernels: the first largest, or the first NaN)."""
+    b = w * cell[yy, xx, i, 0]
+    if from_slab:
+        b += slab[y, x, s, 0]
+    best = 0
+    for c in range(1, cell.shape[3]):
+        v = w * cell[yy, xx, i, c]
+        if from_slab:
+            v += slab[y, x, s, c]
+        take = _takes(v, b)
+        b = v if take else b
+        best = c if take else best
+    return best
+
+
+@njit(inline="always")
+def _labels_rows(cell, wz, slab, z0, c0, c1, t0, t1, held, y0, x0, out, oz, oy, ox, lo, hi):
+    cw, ring = cell.shape[1], slab.shape[2]
     for yy in range(lo, hi):  # a row of the cell at a time, as `_values_rows`
+        y = y0 + yy
         for z in range(c0, c1):
             i, s, o = z - z0, z % ring, oz + z - c0
             w = wz[i]
-            from_slab = z < held
-            for xx in range(cw):
-                for c in range(channels):
-                    v = w * cell[yy, xx, i, c]
-                    if from_slab:
-                        v += slab[y0 + yy, x0 + xx, s, c]
-                    values[c] = v
-                b = values[0]
-                best = 0
-                for c in range(1, channels):
-                    take = _takes(values[c], b)
-                    b = values[c] if take else b
-                    best = c if take else best
-                out[o, oy + yy, ox + xx] = best
+            if z < held:  # two loops, each with `from_slab` a constant (1.4 x faster than one loop testing it)
+                for xx in range(cw):
+                    out[o, oy + yy, ox + xx] = _label(cell, slab, w, yy, xx, i, y, x0 + xx, s, True)
+            else:
+                for xx in range(cw):
+                    out[o, oy + yy, ox + xx] = _label(cell, slab, w, yy, xx, i, y, x0 + xx, s, False)
         _tail_row(cell, wz, slab, yy, y0, x0, z0, t0, t1, held)
 
 
 @njit
 def combine_labels(cell, wz, slab, z0, c0, c1, t0, t1, held, y0, x0, out, oz, oy, ox):
-    """As `combine_values`, writing the arg-max over channels to `out` (D', H', W') (ties and NaN as the 2-D
-    kernels: the first largest, or the first NaN)."""
-    values = np.empty(cell.shape[3], cell.dtype)
-    _labels_rows(cell, wz, slab, z0, c0, c1, t0, t1, held, y0, x0, out, oz, oy, ox, values, 0, cell.shape[0])
+    """As `combine_values`, writing the arg-max over channels to `out` (D', H', W')."""
+    _labels_rows(cell, wz, slab, z0, c0, c1, t0, t1, held, y0, x0, out, oz, oy, ox, 0, cell.shape[0])
 
 
 @njit(parallel=True)
@@ -142,8 +151,7 @@ def combine_labels_parallel(cell, wz, slab, z0, c0, c1, t0, t1, held, y0, x0, ou
     """:func:`combine_labels` with the cell's rows split into `chunks` blocks over numba's threads."""
     for c in prange(chunks):
         lo, hi = _rows(cell.shape[0], c, chunks)
-        values = np.empty(cell.shape[3], cell.dtype)
-        _labels_rows(cell, wz, slab, z0, c0, c1, t0, t1, held, y0, x0, out, oz, oy, ox, values, lo, hi)
+        _labels_rows(cell, wz, slab, z0, c0, c1, t0, t1, held, y0, x0, out, oz, oy, ox, lo, hi)
 
 
 @njit(inline="always")
