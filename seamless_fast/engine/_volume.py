@@ -248,22 +248,26 @@ class VolumeBlender(Blender):
                 target, oz, oy, ox = self._scratch(c1 - c0, yhi - ylo, xhi - xlo), 0, 0, 0
             cell = data.reshape(yhi - ylo, xhi - xlo, d, c)
             args = (cell, wz, self._slab, zlo, c0, c1, t0, zhi, held, ylo, xlo, target, oz, oy, ox)
+            # what the call does, for its chooser: its time per element depends on it (a first layer's tails
+            # set the slab, a middle layer's may be the first to touch its pages, a last layer's reads it)
+            kind = (c1 > c0, held > c0, zhi > t0, held > t0)
             if self.labels:
-                self._call(_volume_kernels.combine_labels, args, cell.size)
+                self._call(_volume_kernels.combine_labels, args, cell.size, kind)
             else:
-                self._call(_volume_kernels.combine_values, args + (self.channel_first,), cell.size)
+                self._call(_volume_kernels.combine_values, args + (self.channel_first,), cell.size, kind)
             if c1 > c0 and result is not None:
                 emitted.append(VolumeCell((layer, i, j), (c0, ylo, xlo, c1, yhi, xhi), result))
 
-    def _call(self, kernel, args, size):
+    def _call(self, kernel, args, size, kind=()):
         """`kernel` on `args`, or its parallel variant where this call's chooser picks it and it can run
-        (compiled, `parallel_lock` free); `size`: the elements the call reads, for the chooser."""
+        (compiled, `parallel_lock` free); `size`: the elements the call reads; calls of one `kernel`, `kind`
+        and size class share a chooser."""
         if self._policy == "serial" or size < PARALLEL_MIN_ELEMENTS:
             kernel(*args)
             return
         parallel = _volume_kernels.PARALLEL[kernel]
         chooser = None if self._policy == "numba" else chooser_for(
-            ("volume", kernel.py_func.__name__, self._dtype.char, size.bit_length()), numba.get_num_threads())
+            ("volume", kernel.py_func.__name__, self._dtype.char, size.bit_length(), *kind), numba.get_num_threads())
         way = 1 if chooser is None else chooser.choose()
         start = time.perf_counter()
         if not (way and self._split(parallel, args + (numba.get_num_threads(),))):
