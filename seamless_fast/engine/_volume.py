@@ -30,7 +30,7 @@ import numba
 import numpy as np
 
 from . import _volume_kernels
-from ._adaptive import chooser_for
+from ._adaptive import Chooser, chooser_for
 from ._arrays import accumulator_dtype, label_dtype, new_array
 from ._background import compile_in_background
 from ._jit import parallel_is_safe, parallel_lock
@@ -267,7 +267,8 @@ class VolumeBlender(Blender):
             return
         parallel = _volume_kernels.PARALLEL[kernel]
         chooser = None if self._policy == "numba" else chooser_for(
-            ("volume", kernel.py_func.__name__, self._dtype.char, size.bit_length(), *kind), numba.get_num_threads())
+            ("volume", kernel.py_func.__name__, self._dtype.char, size.bit_length(), *kind), numba.get_num_threads(),
+            _VolumeChooser)
         way = 1 if chooser is None else chooser.choose()
         start = time.perf_counter()
         if not (way and self._split(parallel, args + (numba.get_num_threads(),))):
@@ -316,6 +317,15 @@ class VolumeBlender(Blender):
             self._layer._closed = True  # unfinished: dropped without its missing-tiles error
             self._layer._release()
         self._layer = self._slab = self._copy = self._cells = None
+
+
+class _VolumeChooser(Chooser):
+    """The volume's calls write fresh memory (new cells, the slab's first layers), whose first touch makes a
+    call now and then 4 - 6 x slower on a quiet machine; one such split call, at the 2-D blend's `SLOW` of 3,
+    ended the split for the rest of a run (in 1 to 2 runs of 3 of the MONAI scenario). Here only a split
+    call 10 x serial does so at once; the trimmed mean of the last calls takes care of the rest."""
+
+    SLOW = 10
 
 
 class _LayerBlender(Blender):
