@@ -1,7 +1,7 @@
 """Volumes: peak resident memory against depth (each run in a fresh process), and time per tile.
 
     python profiling/volume_memory.py [--depths 64 256 1024] [--size 256] [--tile 64] [--overlap 16]
-                                      [--channels 4] [--rounds 5]
+                                      [--channels 4] [--rounds 5] [--neighbour quiet|thread|process]
 
 Memory: each depth D runs in its own process: plan (D, size, size), push one
 reused float32 tile (tile^3 x C) per grid position, drop every cell (as a
@@ -10,18 +10,27 @@ imports, the kernels (a small volume blended first) and the plan. Time: in this 
 run (values, labels; channel last, then first: the ``_cf`` rows) and of
 ``np.copyto`` of the same tile bytes once a tile; medians per tile and their
 ratios; ``numpy``: the definition in plain numpy over full-size arrays (as
-MONAI's sliding window, gaussian window), the final division included. The
-machine may be shared: the ratios are what to compare.
+MONAI's sliding window, gaussian window), the final division included;
+``values_serial`` and ``values_cf_serial`` (printed last): the same runs
+with ``parallel=False``, against the default (serial or split over numba's
+threads, call by call). `--neighbour` runs the timings beside a busy
+neighbour of ``profiling/contention.py`` (``thread``: numpy matrix products
+in a thread of this process; ``process``: a process running numba prange
+loops). The machine may be shared: the ratios are what to compare.
 """
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
 import time
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from contention import CONDITIONS, neighbour  # noqa: E402  (the neighbours, from the script beside this one)
 
 CHILD = r"""
 import json, resource, sys
@@ -51,7 +60,7 @@ def memory(depth, size, tile, overlap, channels):
     return json.loads(out.stdout)
 
 
-def timings(size, tile, overlap, channels, rounds):
+def timings(size, tile, overlap, channels, rounds, condition="quiet"):
     """Median seconds per tile of a whole run (values, labels) and of np.copyto, alternating rounds."""
     import seamless_fast as sf
 
@@ -62,9 +71,9 @@ def timings(size, tile, overlap, channels, rounds):
     tiles = [np.ascontiguousarray(data[tuple(slice(0, n) for n in s)]) for s in shapes]
     firsts = [np.ascontiguousarray(np.moveaxis(t, -1, 0)) for t in tiles]
 
-    def run(labels, channel_first=False):
+    def run(labels, channel_first=False, parallel=None):
         start = time.perf_counter()
-        with sf.Blender(plan, labels=labels, channel_first=channel_first) as blender:
+        with sf.Blender(plan, labels=labels, channel_first=channel_first, parallel=parallel) as blender:
             for t in firsts if channel_first else tiles:
                 blender.push(t)
         return (time.perf_counter() - start) / plan.n_loads
@@ -92,16 +101,23 @@ def timings(size, tile, overlap, channels, rounds):
             np.copyto(target, data)
         return (time.perf_counter() - start) / plan.n_loads
 
-    run(False), run(True), run(False, True), run(True, True)  # compile
-    times = {"values": [], "labels": [], "copyto": [], "values_cf": [], "labels_cf": [], "numpy": []}
-    for _ in range(rounds):
-        times["numpy"].append(numpy_formula())
-        times["copyto"].append(copy())
-        times["values"].append(run(False))
-        times["labels"].append(run(True))
-        times["copyto"].append(copy())
-        times["values_cf"].append(run(False, True))
-        times["labels_cf"].append(run(True, True))
+    run(False), run(True), run(False, True), run(True, True), run(False, False, False)  # compile
+    times = {"values": [], "labels": [], "copyto": [], "values_cf": [], "labels_cf": [], "numpy": [],
+             "values_serial": [], "values_cf_serial": []}
+    running = neighbour(condition).start()
+    try:
+        for _ in range(rounds):
+            times["numpy"].append(numpy_formula())
+            times["copyto"].append(copy())
+            times["values"].append(run(False))
+            times["values_serial"].append(run(False, False, False))
+            times["labels"].append(run(True))
+            times["copyto"].append(copy())
+            times["values_cf"].append(run(False, True))
+            times["values_cf_serial"].append(run(False, True, False))
+            times["labels_cf"].append(run(True, True))
+    finally:
+        running.stop()
     return {name: statistics.median(values) for name, values in times.items()}, plan.n_loads
 
 
@@ -113,6 +129,8 @@ def main():
     parser.add_argument("--overlap", type=int, default=16)
     parser.add_argument("--channels", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--neighbour", choices=CONDITIONS, default="quiet",
+                        help="what runs beside the timings (see profiling/contention.py)")
     args = parser.parse_args()
     print(f"D x {args.size} x {args.size}, tile {args.tile}, overlap {args.overlap}, C = {args.channels}, float32")
     print(f"{'depth':>6} {'tiles':>6} {'slab':>5} {'volume MiB':>10} {'predicted MiB':>13} {'after imports':>13} "
@@ -121,12 +139,15 @@ def main():
         r = memory(depth, args.size, args.tile, args.overlap, args.channels)
         print(f"{r['depth']:>6} {r['tiles']:>6} {r['slab']:>5} {r['volume_mib']:>10.1f} {r['predicted_mib']:>13.1f} "
               f"{r['base_mib']:>13.1f} {r['peak_mib']:>12.1f} {r['peak_mib'] - r['base_mib']:>11.1f}")
-    medians, n = timings(args.size, args.tile, args.overlap, args.channels, args.rounds)
-    print(f"time per tile, {n} tiles a run, medians of {args.rounds} alternating rounds:")
+    medians, n = timings(args.size, args.tile, args.overlap, args.channels, args.rounds, args.neighbour)
+    print(f"time per tile, {n} tiles a run, medians of {args.rounds} alternating rounds ({args.neighbour}):")
     for name in ("copyto", "values", "labels", "values_cf", "labels_cf", "numpy"):
         print(f"{name:>9} {medians[name] * 1e6:10.0f} us  {medians[name] / medians['copyto']:6.2f} x copyto")
     print(f"labels / values {medians['labels'] / medians['values']:.2f}  (channel first: "
           f"{medians['labels_cf'] / medians['values_cf']:.2f})")
+    for name in ("values", "values_cf"):
+        serial = medians[name + "_serial"]
+        print(f"{name + '_serial':>16} {serial * 1e6:10.0f} us  default / serial {medians[name] / serial:.2f}")
 
 
 if __name__ == "__main__":

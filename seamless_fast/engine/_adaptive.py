@@ -125,12 +125,13 @@ _CHOOSERS = {}
 _CHOOSERS_LOCK = threading.Lock()
 
 
-def chooser_for(key, threads):
+def chooser_for(key, threads, kind=Chooser):
     """The process's chooser for tiles of one kind (a hashable `key`: labels or values, layout, dtype,
-    size class), made on first use for parallel pushes on `threads` threads. Several threads may share one:
-    its records are taken under a lock, and a choice read while another thread records is at worst stale."""
+    size class), made on first use for parallel pushes on `threads` threads (a `kind`, Chooser or a
+    subclass). Several threads may share one: its records are taken under a lock, and a choice read while
+    another thread records is at worst stale."""
     chooser = _CHOOSERS.get(key)
     if chooser is None:
         with _CHOOSERS_LOCK:
-            chooser = _CHOOSERS.setdefault(key, Chooser(threads))
+            chooser = _CHOOSERS.setdefault(key, kind(threads))
     return chooser

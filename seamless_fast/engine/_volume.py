@@ -13,16 +13,30 @@ Memory: the slab (H x W x `slab_depth` x C, the deepest z-overlap), one
 layer's 2-D band (y-overlap x W x d x C) and one tile's copy, whatever the
 depth (``profiling/volume_memory.py``); :func:`~seamless_fast.analyse_plan`
 predicts it.
+
+Both cores: the tile's copy and the z-combine have ``_parallel`` variants
+that split rows over numba's threads; as the 2-D blend does, each call runs
+serially or split, whichever recent calls of its kind found faster (a
+:class:`~seamless_fast.engine._adaptive.Chooser` per kernel and size),
+split only under `parallel_lock` and once the variant is compiled (in the
+background, see `seamless_fast.engine._background`). The layer's 2-D
+Blender gets the same `parallel` and chooses for its own pushes.
 """
 
 
+import time
+
+import numba
 import numpy as np
 
 from . import _volume_kernels
+from ._adaptive import Chooser, chooser_for
 from ._arrays import accumulator_dtype, label_dtype, new_array
+from ._background import compile_in_background
+from ._jit import parallel_is_safe, parallel_lock
 from ._tiles import check_tile_count
 from .._validate import as_positive_int, check_bool, check_callable
-from .blender import Blender, OutputCell
+from .blender import PARALLEL_MIN_ELEMENTS, Blender, OutputCell
 from ..plan._volume import VolumePlan
 
 __all__ = ["VolumeBlender", "VolumeCell", "blend_volume", "run_volume"]
@@ -80,6 +94,12 @@ class VolumeBlender(Blender):
             raise ValueError("buffer_on_disk=True is not available for a volume plan; its slab is one "
                              "overlap deep (see analyse_plan)")
         self._parallel = None if parallel is None else check_bool(parallel, "parallel")
+        # as the 2-D Blender's `_policy`: "auto" or "serial"; "numba" (the parallel kernels for every large
+        # call, waiting for their compile) is set by tests and profiling for comparisons
+        if parallel is None:
+            self._policy = "auto" if parallel_is_safe() else "serial"
+        else:
+            self._policy = "auto" if self._parallel and numba.get_num_threads() >= 2 else "serial"
         self.out = _check_out(out, plan.image_size, self.labels, self.channel_first)
         self.step = 0
         self.channels = None
@@ -160,6 +180,10 @@ class VolumeBlender(Blender):
         largest = int((boxes[:, 3:] - boxes[:, :3]).prod(axis=1).max())
         self._slab = new_array(np.empty, (height, width, self.plan.slab_depth, c), dtype, "the slab of the blend")
         self._copy = new_array(np.empty, (largest * c,), dtype, "the copy of a tile")
+        cells = self.plan.plane_plan.cell_boxes
+        depth = int((boxes[:, 3] - boxes[:, 0]).max())
+        largest_cell = int(((cells[:, 2] - cells[:, 0]) * (cells[:, 3] - cells[:, 1])).max(initial=0)) * depth
+        self._cells = new_array(np.empty, (largest_cell * c,), dtype, "the cell of a layer's 2-D blend")
         self._wz = self.plan.weight_z.astype(dtype)
         self.channels, self._dtype, self._out_dtype = c, dtype, out_dtype
         self._no_out = np.empty((1, 1, 1) if self.labels else (1, 1, 1, 1), out_dtype)
@@ -174,13 +198,16 @@ class VolumeBlender(Blender):
         layer, position = divmod(flat, self._per_layer)
         planes = self._copy[:d * h * w * c].reshape(h, w, d, c)
         if arr.dtype == self._dtype and arr.flags.c_contiguous:
-            (_volume_kernels.to_layer_planes_first if self.channel_first else _volume_kernels.to_layer_planes)(
-                arr, planes)
+            self._call(_volume_kernels.to_layer_planes_first if self.channel_first else _volume_kernels.to_layer_planes,
+                       (arr, planes), arr.size)
         else:
             np.copyto(planes, arr.transpose(2, 3, 1, 0) if self.channel_first else arr.transpose(1, 2, 0, 3),
                       casting="unsafe")
         if self._layer is None:
-            self._layer = Blender(plan.plane_plan, dtype=self._dtype, parallel=self._parallel)
+            self._layer = _LayerBlender(plan.plane_plan, dtype=self._dtype, parallel=self._parallel)
+            self._layer._cell_buffer = self._cells
+            if self._policy == "numba":
+                self._layer._policy = "numba"
         emitted = []
         if plan.selected is not None:  # a masked plan: the tiles of the layer it does not load count as zeros
             self._push_zeros(layer, self._rank[position], d, emitted)
@@ -220,14 +247,49 @@ class VolumeBlender(Blender):
                 result = None
                 target, oz, oy, ox = self._scratch(c1 - c0, yhi - ylo, xhi - xlo), 0, 0, 0
             cell = data.reshape(yhi - ylo, xhi - xlo, d, c)
+            args = (cell, wz, self._slab, zlo, c0, c1, t0, zhi, held, ylo, xlo, target, oz, oy, ox)
+            # what the call does, for its chooser: its time per element depends on it (a first layer's tails
+            # set the slab, a middle layer's may be the first to touch its pages, a last layer's reads it)
+            kind = (c1 > c0, held > c0, zhi > t0, held > t0)
             if self.labels:
-                _volume_kernels.combine_labels(cell, wz, self._slab, zlo, c0, c1, t0, zhi, held, ylo, xlo,
-                                               target, oz, oy, ox)
+                self._call(_volume_kernels.combine_labels, args, cell.size, kind)
             else:
-                _volume_kernels.combine_values(cell, wz, self._slab, zlo, c0, c1, t0, zhi, held, ylo, xlo,
-                                               target, oz, oy, ox, self.channel_first)
+                self._call(_volume_kernels.combine_values, args + (self.channel_first,), cell.size, kind)
             if c1 > c0 and result is not None:
                 emitted.append(VolumeCell((layer, i, j), (c0, ylo, xlo, c1, yhi, xhi), result))
+
+    def _call(self, kernel, args, size, kind=()):
+        """`kernel` on `args`, or its parallel variant where this call's chooser picks it and it can run
+        (compiled, `parallel_lock` free); `size`: the elements the call reads; calls of one `kernel`, `kind`
+        and size class share a chooser."""
+        if self._policy == "serial" or size < PARALLEL_MIN_ELEMENTS:
+            kernel(*args)
+            return
+        parallel = _volume_kernels.PARALLEL[kernel]
+        chooser = None if self._policy == "numba" else chooser_for(
+            ("volume", kernel.py_func.__name__, self._dtype.char, size.bit_length(), *kind), numba.get_num_threads(),
+            _VolumeChooser)
+        way = 1 if chooser is None else chooser.choose()
+        start = time.perf_counter()
+        if not (way and self._split(parallel, args + (numba.get_num_threads(),))):
+            way = 0
+            kernel(*args)
+        if chooser is not None:
+            chooser.record(way, (time.perf_counter() - start) / size)
+
+    def _split(self, kernel, args):
+        """Run the parallel `kernel`; False, having done nothing, while it is compiled in the background or
+        another thread holds `parallel_lock`."""
+        if not compile_in_background(kernel, args).ready(wait=True if self._policy == "numba" else None):
+            return False
+        lock = parallel_lock()
+        if not lock.acquire(blocking=False):
+            return False
+        try:
+            kernel(*args)
+        finally:
+            lock.release()
+        return True
 
     def _scratch(self, d, h, w):
         """Where the kernels write a cell that is not written out: big enough for any (d, h, w)."""
@@ -254,7 +316,33 @@ class VolumeBlender(Blender):
         if self._layer is not None:
             self._layer._closed = True  # unfinished: dropped without its missing-tiles error
             self._layer._release()
-        self._layer = self._slab = self._copy = None
+        self._layer = self._slab = self._copy = self._cells = None
+
+
+class _VolumeChooser(Chooser):
+    """The volume's calls write fresh memory (new cells, the slab's first layers), whose first touch makes a
+    call now and then 4 - 6 x slower on a quiet machine; one such split call, at the 2-D blend's `SLOW` of 3,
+    ended the split for the rest of a run (in 1 to 2 runs of 3 of the MONAI scenario). Here only a split
+    call 10 x serial does so at once; the trimmed mean of the last calls takes care of the rest."""
+
+    SLOW = 10
+
+
+class _LayerBlender(Blender):
+    """The 2-D blend of one z-layer, its cells written to one buffer of the VolumeBlender (`_cell_buffer`), each
+    over the last: `_combine` is done with a cell before the next push, which emits at most one (the fast path
+    of a normalised plan, which every volume's layer is). A new array per cell (tens of MiB for large tiles)
+    would cost the system's first touch of its pages every time."""
+
+    _fresh_cells = False
+
+    def _cell_output(self, box):
+        if self.out is not None or self.labels or not self._normalised:
+            return super()._cell_output(box)
+        h, w = box[2] - box[0], box[3] - box[1]
+        shape = self._tile_shape(h, w)
+        data = self._cell_buffer[:h * w * shape[2]].reshape(shape)
+        return data, data.reshape((-1, h, w * self._group)), 0, 0
 
 
 def _check_out(out, size, labels, channel_first):

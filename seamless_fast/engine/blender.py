@@ -253,7 +253,7 @@ class Blender(TileInput, Buffers):
         """The record of step k (see `_step_records`), with those of the steps after it made at once."""
         layout = None
         if self._acc is not None:
-            fresh = self.out is None and not self.labels  # cells are new arrays of the tiles' layout
+            fresh = self._fresh_cells and self.out is None and not self.labels  # new arrays of the tiles' layout
             layout = (self._ndim, self._chw, self.channels, self._group, fresh)
         self._records, self._records_from = _step_records(self.plan, k, RECORDS_AT_ONCE, layout), k
         return self._records[0]
@@ -424,6 +424,9 @@ class Blender(TileInput, Buffers):
         key = (self.labels, planes.shape[0], self._group, planes.dtype.char, planes.size.bit_length())
         chooser = self._choosers[planes.size] = chooser_for(key, self._chunks)
         return chooser
+
+    # False: values cells go where `_cell_output` says, not to new arrays (a volume layer's reused buffer)
+    _fresh_cells = True
 
     # until numba's parallel kernel for this Blender's arguments is compiled (see `_background`), tiles run serially
     _parallel_ready = False
