@@ -33,7 +33,7 @@ from . import _volume_kernels
 from ._adaptive import Chooser, chooser_for
 from ._arrays import accumulator_dtype, label_dtype, new_array
 from ._background import compile_in_background
-from ._jit import parallel_is_safe, parallel_lock
+from ._jit import parallel_lock
 from ._tiles import check_tile_count
 from .._validate import as_positive_int, check_bool, check_callable
 from .blender import PARALLEL_MIN_ELEMENTS, Blender, OutputCell
@@ -89,17 +89,11 @@ class VolumeBlender(Blender):
         if not isinstance(plan, VolumePlan):
             raise ValueError(f"plan must be a VolumePlan from plan_regular_grid or plan_from_grid; "
                              f"got {type(plan).__name__}")
-        self._take_options(plan, labels, channel_first, check_finite, dtype, cache_dir)
+        self._take_options(plan, labels, channel_first, check_finite, dtype, cache_dir, parallel)
         if check_bool(buffer_on_disk, "buffer_on_disk"):
             raise ValueError("buffer_on_disk=True is not available for a volume plan; its slab is one "
                              "overlap deep (see analyse_plan)")
-        self._parallel = None if parallel is None else check_bool(parallel, "parallel")
-        # as the 2-D Blender's `_policy`: "auto" or "serial"; "numba" (the parallel kernels for every large
-        # call, waiting for their compile) is set by tests and profiling for comparisons
-        if parallel is None:
-            self._policy = "auto" if parallel_is_safe() else "serial"
-        else:
-            self._policy = "auto" if self._parallel and numba.get_num_threads() >= 2 else "serial"
+        self._parallel = parallel  # for each layer's 2-D Blender
         self.out = _check_out(out, plan.image_size, self.labels, self.channel_first)
         self.step = 0
         self.channels = None

@@ -145,19 +145,11 @@ class Blender(TileInput, Buffers):
                  cache_dir=None, buffer_on_disk=False, parallel=None, out=None):
         if not isinstance(plan, Plan):
             raise ValueError(f"plan must be a Plan from plan_regular_grid or plan_from_grid; got {type(plan).__name__}")
-        self._take_options(plan, labels, channel_first, check_finite, dtype, cache_dir)
+        self._take_options(plan, labels, channel_first, check_finite, dtype, cache_dir, parallel)
         self.buffer_on_disk = check_bool(buffer_on_disk, "buffer_on_disk")
         if self.buffer_on_disk and cache_dir is None:
             raise ValueError("buffer_on_disk=True needs a cache_dir to put the buffer in")
         self._seams = None
-        # "auto" (see `_adaptive`) or "serial"; "numba", numba's parallel kernels for every large tile,
-        # is set by profiling/contention.py for comparisons
-        if parallel is None:
-            self._policy = "auto" if parallel_is_safe() else "serial"
-        elif check_bool(parallel, "parallel"):
-            self._policy = "auto" if numba.get_num_threads() >= 2 else "serial"
-        else:
-            self._policy = "serial"
         self._lock = parallel_lock()  # taken around numba's parallel kernels
         self.out = check_out(out, plan.image_size, self.labels, self.channel_first)
         self.step = 0
@@ -180,9 +172,17 @@ class Blender(TileInput, Buffers):
         self._closed = False
         self._failed = None  # what stopped the run, once an error left the buffer in an unknown state
 
-    def _take_options(self, plan, labels, channel_first, check_finite, dtype, cache_dir):
+    def _take_options(self, plan, labels, channel_first, check_finite, dtype, cache_dir, parallel):
         """The options an image's and a volume's blend share, each checked."""
         self.plan = plan
+        # "auto" (see `_adaptive`) or "serial"; "numba", numba's parallel kernels for every large call, is set
+        # by tests and profiling for comparisons
+        if parallel is None:
+            self._policy = "auto" if parallel_is_safe() else "serial"
+        elif check_bool(parallel, "parallel"):
+            self._policy = "auto" if numba.get_num_threads() >= 2 else "serial"
+        else:
+            self._policy = "serial"
         self.labels = check_bool(labels, "labels")
         self.channel_first = check_bool(channel_first, "channel_first")
         self.check_finite = check_bool(check_finite, "check_finite")
