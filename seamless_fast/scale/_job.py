@@ -80,8 +80,7 @@ class Job:
         tile_size, overlap = as_pair(tile_size, "tile_size", minimum=1), as_pair(overlap, "overlap", minimum=0)
         context, output_scale = check_context_scale(context, output_scale, tile_size=tile_size, overlap=overlap)
         area = check_area(area, image_size)
-        if not isinstance(window, str) or window not in WINDOWS:
-            raise ValueError(f"window={window!r}: partitioned runs take a built-in window, one of {sorted(WINDOWS)}")
+        _check_window(window)
         return cls(image_size=image_size, tile_size=tile_size, overlap=overlap, parts=as_positive_int(parts, "parts"),
                    window=window, area=None if area is None else shapely.to_wkb(area, hex=True),
                    labels=check_bool(labels, "labels"), channel_first=check_bool(channel_first, "channel_first"),
@@ -97,8 +96,7 @@ class Job:
         tile_size, overlap = as_triple(tile_size, "tile_size", minimum=1), as_triple(overlap, "overlap", minimum=0)
         if any(o >= t for o, t in zip(overlap, tile_size)):
             raise ValueError(f"overlap={overlap} must be smaller than tile_size={tile_size} on every axis")
-        if not isinstance(window, str) or window not in WINDOWS:
-            raise ValueError(f"window={window!r}: partitioned runs take a built-in window, one of {sorted(WINDOWS)}")
+        _check_window(window)
         return cls(image_size=as_triple(image_size, "image_size", minimum=1), tile_size=tile_size, overlap=overlap,
                    parts=as_positive_int(parts, "parts"), window=window, labels=check_bool(labels, "labels"),
                    channel_first=check_bool(channel_first, "channel_first"), chunk=as_positive_int(chunk, "chunk"),
@@ -160,3 +158,8 @@ class Job:
         if job.area != area:
             raise ValueError(f"area={str(area)[:60]!r} is not the hex WKB this store would hold")
         return job
+
+
+def _check_window(window):
+    if not isinstance(window, str) or window not in WINDOWS:
+        raise ValueError(f"window={window!r}: partitioned runs take a built-in window, one of {sorted(WINDOWS)}")
