@@ -167,3 +167,21 @@ def test_a_held_lock_runs_the_serial_kernels(ways, monkeypatch):
     lock = _volume.parallel_lock()
     with lock:
         assert_same(ways("forced", plan, tiles), expected)
+
+
+def test_the_layers_2d_blends_share_the_volume_choosers_and_images_keep_theirs():
+    """A volume layer's 2-D pushes are chosen by `_VolumeChooser` (a slow split push ends the split only at
+    10 x serial); an image's Blender with tiles of the same kind keeps the plain Chooser."""
+    plan, _ = sf.plan_regular_grid((24, 96, 96), (12, 64, 64), (4, 16, 16))
+    with sf.Blender(plan, parallel=True) as blender:
+        if blender._policy == "serial":
+            pytest.skip("numba has one thread here: every call runs serially")
+        for _ in range(plan.n_loads):
+            blender.push(np.ones(blender.next_tile_shape + (3,), np.float32))
+    layer = [c for key, c in _adaptive._CHOOSERS.items() if key[0] == "_VolumeChooser"]
+    assert layer and all(type(c) is _volume._VolumeChooser for c in layer)
+    image_plan, _ = sf.plan_regular_grid((96, 96), 64, 16)
+    with sf.Blender(image_plan, parallel=True) as image:
+        for _ in range(image_plan.n_loads):
+            image.push(np.ones(image.next_tile_shape + (36,), np.float32))
+    assert image._choosers and all(type(c) is _adaptive.Chooser for c in image._choosers.values())

@@ -317,7 +317,8 @@ class _VolumeChooser(Chooser):
     """The volume's calls write fresh memory (new cells, the slab's first layers), whose first touch makes a
     call now and then 4 - 6 x slower on a quiet machine; one such split call, at the 2-D blend's `SLOW` of 3,
     ended the split for the rest of a run (in 1 to 2 runs of 3 of the MONAI scenario). Here only a split
-    call 10 x serial does so at once; the trimmed mean of the last calls takes care of the rest."""
+    call 10 x serial does so at once; the trimmed mean of the last calls takes care of the rest. The layers'
+    2-D blends use it too (their pushes of tiles of d x C channels meet the same first touches)."""
 
     SLOW = 10
 
@@ -329,6 +330,7 @@ class _LayerBlender(Blender):
     would cost the system's first touch of its pages every time."""
 
     _fresh_cells = False
+    _chooser_kind = _VolumeChooser
 
     def _cell_output(self, box):
         if self.out is not None or self.labels or not self._normalised:

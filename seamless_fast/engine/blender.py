@@ -33,7 +33,7 @@ from ..plan import Plan, VolumePlan
 from ..plan._traverse import transpose_window
 from ..windows import window_2d
 from . import _kernels
-from ._adaptive import chooser_for
+from ._adaptive import Chooser, chooser_for
 from ._arrays import check_accumulator, check_out
 from ._background import compile_in_background
 from ._buffers import Buffers
@@ -422,8 +422,13 @@ class Blender(TileInput, Buffers):
     def _chooser(self, planes):
         """The process's chooser for tiles like these (see `_adaptive`), remembered by element count."""
         key = (self.labels, planes.shape[0], self._group, planes.dtype.char, planes.size.bit_length())
-        chooser = self._choosers[planes.size] = chooser_for(key, self._chunks)
+        if self._chooser_kind is not Chooser:
+            key = (self._chooser_kind.__name__,) + key
+        chooser = self._choosers[planes.size] = chooser_for(key, self._chunks, self._chooser_kind)
         return chooser
+
+    # the class of the choosers this Blender's tiles share (a volume's layers take their own, see engine._volume)
+    _chooser_kind = Chooser
 
     # False: values cells go where `_cell_output` says, not to new arrays (a volume layer's reused buffer)
     _fresh_cells = True
