@@ -19,6 +19,30 @@ def _import_tifffile():
     return tifffile
 
 
+class InputFile:
+    """What every reader shares: `close` (safe twice), the context manager and the repr.
+
+    A subclass sets `_source` (None once closed), `_finalizer` (releases
+    the source), `_name` and `_describe()` (the repr's fields after the name).
+    """
+
+    def close(self):
+        """Release the source (closes its file). Safe to call twice."""
+        if self._source is not None:
+            self._source = None
+            self._finalizer()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def __repr__(self):
+        fields = "closed" if self._source is None else self._describe()
+        return f"{type(self).__name__}({self._name!r}, {fields})"
+
+
 class OutputFile:
     """What every writer of an output file does as a context manager: :meth:`close` (the file appears under
     its name, complete) when the block ends normally, :meth:`abort` (nothing is left) when it raises."""

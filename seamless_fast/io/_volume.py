@@ -7,7 +7,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._validate import as_int
-from ._common import _check_box, _check_fill
+from ._common import InputFile, _check_box, _check_fill
 from .reader import _pad_index
 
 __all__ = ["VolumeReader", "VolumeLevel", "open_volume"]
@@ -185,7 +185,7 @@ def _open_source(source, level, channel_axis):
                      "a .tif/.tiff stack or a .nii/.nii.gz file")
 
 
-class VolumeReader:
+class VolumeReader(InputFile):
     """Read windows of a 3-D volume without loading it, padding beyond its border.
 
     Parameters
@@ -328,23 +328,9 @@ class VolumeReader:
             return region
         return np.ascontiguousarray(region[np.ix_(*(i - s for i, s in zip(index, a)))])
 
-    def close(self):
-        """Release the source (closes its file). Safe to call twice."""
-        if self._source is not None:
-            self._source = None
-            self._finalizer()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        self.close()
-
-    def __repr__(self):
-        if self._source is None:
-            return f"VolumeReader({self._name!r}, closed)"
-        return (f"VolumeReader({self._name!r}, shape={self.shape}, channels={self.channels}, dtype={self.dtype}, "
-                f"level={self.level}, pad={self._pad!r})")
+    def _describe(self):
+        return (f"shape={self.shape}, channels={self.channels}, dtype={self.dtype}, level={self.level}, "
+                f"pad={self._pad!r}")
 
 
 def open_volume(path, **options):

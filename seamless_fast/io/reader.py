@@ -6,7 +6,7 @@ import weakref
 import numpy as np
 
 from .._validate import as_pair
-from ._common import PAD_MODES, _check_box, _check_fill
+from ._common import PAD_MODES, InputFile, _check_box, _check_fill
 from ._levels import check_choice, make_levels, pick_level
 from ._tiff import _TiffSource
 
@@ -61,7 +61,7 @@ class _ArraySource:
         self.array = None
 
 
-class ImageReader:
+class ImageReader(InputFile):
     """Read windows of a large image, padding beyond its border.
 
     Parameters
@@ -240,24 +240,9 @@ class ImageReader:
             out[y0 - ylo:y1 - ylo, x0 - xlo:x1 - xlo] = self._source.region(y0, y1, x0, x1)
         return out
 
-    def close(self):
-        """Release the source (closes the TIFF). Safe to call twice."""
-        if self._source is not None:
-            self._source = None
-            self._finalizer()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        self.close()
-
-    def __repr__(self):
-        if self._source is None:
-            return f"ImageReader({self._name!r}, closed)"
-        level = f", level={self.level}" if self.level else ""
-        return (f"ImageReader({self._name!r}{level}, shape={self.shape}, channels={self.channels}, "
-                f"dtype={self.dtype}, pad={self._pad!r})")
+    def _describe(self):
+        level = f"level={self.level}, " if self.level else ""
+        return f"{level}shape={self.shape}, channels={self.channels}, dtype={self.dtype}, pad={self._pad!r}"
 
 
 def metadata_for_output(reader, *, output_scale=1):
